@@ -1,0 +1,351 @@
+/* store: the contract store, one SQLite file in WAL mode.
+ *
+ * The single source of truth for owners, customers, contracts, reminder ladder
+ * snapshots, the reminder outbox, customer responses, an append-only event log
+ * and a small key/value meta table. Owns one sqlite3 connection and its cached
+ * prepared statements (struct store is opaque). Only core/store*.c include
+ * sqlite3.h; SQLite result codes are translated to -errno here:
+ *   BUSY/LOCKED -> -EBUSY, READONLY/PERM/AUTH -> -EACCES,
+ *   CANTOPEN -> -ENOENT or -EACCES (from errno), NOTADB/CORRUPT -> -EBADMSG,
+ *   CONSTRAINT -> -EEXIST, FULL -> -ENOSPC, NOMEM -> -ENOMEM, else -EIO.
+ * store_last_error() gives SQLite's message for the last failure.
+ *
+ * Blocking: every call does file I/O and may wait up to the busy timeout (5 s)
+ * for another writer. Keep transactions short. Not thread-safe: one struct
+ * store per thread.
+ *
+ * Invariants:
+ *  - the schema is at STORE_SCHEMA_VERSION (PRAGMA user_version) once opened
+ *    for writing; older files are migrated forward in one transaction on open,
+ *    newer ones are refused (-EPROTO).
+ *  - contracts.change_seq is strictly increasing over writes: every insert or
+ *    content update of a contract (by us, by triggers for foreign writers such as
+ *    the sqlite3 shell, and for a customer update, on all its contracts) gets
+ *    max(change_seq)+1. Setting next_due_at does NOT bump it (it is the daemon's
+ *    own bookkeeping).
+ *  - a reminder's idem_key is store_idem_key() of its (contract_id, term, tier,
+ *    step, channel, audience) and is unique: an intent is recorded at most once.
+ *
+ * Every function works inside a caller's transaction (store_begin/commit) and in
+ * autocommit mode; functions that write several rows open their own transaction
+ * (a SAVEPOINT) so they are atomic either way.
+ *
+ * Records returned through ret_* own their strings: free them with *_clear().
+ * Records passed to callbacks are valid only during the call (copy what you keep). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+enum {
+  STORE_READONLY = 1 << 0,  /* open read-only; never migrates */
+  STORE_NO_CREATE = 1 << 1, /* fail with -ENOENT when the file does not exist */
+};
+
+/* v1: base schema; v2: contracts.next_due_at + index (horizon refill). */
+#define STORE_SCHEMA_VERSION 2
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* Opens (creating unless STORE_NO_CREATE) the store at path, sets WAL,
+ * foreign_keys=ON, busy_timeout, synchronous=NORMAL, and migrates the schema
+ * forward (not with STORE_READONLY: then an older schema is refused with
+ * -EPROTO and a message to run once with write access). A schema newer than
+ * STORE_SCHEMA_VERSION is refused with -EPROTO. On failure a message naming
+ * path is written to err (if not NULL). On success *ret is owned by the caller:
+ * free with store_free(). */
+int store_open(const char *path, unsigned flags, struct store **ret, char *err, size_t errlen);
+/* Finalizes statements and closes the connection (rolling back an open
+ * transaction). Accepts NULL. Returns NULL. */
+struct store *store_free(struct store *s);
+
+/* Explicit transactions. begin = BEGIN IMMEDIATE (takes the write lock now;
+ * -EBUSY after the busy timeout). Not nestable: begin inside a transaction
+ * returns -EBUSY. */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+/* PRAGMA data_version: changes whenever another connection commits. */
+int store_data_version(struct store *s, int64_t *ret);
+/* SQLite's message for the last failure ("" if none). Valid until the next call. */
+const char *store_last_error(struct store *s);
+
+/* ---- enums and their stable text names (the names are stored) ---------- */
+
+enum contract_state {
+  CONTRACT_ACTIVE,    /* "active": term running, no reminder sent yet */
+  CONTRACT_REMINDING, /* "reminding": ladder in progress */
+  CONTRACT_RENEWED,   /* "renewed" */
+  CONTRACT_DECLINED,  /* "declined" */
+  CONTRACT_SNOOZED,   /* "snoozed": until state_until */
+  CONTRACT_CALLBACK,  /* "callback": customer asked to be called; owner handles */
+  CONTRACT_LAPSED,    /* "lapsed": expired without answer, in grace */
+  CONTRACT_CLOSED,    /* "closed": done, nothing more is sent */
+  _CONTRACT_STATE_MAX,
+};
+/* Returns the static name or NULL when out of range. */
+const char *contract_state_to_string(enum contract_state s);
+/* Returns the enum value or -EINVAL. */
+int contract_state_from_string(const char *s);
+
+enum reminder_status {
+  REMINDER_PENDING,   /* "pending": recorded intent, not yet claimed */
+  REMINDER_SENDING,   /* "sending": claimed by a dispatcher */
+  REMINDER_SENT,      /* "sent" */
+  REMINDER_RETRY,     /* "retry": failed, to retry at next_attempt_at */
+  REMINDER_DEAD,      /* "dead": gave up */
+  REMINDER_CANCELLED, /* "cancelled": superseded (answer, new term) */
+  REMINDER_SKIPPED,   /* "skipped": decided not to send (opt-out, catch-up) */
+  _REMINDER_STATUS_MAX,
+};
+const char *reminder_status_to_string(enum reminder_status s);
+int reminder_status_from_string(const char *s);
+
+/* customers.optout bits */
+enum {
+  OPTOUT_EMAIL = 1,
+  OPTOUT_SMS = 2,
+  OPTOUT_WEBHOOK = 4,
+};
+
+/* ---- records: every char * is owned (NULL = not set) --------------------- */
+
+struct owner {
+  char *id;         /* key */
+  char *name;
+  char *email;
+  char *phone;      /* E.164 */
+  char *webhook;    /* URL */
+  char *tz;         /* IANA zone */
+  char *manager_id; /* another owner's id, or NULL */
+};
+
+struct customer {
+  char *id; /* key */
+  char *name;
+  char *email;
+  char *phone;    /* E.164 */
+  char *tz;       /* IANA zone */
+  char *locale;   /* e.g. "en", "de-CH" */
+  char *segment;  /* policy selector */
+  char *owner_id; /* not a foreign key: may name an owner not imported yet */
+  unsigned optout; /* OPTOUT_* bits */
+};
+
+struct contract {
+  int64_t rowid;       /* SQLite rowid; stable for the contract's life */
+  char *id;            /* external key, unique */
+  char *customer_id;   /* references customers(id); NULL allowed */
+  char *product;
+  char *currency;      /* ISO 4217, e.g. "EUR" */
+  int64_t starts_at;   /* UTC seconds, 0 = unknown */
+  int64_t expires_at;  /* UTC seconds */
+  int64_t value_minor; /* value x 100 */
+  int32_t term;        /* 1 for the first term, +1 at each expiry change */
+  enum contract_state state;
+  int64_t state_until; /* end of snooze/callback pause, 0 = none */
+  int64_t ladder_id;   /* ladders(id) this term walks, 0 = not yet chosen */
+  int64_t next_due_at; /* daemon bookkeeping: next reminder instant, 0 = none */
+  int64_t change_seq;  /* change counter, see invariants */
+  int64_t created_at;
+  int64_t updated_at;
+};
+
+struct reminder {
+  int64_t id;
+  int64_t contract_rowid;
+  char *contract_id;
+  int32_t term;
+  char *tier;     /* tier name */
+  int32_t step;   /* repeat index inside the tier, 0 = first */
+  char *channel;  /* channel name */
+  char *audience; /* "customer" or "owner" */
+  char *recipient; /* address/number/URL actually used, may be NULL until sent */
+  char idem_key[40]; /* "rk-" + 32 hex, NUL-terminated; see store_idem_key() */
+  int64_t due_at;
+  enum reminder_status status;
+  int32_t attempts;
+  int64_t next_attempt_at; /* for retry; 0 = none */
+  char *last_error;
+  char *provider_id; /* provider's message id once accepted */
+  int64_t created_at;
+  int64_t updated_at;
+  int64_t sent_at; /* 0 = not sent */
+};
+
+struct response {
+  int64_t id;
+  char *contract_id;
+  int32_t term;
+  char *kind;    /* e.g. "renewed", "declined", "snooze", "callback", "stop" */
+  char *source;  /* e.g. "link", "sms", "api", "renewctl" */
+  char *channel; /* channel the answer came through, may be NULL */
+  char *reason;  /* decline reason, may be NULL */
+  char *detail;  /* free text / JSON, may be NULL */
+  char *idem_key; /* NULL = no de-duplication */
+  int64_t until_at;       /* snooze/callback until, 0 = none */
+  int64_t new_expires_at; /* renewed: new expiry, 0 = none */
+  int64_t created_at;
+};
+
+struct event {
+  int64_t id;
+  char *contract_id; /* NULL for store-wide events */
+  int64_t at;
+  char *kind;   /* e.g. "contract.updated" */
+  char *detail; /* may be NULL */
+};
+
+/* Free the strings of a record and zero it. Accept NULL. */
+void owner_clear(struct owner *o);
+void customer_clear(struct customer *c);
+void contract_clear(struct contract *c);
+void reminder_clear(struct reminder *r);
+void response_clear(struct response *r);
+void event_clear(struct event *e);
+
+/* ---- owners, customers, contracts --------------------------------------- */
+
+enum store_upsert_result {
+  STORE_UNCHANGED,
+  STORE_INSERTED,
+  STORE_UPDATED,
+};
+
+/* Upserts by id. Return STORE_* (>= 0) or -errno (-EINVAL when id is empty).
+ * now = timestamp recorded as created_at/updated_at. Updates append an event
+ * "owner.updated"/"customer.updated"/"contract.updated" whose detail lists the
+ * changed fields ("expires_at,product"); an expiry change through
+ * store_contract_upsert() starts a new term (term+1, state 'active',
+ * state_until 0, ladder_id 0, next_due_at 0, older terms' pending/retry
+ * reminders cancelled) and is logged as "contract.new_term". A customer update
+ * bumps change_seq of all its contracts. */
+int store_owner_upsert(struct store *s, const struct owner *o, int64_t now);
+int store_customer_upsert(struct store *s, const struct customer *c, int64_t now);
+/* Uses id, customer_id, product, starts_at, expires_at, value_minor, currency;
+ * keeps term/state/ladder unless the expiry moved. Inserts start at term 1,
+ * state 'active'. A customer_id naming no customer yields -ENXIO. */
+int store_contract_upsert(struct store *s, const struct contract *c, int64_t now);
+
+/* Fill *ret (caller clears) or return -ENOENT. */
+int store_owner_get(struct store *s, const char *id, struct owner *ret);
+int store_customer_get(struct store *s, const char *id, struct customer *ret);
+int store_contract_get(struct store *s, const char *id, struct contract *ret);
+int store_contract_get_by_rowid(struct store *s, int64_t rowid, struct contract *ret);
+
+/* Writes state, state_until, term, expires_at, ladder_id of the contract with
+ * c->rowid (or c->id when rowid is 0), bumps change_seq, sets updated_at and
+ * appends event (event_kind, event_detail) when event_kind is not NULL.
+ * -ENOENT if no such contract. */
+int store_contract_set_state(struct store *s, const struct contract *c, const char *event_kind,
+                             const char *event_detail, int64_t now);
+/* Sets next_due_at (0 = none) without bumping change_seq. -ENOENT if no such row. */
+int store_contract_set_next_due(struct store *s, int64_t rowid, int64_t next_due_at);
+/* Sets the customer's optout bits (bumps its contracts' change_seq, logs
+ * "customer.optout"). -ENOENT if no such customer. */
+int store_customer_set_optout(struct store *s, const char *customer_id, unsigned optout,
+                              int64_t now);
+
+struct store_contract_filter {
+  int state;                    /* enum contract_state, -1 = any */
+  const char *segment;          /* customer segment, NULL = any */
+  int64_t expires_from;         /* [from, until), 0 = open */
+  int64_t expires_until;
+  const char *customer_id;      /* NULL = any */
+  size_t limit;                 /* 0 = no limit */
+};
+/* Calls cb for each matching contract ordered by expires_at, id, with its
+ * customer (cu is NULL when the contract has none). f NULL = everything.
+ * Records are valid only during the call. cb returning < 0 stops the walk and
+ * that value is returned; otherwise returns the number of rows visited. */
+int store_contract_foreach(struct store *s, const struct store_contract_filter *f,
+                           int (*cb)(const struct contract *c, const struct customer *cu, void *ud),
+                           void *ud);
+/* Contracts with change_seq > since, in change_seq order, at most limit
+ * (0 = no limit); *ret_max (optional) = highest change_seq seen (since if none).
+ * Returns the number visited or cb's negative value. */
+int store_contract_foreach_changed(struct store *s, int64_t since, size_t limit,
+                                   int (*cb)(const struct contract *c, void *ud), void *ud,
+                                   int64_t *ret_max);
+/* Contracts with 0 < next_due_at < until, ordered by next_due_at (horizon
+ * refill). Returns the number visited or cb's negative value. */
+int store_contract_foreach_due(struct store *s, int64_t until, size_t limit,
+                               int (*cb)(const struct contract *c, void *ud), void *ud);
+int store_contract_max_change_seq(struct store *s, int64_t *ret);
+int store_contract_count(struct store *s, int state /* -1 any */, int64_t *ret);
+
+/* ---- ladder snapshots ---------------------------------------------------- */
+
+/* Returns the id of the ladder with exactly this text, inserting it if new. */
+int store_ladder_intern(struct store *s, const char *text, int64_t *ret_id);
+/* *ret_text is a heap copy, caller frees. -ENOENT if unknown. */
+int store_ladder_get(struct store *s, int64_t id, char **ret_text);
+
+/* ---- reminders: the outbox ----------------------------------------------- */
+
+/* Deterministic idempotency key: "rk-" followed by 32 lowercase hex digits, the
+ * concatenation of two 64-bit FNV-1a hashes (offset basis 0xcbf29ce484222325 and
+ * 0x84222325cbf29ce4, prime 0x100000001b3) over
+ *   contract_id \x1f term(decimal) \x1f tier \x1f step(decimal) \x1f channel \x1f audience
+ * (NULL strings hash as empty). out is NUL-terminated (39 chars used). */
+void store_idem_key(const char *contract_id, int32_t term, const char *tier, int32_t step,
+                    const char *channel, const char *audience, char out[static 40]);
+
+/* Inserts r (contract_id, term, tier, step, channel, audience, recipient,
+ * due_at, status, next_attempt_at; contract_rowid is looked up from
+ * contract_id when 0), computing and writing r->idem_key, setting
+ * created_at/updated_at = now. -EEXIST if the key exists (intent already
+ * recorded), -ENOENT if the contract does not exist. *ret_id optional. */
+int store_reminder_insert(struct store *s, struct reminder *r, int64_t now, int64_t *ret_id);
+int store_reminder_get(struct store *s, int64_t id, struct reminder *ret);
+/* Walks a contract's reminders (term -1 = all terms) ordered by term, due_at, id. */
+int store_reminder_foreach_contract(struct store *s, const char *contract_id, int32_t term,
+                                    int (*cb)(const struct reminder *r, void *ud), void *ud);
+/* Walks reminders with status (-1 = any) ordered by id, at most limit (0 = all). */
+int store_reminder_foreach_status(struct store *s, int status, size_t limit,
+                                  int (*cb)(const struct reminder *r, void *ud), void *ud);
+/* Claims up to max rows of channel (NULL = any) that are pending with
+ * due_at <= now, or retry with next_attempt_at <= now, oldest due first,
+ * moving them to 'sending' with attempts+1, updated_at=now, in one statement;
+ * cb gets each claimed row (after the update). Returns the number claimed, or
+ * cb's negative value (the claim stays committed; use store_reminder_recover or
+ * set_status for rows you did not handle). */
+int store_reminder_claim(struct store *s, const char *channel, int64_t now, size_t max,
+                         int (*cb)(const struct reminder *r, void *ud), void *ud);
+/* Sets status, next_attempt_at, last_error (NULL clears it), provider_id
+ * (NULL keeps the old one), updated_at = now, and sent_at = now when st is
+ * REMINDER_SENT. -ENOENT if no such row. */
+int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status st,
+                              int64_t next_attempt_at, const char *error,
+                              const char *provider_id, int64_t now);
+/* Crash recovery at start-up: every 'sending' row becomes 'retry' with
+ * next_attempt_at = now. Returns how many. */
+int store_reminder_recover(struct store *s, int64_t now);
+/* Cancels the pending/retry rows of a contract (all terms when term < 0; only
+ * that audience when not NULL). Returns how many. */
+int store_reminder_cancel_contract(struct store *s, const char *contract_id, int32_t term,
+                                   const char *audience, int64_t now);
+/* counts[status] = number of rows with that status. */
+int store_reminder_count_by_status(struct store *s, int64_t counts[_REMINDER_STATUS_MAX]);
+
+/* ---- responses, events, meta --------------------------------------------- */
+
+/* Inserts a response (created_at = now). -EEXIST when idem_key repeats.
+ * *ret_id optional. */
+int store_response_insert(struct store *s, const struct response *r, int64_t now,
+                          int64_t *ret_id);
+/* Walks a contract's responses (term -1 = all) ordered by created_at, id. */
+int store_response_foreach_contract(struct store *s, const char *contract_id, int32_t term,
+                                    int (*cb)(const struct response *r, void *ud), void *ud);
+/* Appends to the audit log. contract_id may be NULL. */
+int store_event_append(struct store *s, const char *contract_id, const char *kind,
+                       const char *detail, int64_t now);
+/* Walks a contract's events (NULL = store-wide events) ordered by id. */
+int store_event_foreach_contract(struct store *s, const char *contract_id,
+                                 int (*cb)(const struct event *e, void *ud), void *ud);
+/* *ret is a heap copy, caller frees. -ENOENT if the key is absent. */
+int store_meta_get(struct store *s, const char *key, char **ret);
+/* value NULL deletes the key. */
+int store_meta_set(struct store *s, const char *key, const char *value);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: installs the Debian packages, builds a
+# normal tree (build/) and an AddressSanitizer + UBSan tree (build-asan/), and
+# runs ctest in both. Safe to run again: packages and builds are incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRENEWD_SANITIZE=ON -DRENEWD_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+status=0
+echo "== ctest (normal build) =="
+(cd build && ctest --output-on-failure -j"$jobs" --timeout 600) || status=1
+echo "== ctest (AddressSanitizer + UndefinedBehaviorSanitizer build) =="
+(cd build-asan && ctest --output-on-failure -j"$jobs" --timeout 900) || status=1
+exit $status
