@@ -34,6 +34,7 @@ struct csv_record {
   const char **fields; /* n NUL-terminated fields (unquoted, unescaped) */
   const size_t *lens;  /* byte length of each field (a field never contains NUL) */
   unsigned line;       /* physical line (1-based) where the record starts */
+  uint64_t offset;     /* file offset of the record's first byte (for csv_seek()) */
 };
 
 /* Creates a reader over f (not owned; must stay open while the reader is used).
@@ -51,6 +52,12 @@ int csv_next(struct csv_reader *r, struct csv_record *ret);
 const char *csv_error(const struct csv_reader *r);
 /* Physical line the last error refers to (0 when none). */
 unsigned csv_error_line(const struct csv_reader *r);
+
+/* Repositions the reader at a record start previously reported in
+ * csv_record.offset, which will be reported as physical line `line`; clears a
+ * sticky error. Cheap when offset lies in the current input chunk, otherwise
+ * fseek()s, so f must be seekable. Returns 0, -ESPIPE or -EIO. */
+int csv_seek(struct csv_reader *r, uint64_t offset, unsigned line);
 
 /* Bytes of the file consumed by the parser so far (BOM included), for
  * progress reporting. */

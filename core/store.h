@@ -7,7 +7,9 @@
  * sqlite3.h; SQLite result codes are translated to -errno here:
  *   BUSY/LOCKED -> -EBUSY, READONLY/PERM/AUTH -> -EACCES,
  *   CANTOPEN -> -ENOENT or -EACCES (from errno), NOTADB/CORRUPT -> -EBADMSG,
- *   CONSTRAINT -> -EEXIST, FULL -> -ENOSPC, NOMEM -> -ENOMEM, else -EIO.
+ *   CONSTRAINT -> -EEXIST (but a missing referenced customer/contract, i.e.
+ *   CONSTRAINT_FOREIGNKEY -> -ENXIO), FULL -> -ENOSPC, NOMEM -> -ENOMEM,
+ *   else -EIO.
  * store_last_error() gives SQLite's message for the last failure.
  *
  * Blocking: every call does file I/O and may wait up to the busy timeout (5 s)
@@ -22,7 +24,8 @@
  *    content update of a contract (by us, by triggers for foreign writers such as
  *    the sqlite3 shell, and for a customer update, on all its contracts) gets
  *    max(change_seq)+1. Setting next_due_at does NOT bump it (it is the daemon's
- *    own bookkeeping).
+ *    own bookkeeping). From the shell, `UPDATE contracts SET change_seq = 0
+ *    WHERE ...` forces a fresh value (the daemon re-plans those rows).
  *  - a reminder's idem_key is store_idem_key() of its (contract_id, term, tier,
  *    step, channel, audience) and is unique: an intent is recorded at most once.
  *
@@ -31,7 +34,12 @@
  * (a SAVEPOINT) so they are atomic either way.
  *
  * Records returned through ret_* own their strings: free them with *_clear().
- * Records passed to callbacks are valid only during the call (copy what you keep). */
+ * Records passed to callbacks are valid only during the call (copy what you keep);
+ * callbacks may call back into the store, writes included. Empty strings are
+ * stored as NULL (and compare equal to NULL in upserts).
+ *
+ * Data version: store_data_version() changes when ANOTHER connection commits;
+ * this connection's own writes do not change it. */
 #pragma once
 
 #include <stddef.h>
@@ -53,9 +61,10 @@ enum {
  * foreign_keys=ON, busy_timeout, synchronous=NORMAL, and migrates the schema
  * forward (not with STORE_READONLY: then an older schema is refused with
  * -EPROTO and a message to run once with write access). A schema newer than
- * STORE_SCHEMA_VERSION is refused with -EPROTO. On failure a message naming
- * path is written to err (if not NULL). On success *ret is owned by the caller:
- * free with store_free(). */
+ * STORE_SCHEMA_VERSION is refused with -EPROTO, as is a version-0 file that
+ * already has tables (not a renewd store). On failure a message naming path is
+ * written to err (if not NULL). On success *ret is owned by the caller: free
+ * with store_free(). */
 int store_open(const char *path, unsigned flags, struct store **ret, char *err, size_t errlen);
 /* Finalizes statements and closes the connection (rolling back an open
  * transaction). Accepts NULL. Returns NULL. */
@@ -113,7 +122,7 @@ enum {
 /* ---- records: every char * is owned (NULL = not set) --------------------- */
 
 struct owner {
-  char *id;         /* key */
+  char *id; /* key */
   char *name;
   char *email;
   char *phone;      /* E.164 */
@@ -126,18 +135,18 @@ struct customer {
   char *id; /* key */
   char *name;
   char *email;
-  char *phone;    /* E.164 */
-  char *tz;       /* IANA zone */
-  char *locale;   /* e.g. "en", "de-CH" */
-  char *segment;  /* policy selector */
-  char *owner_id; /* not a foreign key: may name an owner not imported yet */
-  unsigned optout; /* OPTOUT_* bits */
+  char *phone;     /* E.164 */
+  char *tz;        /* IANA zone */
+  char *locale;    /* e.g. "en", "de-CH" */
+  char *segment;   /* policy selector */
+  char *owner_id;  /* not a foreign key: may name an owner not imported yet */
+  unsigned optout; /* OPTOUT_* bits; sticky, see store_customer_upsert() */
 };
 
 struct contract {
-  int64_t rowid;       /* SQLite rowid; stable for the contract's life */
-  char *id;            /* external key, unique */
-  char *customer_id;   /* references customers(id); NULL allowed */
+  int64_t rowid;     /* SQLite rowid; stable for the contract's life */
+  char *id;          /* external key, unique */
+  char *customer_id; /* references customers(id); NULL allowed */
   char *product;
   char *currency;      /* ISO 4217, e.g. "EUR" */
   int64_t starts_at;   /* UTC seconds, 0 = unknown */
@@ -158,11 +167,11 @@ struct reminder {
   int64_t contract_rowid;
   char *contract_id;
   int32_t term;
-  char *tier;     /* tier name */
-  int32_t step;   /* repeat index inside the tier, 0 = first */
-  char *channel;  /* channel name */
-  char *audience; /* "customer" or "owner" */
-  char *recipient; /* address/number/URL actually used, may be NULL until sent */
+  char *tier;        /* tier name */
+  int32_t step;      /* repeat index inside the tier, 0 = first */
+  char *channel;     /* channel name */
+  char *audience;    /* "customer" or "owner" */
+  char *recipient;   /* address/number/URL actually used, may be NULL until sent */
   char idem_key[40]; /* "rk-" + 32 hex, NUL-terminated; see store_idem_key() */
   int64_t due_at;
   enum reminder_status status;
@@ -179,12 +188,12 @@ struct response {
   int64_t id;
   char *contract_id;
   int32_t term;
-  char *kind;    /* e.g. "renewed", "declined", "snooze", "callback", "stop" */
-  char *source;  /* e.g. "link", "sms", "api", "renewctl" */
-  char *channel; /* channel the answer came through, may be NULL */
-  char *reason;  /* decline reason, may be NULL */
-  char *detail;  /* free text / JSON, may be NULL */
-  char *idem_key; /* NULL = no de-duplication */
+  char *kind;             /* e.g. "renewed", "declined", "snooze", "callback", "stop" */
+  char *source;           /* e.g. "link", "sms", "api", "renewctl" */
+  char *channel;          /* channel the answer came through, may be NULL */
+  char *reason;           /* decline reason, may be NULL */
+  char *detail;           /* free text / JSON, may be NULL */
+  char *idem_key;         /* NULL = no de-duplication */
   int64_t until_at;       /* snooze/callback until, 0 = none */
   int64_t new_expires_at; /* renewed: new expiry, 0 = none */
   int64_t created_at;
@@ -221,7 +230,10 @@ enum store_upsert_result {
  * store_contract_upsert() starts a new term (term+1, state 'active',
  * state_until 0, ladder_id 0, next_due_at 0, older terms' pending/retry
  * reminders cancelled) and is logged as "contract.new_term". A customer update
- * bumps change_seq of all its contracts. */
+ * bumps change_seq of all its contracts. Customer opt-out bits are OR-ed into
+ * the stored ones: an import never clears an opt-out (store_customer_set_optout
+ * does). Fast path for bulk imports: call inside store_begin()/store_commit()
+ * batches; no event is written for inserts. */
 int store_owner_upsert(struct store *s, const struct owner *o, int64_t now);
 int store_customer_upsert(struct store *s, const struct customer *c, int64_t now);
 /* Uses id, customer_id, product, starts_at, expires_at, value_minor, currency;
@@ -236,9 +248,10 @@ int store_contract_get(struct store *s, const char *id, struct contract *ret);
 int store_contract_get_by_rowid(struct store *s, int64_t rowid, struct contract *ret);
 
 /* Writes state, state_until, term, expires_at, ladder_id of the contract with
- * c->rowid (or c->id when rowid is 0), bumps change_seq, sets updated_at and
- * appends event (event_kind, event_detail) when event_kind is not NULL.
- * -ENOENT if no such contract. */
+ * c->rowid (or c->id when rowid is 0), bumps change_seq, sets updated_at,
+ * cancels pending/retry reminders of terms older than c->term, and appends
+ * event (event_kind, event_detail) when event_kind is not NULL/empty. Other
+ * fields of c are ignored. -ENOENT if no such contract. */
 int store_contract_set_state(struct store *s, const struct contract *c, const char *event_kind,
                              const char *event_detail, int64_t now);
 /* Sets next_due_at (0 = none) without bumping change_seq. -ENOENT if no such row. */
@@ -249,12 +262,12 @@ int store_customer_set_optout(struct store *s, const char *customer_id, unsigned
                               int64_t now);
 
 struct store_contract_filter {
-  int state;                    /* enum contract_state, -1 = any */
-  const char *segment;          /* customer segment, NULL = any */
-  int64_t expires_from;         /* [from, until), 0 = open */
+  int state;            /* enum contract_state, -1 = any */
+  const char *segment;  /* customer segment, NULL = any */
+  int64_t expires_from; /* [from, until), 0 = open */
   int64_t expires_until;
-  const char *customer_id;      /* NULL = any */
-  size_t limit;                 /* 0 = no limit */
+  const char *customer_id; /* NULL = any */
+  size_t limit;            /* 0 = no limit */
 };
 /* Calls cb for each matching contract ordered by expires_at, id, with its
  * customer (cu is NULL when the contract has none). f NULL = everything.
@@ -293,11 +306,13 @@ int store_ladder_get(struct store *s, int64_t id, char **ret_text);
 void store_idem_key(const char *contract_id, int32_t term, const char *tier, int32_t step,
                     const char *channel, const char *audience, char out[static 40]);
 
-/* Inserts r (contract_id, term, tier, step, channel, audience, recipient,
- * due_at, status, next_attempt_at; contract_rowid is looked up from
- * contract_id when 0), computing and writing r->idem_key, setting
- * created_at/updated_at = now. -EEXIST if the key exists (intent already
- * recorded), -ENOENT if the contract does not exist. *ret_id optional. */
+/* Inserts r (contract_id, term >= 1, tier, step >= 0, channel, audience,
+ * recipient, due_at, status, attempts, next_attempt_at, last_error,
+ * provider_id, sent_at), created_at = updated_at = now. next_attempt_at 0 is
+ * stored as due_at, so a pending row becomes claimable at its due instant.
+ * On success writes r->idem_key, r->id and r->contract_rowid (looked up from
+ * contract_id). -EEXIST if the key exists (intent already recorded), -ENOENT if
+ * the contract does not exist, -EINVAL for a bad field. *ret_id optional. */
 int store_reminder_insert(struct store *s, struct reminder *r, int64_t now, int64_t *ret_id);
 int store_reminder_get(struct store *s, int64_t id, struct reminder *ret);
 /* Walks a contract's reminders (term -1 = all terms) ordered by term, due_at, id. */
@@ -306,20 +321,22 @@ int store_reminder_foreach_contract(struct store *s, const char *contract_id, in
 /* Walks reminders with status (-1 = any) ordered by id, at most limit (0 = all). */
 int store_reminder_foreach_status(struct store *s, int status, size_t limit,
                                   int (*cb)(const struct reminder *r, void *ud), void *ud);
-/* Claims up to max rows of channel (NULL = any) that are pending with
- * due_at <= now, or retry with next_attempt_at <= now, oldest due first,
- * moving them to 'sending' with attempts+1, updated_at=now, in one statement;
- * cb gets each claimed row (after the update). Returns the number claimed, or
- * cb's negative value (the claim stays committed; use store_reminder_recover or
- * set_status for rows you did not handle). */
+/* Claims up to max rows of channel (NULL = any) that are pending or retry
+ * with next_attempt_at <= now (for pending rows that is due_at unless set),
+ * oldest first, moving them to 'sending' with attempts+1, updated_at=now, in
+ * one UPDATE statement (committed before the first callback when called
+ * outside a transaction). cb then gets each claimed row in (next_attempt_at,
+ * id) order. Returns the number claimed, or cb's negative value (the claim
+ * stays: settle the rows you did not handle with set_status, or let
+ * store_reminder_recover() retry them). */
 int store_reminder_claim(struct store *s, const char *channel, int64_t now, size_t max,
                          int (*cb)(const struct reminder *r, void *ud), void *ud);
 /* Sets status, next_attempt_at, last_error (NULL clears it), provider_id
  * (NULL keeps the old one), updated_at = now, and sent_at = now when st is
  * REMINDER_SENT. -ENOENT if no such row. */
 int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status st,
-                              int64_t next_attempt_at, const char *error,
-                              const char *provider_id, int64_t now);
+                              int64_t next_attempt_at, const char *error, const char *provider_id,
+                              int64_t now);
 /* Crash recovery at start-up: every 'sending' row becomes 'retry' with
  * next_attempt_at = now. Returns how many. */
 int store_reminder_recover(struct store *s, int64_t now);
@@ -334,8 +351,7 @@ int store_reminder_count_by_status(struct store *s, int64_t counts[_REMINDER_STA
 
 /* Inserts a response (created_at = now). -EEXIST when idem_key repeats.
  * *ret_id optional. */
-int store_response_insert(struct store *s, const struct response *r, int64_t now,
-                          int64_t *ret_id);
+int store_response_insert(struct store *s, const struct response *r, int64_t now, int64_t *ret_id);
 /* Walks a contract's responses (term -1 = all) ordered by created_at, id. */
 int store_response_foreach_contract(struct store *s, const char *contract_id, int32_t term,
                                     int (*cb)(const struct response *r, void *ud), void *ud);

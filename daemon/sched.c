@@ -1,0 +1,881 @@
+/* sched: store ↔ policy engine ↔ timer wheel (see sched.h for the contract).
+ *
+ * Where the due set comes from (docs/ARCHITECTURE.md explains why):
+ *  - contracts.next_due_at, maintained here for every contract we planned;
+ *  - for contracts not yet in a ladder, the expiry index scanned through the
+ *    tier offsets of the current config (after start-up and after a reload,
+ *    when next_due_at may have been computed under another config);
+ *  - contracts changed by anyone else (change_seq moved).
+ * Every candidate is re-planned with the pure policy engine; nothing is sent
+ * because of a stale next_due_at alone. */
+#include "daemon/sched.h"
+
+#include <inttypes.h>
+
+#include "core/clock.h"
+#include "core/ladder.h"
+#include "core/policy.h"
+#include "core/util.h"
+#include "core/wheel.h"
+
+/* Occurrences move into the send window by a bounded amount and local days
+ * differ from 86,400 s by at most a DST shift: expiry windows are widened by
+ * this much on each side. */
+#define WINDOW_SLACK (3 * 3600)
+/* How late an occurrence may fire before it counts as missed (catch-up rules). */
+#define CATCHUP_GRACE 3600
+/* Re-try a contract whose planning failed after this long. */
+#define RETRY_AFTER 60
+
+struct item {
+  struct wheel_entry entry; /* on the wheel at the contract's next action */
+  int64_t rowid;            /* contract rowid */
+  struct item *hnext;       /* hash chain */
+};
+
+struct ladder_cache {
+  int64_t id;
+  struct policy *policy; /* parsed snapshot; owned */
+};
+
+struct rowid_queue {
+  int64_t *v;  /* owned */
+  size_t head; /* next to take */
+  size_t n;    /* used */
+  size_t cap;
+};
+
+struct sched {
+  struct store *store;      /* borrowed */
+  struct cal *cal;          /* borrowed */
+  const struct config *cfg; /* borrowed, replaced on reload */
+  const struct logger *log; /* borrowed */
+  struct wheel *wheel;      /* owned */
+
+  struct item **buckets; /* rowid → item, chained; owned */
+  size_t n_buckets;      /* power of two */
+  size_t n_items;
+  struct item *free_items; /* recycled items, linked through hnext */
+
+  struct ladder_cache *ladders; /* parsed snapshots; owned */
+  size_t n_ladders;
+
+  struct rowid_queue work; /* contracts to (re)plan */
+
+  int64_t loaded_until; /* the wheel holds everything due before this */
+  int64_t next_refill;  /* when to extend the horizon next */
+  int64_t seen_change_seq;
+  int64_t data_version;
+
+  sched_reminders_cb cb;
+  void *cb_userdata;
+  bool created_pending; /* a transaction inserted pending rows */
+
+  struct sched_stats stats;
+};
+
+/* ---- config access ------------------------------------------------------- */
+
+static int64_t cfg_horizon(const struct sched *s) { return s->cfg->daemon.horizon; }
+static int64_t cfg_refill_interval(const struct sched *s) {
+  return s->cfg->daemon.refill_interval;
+}
+
+static const struct cal_zone *zone_or_default(struct sched *s, const char *tz) {
+  const struct cal_zone *z = NULL;
+  if (!isempty(tz))
+    z = cal_zone(s->cal, tz);
+  if (!z)
+    z = cal_zone(s->cal, s->cfg->daemon.time_zone ? s->cfg->daemon.time_zone : "UTC");
+  if (!z)
+    z = cal_zone(s->cal, "UTC");
+  return z;
+}
+
+static const struct cal_window *window_for(const struct sched *s, const char *name) {
+  const struct config_window *w = config_window(s->cfg, name);
+  if (!w)
+    w = config_window(s->cfg, NULL);
+  return w ? &w->window : NULL;
+}
+
+/* Opt-out bit and address kind of a channel, from its Type=. */
+enum addr_kind { ADDR_EMAIL, ADDR_PHONE, ADDR_URL };
+static int channel_kind(const struct config_channel *ch, enum addr_kind *ret_kind,
+                        unsigned *ret_optout) {
+  const char *type = ch ? ch->type : NULL;
+  if (!type)
+    return -ENOENT;
+  if (streq(type, "smtp") || streq(type, "sink")) {
+    *ret_kind = ADDR_EMAIL;
+    *ret_optout = OPTOUT_EMAIL;
+  } else if (streq(type, "sms")) {
+    *ret_kind = ADDR_PHONE;
+    *ret_optout = OPTOUT_SMS;
+  } else if (streq(type, "webhook")) {
+    *ret_kind = ADDR_URL;
+    *ret_optout = OPTOUT_WEBHOOK;
+  } else
+    return -EINVAL;
+  return 0;
+}
+
+/* ---- rowid → item map ---------------------------------------------------- */
+
+static size_t hash_rowid(int64_t rowid, size_t n) {
+  uint64_t x = (uint64_t)rowid * 0x9E3779B97F4A7C15ull;
+  return (size_t)(x >> 17) & (n - 1);
+}
+
+static struct item *item_find(struct sched *s, int64_t rowid) {
+  for (struct item *i = s->buckets[hash_rowid(rowid, s->n_buckets)]; i; i = i->hnext)
+    if (i->rowid == rowid)
+      return i;
+  return NULL;
+}
+
+static int map_grow(struct sched *s) {
+  size_t n = s->n_buckets * 2;
+  struct item **b = calloc(n, sizeof *b);
+  if (!b)
+    return -ENOMEM;
+  for (size_t k = 0; k < s->n_buckets; k++)
+    for (struct item *i = s->buckets[k], *next; i; i = next) {
+      next = i->hnext;
+      size_t h = hash_rowid(i->rowid, n);
+      i->hnext = b[h];
+      b[h] = i;
+    }
+  free(s->buckets);
+  s->buckets = b;
+  s->n_buckets = n;
+  return 0;
+}
+
+static struct item *item_get(struct sched *s, int64_t rowid) {
+  struct item *i = item_find(s, rowid);
+  if (i)
+    return i;
+  if (s->n_items + 1 > s->n_buckets && map_grow(s) < 0)
+    return NULL;
+  if (s->free_items) {
+    i = s->free_items;
+    s->free_items = i->hnext;
+  } else if (!(i = malloc(sizeof *i)))
+    return NULL;
+  *i = (struct item){.rowid = rowid};
+  wheel_entry_init(&i->entry);
+  size_t h = hash_rowid(rowid, s->n_buckets);
+  i->hnext = s->buckets[h];
+  s->buckets[h] = i;
+  s->n_items++;
+  return i;
+}
+
+static void item_drop(struct sched *s, int64_t rowid) {
+  struct item **p = &s->buckets[hash_rowid(rowid, s->n_buckets)];
+  for (; *p; p = &(*p)->hnext)
+    if ((*p)->rowid == rowid) {
+      struct item *i = *p;
+      *p = i->hnext;
+      wheel_del(s->wheel, &i->entry);
+      i->hnext = s->free_items;
+      s->free_items = i;
+      s->n_items--;
+      return;
+    }
+}
+
+/* Puts the contract on the wheel at due (or takes it off when due is beyond
+ * what the wheel holds). */
+static void wheel_place(struct sched *s, int64_t rowid, int64_t due) {
+  if (due == TIME_NEVER || due >= s->loaded_until) {
+    item_drop(s, rowid);
+    return;
+  }
+  struct item *i = item_get(s, rowid);
+  if (!i) {
+    /* Out of memory: the contract stays findable through next_due_at. */
+    log_error(s->log, "out of memory scheduling contract rowid %" PRId64, rowid);
+    return;
+  }
+  wheel_mod(s->wheel, &i->entry, due);
+}
+
+/* ---- work queue ---------------------------------------------------------- */
+
+static int queue_push(struct rowid_queue *q, int64_t rowid) {
+  if (q->n == q->cap) {
+    if (q->head > 0) {
+      memmove(q->v, q->v + q->head, (q->n - q->head) * sizeof *q->v);
+      q->n -= q->head;
+      q->head = 0;
+    }
+    if (q->n == q->cap) {
+      size_t cap = q->cap ? q->cap * 2 : 1024;
+      int64_t *v = realloc(q->v, cap * sizeof *v);
+      if (!v)
+        return -ENOMEM;
+      q->v = v;
+      q->cap = cap;
+    }
+  }
+  q->v[q->n++] = rowid;
+  return 0;
+}
+
+static bool queue_empty(const struct rowid_queue *q) { return q->head >= q->n; }
+
+/* ---- ladders ------------------------------------------------------------- */
+
+static const struct policy *ladder_lookup(struct sched *s, int64_t id) {
+  for (size_t k = 0; k < s->n_ladders; k++)
+    if (s->ladders[k].id == id)
+      return s->ladders[k].policy;
+  _cleanup_free_ char *text = NULL;
+  struct policy *p = NULL;
+  if (store_ladder_get(s->store, id, &text) < 0 || ladder_parse(text, &p) < 0)
+    return NULL;
+  struct ladder_cache *v = realloc(s->ladders, (s->n_ladders + 1) * sizeof *v);
+  if (!v) {
+    policy_free(p);
+    return NULL;
+  }
+  s->ladders = v;
+  s->ladders[s->n_ladders++] = (struct ladder_cache){.id = id, .policy = p};
+  return p;
+}
+
+/* ---- planning one contract ----------------------------------------------- */
+
+struct history {
+  struct policy_sent *sent; /* tier strings owned */
+  size_t n, cap;
+  bool answered;
+};
+
+static void history_done(struct history *h) {
+  for (size_t k = 0; k < h->n; k++)
+    free((char *)h->sent[k].tier);
+  free(h->sent);
+  *h = (struct history){0};
+}
+
+static int history_add(struct history *h, const char *tier, int32_t step) {
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 16;
+    struct policy_sent *v = realloc(h->sent, cap * sizeof *v);
+    if (!v)
+      return -ENOMEM;
+    h->sent = v;
+    h->cap = cap;
+  }
+  char *t = strdup(tier ? tier : "");
+  if (!t)
+    return -ENOMEM;
+  h->sent[h->n++] = (struct policy_sent){.tier = t, .step = step};
+  return 0;
+}
+
+static int history_reminder_cb(const struct reminder *r, void *ud) {
+  return history_add(ud, r->tier, r->step);
+}
+
+/* Answers that count as "the customer answered" (escalations stop). Opt-outs
+ * and help requests do not. */
+static bool response_is_answer(const char *kind) {
+  static const char *not_answers[] = {"unsubscribed", "resubscribed", "help", "optout", "optin"};
+  for (size_t k = 0; k < ELEMENTSOF(not_answers); k++)
+    if (streq(kind, not_answers[k]))
+      return false;
+  return true;
+}
+
+static int history_response_cb(const struct response *r, void *ud) {
+  struct history *h = ud;
+  if (response_is_answer(r->kind) && !streq_ptr(r->source, "owner"))
+    h->answered = true;
+  return 0;
+}
+
+struct plan_ctx {
+  struct contract c;
+  struct customer cu;
+  bool have_customer;
+  const struct policy *policy;
+  const char *policy_name; /* for logs */
+};
+
+static void plan_ctx_done(struct plan_ctx *p) {
+  contract_clear(&p->c);
+  customer_clear(&p->cu);
+}
+
+/* Resolves the owner who receives an escalation occurrence. */
+static int resolve_owner(struct sched *s, const struct plan_ctx *p, const struct tier *t,
+                         int32_t step, struct owner *ret) {
+  const char *id = NULL;
+  if (t->escalate_to && t->escalate_after > 0 && step >= (int32_t)t->escalate_after)
+    id = t->escalate_to;
+  else if (p->have_customer && !isempty(p->cu.owner_id))
+    id = p->cu.owner_id;
+  else
+    id = p->policy->fallback_owner;
+  if (isempty(id))
+    return -ENOENT;
+  int r = store_owner_get(s->store, id, ret);
+  if (r == -ENOENT && id != p->policy->fallback_owner && !isempty(p->policy->fallback_owner))
+    r = store_owner_get(s->store, p->policy->fallback_owner, ret);
+  return r;
+}
+
+/* Inserts one outbox row per channel of the tier occurrence (status pending,
+ * or skipped with the reason when the channel cannot reach the recipient). */
+static int record_occurrence(struct sched *s, struct plan_ctx *p, const struct policy_action *a,
+                             int64_t now, const char *skip_reason) {
+  const struct tier *t = &p->policy->tiers[a->tier];
+  const char *audience = t->audience == AUDIENCE_OWNER ? "owner" : "customer";
+  struct owner owner = {0};
+  int owner_r = -ENOENT;
+  if (t->audience == AUDIENCE_OWNER && !skip_reason)
+    owner_r = resolve_owner(s, p, t, a->step, &owner);
+
+  for (size_t k = 0; k < t->n_channels; k++) {
+    const char *chname = t->channels[k];
+    const struct config_channel *ch = config_channel(s->cfg, chname);
+    const char *why = skip_reason;
+    const char *to = NULL;
+    enum addr_kind kind = ADDR_EMAIL;
+    unsigned optout_bit = 0;
+    if (!why && channel_kind(ch, &kind, &optout_bit) < 0)
+      why = "channel not configured";
+    if (!why && t->audience == AUDIENCE_CUSTOMER) {
+      if (p->have_customer && (p->cu.optout & optout_bit))
+        why = "customer opted out of this channel";
+      else if (kind == ADDR_EMAIL)
+        to = p->have_customer ? p->cu.email : NULL;
+      else if (kind == ADDR_PHONE)
+        to = p->have_customer ? p->cu.phone : NULL;
+      else
+        to = config_channel_get(ch, "URL");
+      if (!why && isempty(to))
+        why = kind == ADDR_PHONE ? "no phone number" : kind == ADDR_EMAIL ? "no email address" : "no URL";
+    } else if (!why) {
+      if (owner_r < 0)
+        why = "no sales owner";
+      else if (kind == ADDR_EMAIL)
+        to = owner.email;
+      else if (kind == ADDR_PHONE)
+        to = owner.phone;
+      else
+        to = !isempty(owner.webhook) ? owner.webhook : config_channel_get(ch, "URL");
+      if (!why && isempty(to))
+        why = "sales owner has no address for this channel";
+    }
+
+    struct reminder r = {
+        .contract_rowid = p->c.rowid,
+        .contract_id = p->c.id,
+        .term = p->c.term,
+        .tier = t->name,
+        .step = a->step,
+        .channel = (char *)chname,
+        .audience = (char *)audience,
+        .recipient = (char *)to,
+        .due_at = now,
+        .status = why ? REMINDER_SKIPPED : REMINDER_PENDING,
+        .last_error = (char *)why,
+    };
+    int64_t id = 0;
+    int ir = store_reminder_insert(s->store, &r, now, &id);
+    if (ir == -EEXIST)
+      continue; /* intent already recorded (re-plan after a crash or change) */
+    if (ir < 0) {
+      owner_clear(&owner);
+      return ir;
+    }
+    if (why && !skip_reason) {
+      /* store_reminder_insert ignores last_error; record the reason. */
+      store_reminder_set_status(s->store, id, REMINDER_SKIPPED, 0, why, NULL, now);
+    }
+    struct log_ctx lc = {.contract_id = p->c.id, .tier = t->name, .channel = chname, .reminder_id = id};
+    if (why) {
+      s->stats.reminders_skipped++;
+      log_msg(s->log, LOG_INFO, &lc, "skipped %s step %d for %s: %s", t->name, a->step, audience,
+              why);
+    } else {
+      s->stats.reminders_created++;
+      s->created_pending = true;
+      log_msg(s->log, LOG_INFO, &lc, "reminder due: %s step %d to %s %s%s", t->name, a->step,
+              audience, to, a->catch_up ? " (catch-up)" : "");
+    }
+  }
+  owner_clear(&owner);
+  return 0;
+}
+
+static const char *transition_event(enum contract_state to) {
+  switch (to) {
+  case CONTRACT_LAPSED:
+    return "contract.lapsed";
+  case CONTRACT_CLOSED:
+    return "contract.closed";
+  case CONTRACT_REMINDING:
+    return "contract.resumed";
+  default:
+    return "contract.state";
+  }
+}
+
+/* Enters the ladder: snapshots the policy so later reloads do not change a
+ * ladder in progress. */
+static int enter_ladder(struct sched *s, struct plan_ctx *p, int64_t now) {
+  if (p->c.ladder_id != 0)
+    return 0;
+  _cleanup_free_ char *text = ladder_serialize(p->policy);
+  if (!text)
+    return -ENOMEM;
+  int64_t id;
+  int r = store_ladder_intern(s->store, text, &id);
+  if (r < 0)
+    return r;
+  p->c.ladder_id = id;
+  if (p->c.state == CONTRACT_ACTIVE)
+    p->c.state = CONTRACT_REMINDING;
+  return store_contract_set_state(s->store, &p->c, "contract.ladder",
+                                  p->policy_name ? p->policy_name : p->policy->name, now);
+}
+
+/* Plans one contract inside the caller's transaction: applies every action due
+ * at now, then records and schedules the next one. */
+static int plan_contract(struct sched *s, int64_t rowid, int64_t now) {
+  struct plan_ctx p = {0};
+  struct history h = {0};
+  int r = store_contract_get_by_rowid(s->store, rowid, &p.c);
+  if (r == -ENOENT) {
+    item_drop(s, rowid); /* deleted by someone */
+    return 0;
+  }
+  if (r < 0)
+    return r;
+  s->stats.contracts_planned++;
+  if (!isempty(p.c.customer_id) && store_customer_get(s->store, p.c.customer_id, &p.cu) >= 0)
+    p.have_customer = true;
+
+  if (p.c.ladder_id != 0)
+    p.policy = ladder_lookup(s, p.c.ladder_id);
+  if (!p.policy)
+    p.policy = config_policy_for_segment(s->cfg, p.have_customer ? p.cu.segment : NULL);
+  if (!p.policy) {
+    log_msg(s->log, LOG_WARNING, &(struct log_ctx){.contract_id = p.c.id},
+            "no policy for segment '%s': nothing scheduled",
+            p.have_customer && p.cu.segment ? p.cu.segment : "");
+    r = 0;
+    goto finish;
+  }
+
+  r = store_reminder_foreach_contract(s->store, p.c.id, p.c.term, history_reminder_cb, &h);
+  if (r < 0)
+    goto finish;
+  r = store_response_foreach_contract(s->store, p.c.id, p.c.term, history_response_cb, &h);
+  if (r < 0)
+    goto finish;
+
+  struct owner owner = {0};
+  const struct cal_zone *owner_zone = NULL;
+  const char *owner_id = p.have_customer && !isempty(p.cu.owner_id) ? p.cu.owner_id : p.policy->fallback_owner;
+  if (!isempty(owner_id) && store_owner_get(s->store, owner_id, &owner) >= 0 && !isempty(owner.tz))
+    owner_zone = cal_zone(s->cal, owner.tz);
+  owner_clear(&owner);
+
+  int64_t next_due = TIME_NEVER;
+  for (unsigned guard = 0; guard < 4 * POLICY_MAX_OCCURRENCES; guard++) {
+    struct policy_input in = {
+        .policy = p.policy,
+        .expires_at = p.c.expires_at,
+        .state = p.c.state,
+        .state_until = p.c.state_until,
+        .customer_zone = zone_or_default(s, p.have_customer ? p.cu.tz : NULL),
+        .customer_window = window_for(s, NULL),
+        .owner_zone = owner_zone,
+        .owner_window = window_for(s, p.policy->owner_window),
+        .sent = h.sent,
+        .n_sent = h.n,
+        .customer_answered = h.answered,
+        .now = now,
+        .catchup_grace = CATCHUP_GRACE,
+    };
+    struct policy_action a;
+    r = policy_next(&in, &a);
+    if (r < 0) {
+      log_msg(s->log, LOG_ERR, &(struct log_ctx){.contract_id = p.c.id},
+              "policy engine refused the contract: %s", strerror(-r));
+      goto finish;
+    }
+    if (a.kind == POLICY_DONE)
+      break;
+    if (a.due_at > now) {
+      next_due = a.due_at;
+      break;
+    }
+    if (a.kind == POLICY_TRANSITION) {
+      enum contract_state from = p.c.state;
+      p.c.state = a.new_state;
+      if (a.new_state == CONTRACT_REMINDING)
+        p.c.state_until = 0;
+      r = store_contract_set_state(s->store, &p.c, transition_event(a.new_state),
+                                   contract_state_to_string(from), now);
+      if (r < 0)
+        goto finish;
+      s->stats.transitions++;
+      log_msg(s->log, LOG_INFO, &(struct log_ctx){.contract_id = p.c.id}, "contract %s → %s",
+              contract_state_to_string(from), contract_state_to_string(a.new_state));
+      continue;
+    }
+    /* REMIND or SKIP */
+    r = enter_ladder(s, &p, now);
+    if (r < 0)
+      goto finish;
+    r = record_occurrence(s, &p, &a, now, a.kind == POLICY_SKIP ? a.reason : NULL);
+    if (r < 0)
+      goto finish;
+    r = history_add(&h, p.policy->tiers[a.tier].name, a.step);
+    if (r < 0)
+      goto finish;
+  }
+
+  if ((next_due == TIME_NEVER ? 0 : next_due) != p.c.next_due_at) {
+    r = store_contract_set_next_due(s->store, p.c.rowid, next_due == TIME_NEVER ? 0 : next_due);
+    if (r < 0)
+      goto finish;
+  }
+  wheel_place(s, rowid, next_due);
+  r = 0;
+finish:
+  history_done(&h);
+  plan_ctx_done(&p);
+  return r;
+}
+
+/* Plans a batch of contracts in one transaction. On a store failure the whole
+ * batch is rolled back and the contracts are retried later. */
+static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t now) {
+  if (n == 0)
+    return 0;
+  int r = store_begin(s->store);
+  if (r < 0)
+    return r;
+  for (size_t k = 0; k < n; k++) {
+    r = plan_contract(s, rowids[k], now);
+    if (r < 0) {
+      log_error(s->log, "planning failed (%s): %s; retrying in %ds", strerror(-r),
+                store_last_error(s->store), RETRY_AFTER);
+      break;
+    }
+  }
+  if (r >= 0) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, now);
+    r = store_meta_set(s->store, "fired_until", buf);
+  }
+  if (r >= 0)
+    r = store_commit(s->store);
+  if (r < 0) {
+    store_rollback(s->store);
+    s->created_pending = false;
+    for (size_t k = 0; k < n; k++)
+      wheel_place(s, rowids[k], now + RETRY_AFTER);
+    return r;
+  }
+  if (s->created_pending && s->cb) {
+    s->created_pending = false;
+    s->cb(s->cb_userdata);
+  }
+  return 0;
+}
+
+/* ---- the wheel ----------------------------------------------------------- */
+
+struct due_batch {
+  int64_t *rowids;
+  size_t n, max;
+};
+
+static bool fire_cb(struct wheel_entry *e, void *ud) {
+  struct due_batch *b = ud;
+  struct item *i = wheel_container_of(e, struct item, entry);
+  b->rowids[b->n++] = i->rowid;
+  return b->n < b->max;
+}
+
+int sched_run_due(struct sched *s, int64_t now, unsigned budget) {
+  if (budget == 0)
+    budget = 1;
+  _cleanup_free_ int64_t *rowids = malloc(budget * sizeof *rowids);
+  if (!rowids)
+    return -ENOMEM;
+  struct due_batch b = {.rowids = rowids, .max = budget};
+  wheel_advance(s->wheel, now, fire_cb, &b);
+  int r = plan_batch(s, b.rowids, b.n, now);
+  if (r < 0)
+    return r;
+  return b.n == b.max && wheel_next_expiry(s->wheel) <= now ? 1 : 0;
+}
+
+/* ---- refill --------------------------------------------------------------- */
+
+struct range {
+  int64_t from, until;
+};
+
+static int cmp_range(const void *a, const void *b) {
+  const struct range *x = a, *y = b;
+  return x->from < y->from ? -1 : x->from > y->from;
+}
+
+static int64_t duration_seconds(const struct cal_duration *d) {
+  int64_t v = (int64_t)d->days * 86400 + d->seconds;
+  return d->negative ? -v : v;
+}
+
+static int queue_candidate_cb(const struct contract *c, const struct customer *cu, void *ud) {
+  struct sched *s = ud;
+  if (c->ladder_id != 0 || c->state != CONTRACT_ACTIVE)
+    return 0; /* in a ladder: next_due_at is authoritative for it */
+  if (item_find(s, c->rowid))
+    return 0;
+  return queue_push(&s->work, c->rowid);
+}
+
+static int queue_due_cb(const struct contract *c, void *ud) {
+  struct sched *s = ud;
+  if (item_find(s, c->rowid))
+    return 0;
+  return queue_push(&s->work, c->rowid);
+}
+
+/* Queues every contract that may have an action due in [from, until): those
+ * whose recorded next_due_at is before until, and those not yet in a ladder
+ * whose expiry puts the first occurrence of some tier in the window. */
+static int queue_window(struct sched *s, int64_t from, int64_t until) {
+  int r = store_contract_foreach_due(s->store, until, 0, queue_due_cb, s);
+  if (r < 0)
+    return r;
+  if (from >= until)
+    return 0;
+
+  size_t n = 0, cap = 0;
+  _cleanup_free_ struct range *ranges = NULL;
+  for (size_t pi = 0; pi < s->cfg->n_policies; pi++) {
+    const struct policy *p = s->cfg->policies[pi];
+    for (size_t t = 0; t < p->n_tiers; t++) {
+      if (n == cap) {
+        cap = cap ? cap * 2 : 16;
+        struct range *v = realloc(ranges, cap * sizeof *v);
+        if (!v)
+          return -ENOMEM;
+        ranges = v;
+      }
+      int64_t off = duration_seconds(&p->tiers[t].offset);
+      ranges[n++] = (struct range){from - off - WINDOW_SLACK, until - off + WINDOW_SLACK};
+    }
+  }
+  qsort(ranges, n, sizeof *ranges, cmp_range);
+  size_t m = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (m > 0 && ranges[k].from <= ranges[m - 1].until)
+      ranges[m - 1].until = MAX(ranges[m - 1].until, ranges[k].until);
+    else
+      ranges[m++] = ranges[k];
+  }
+  for (size_t k = 0; k < m; k++) {
+    struct store_contract_filter f = {
+        .state = CONTRACT_ACTIVE,
+        .expires_from = ranges[k].from,
+        .expires_until = ranges[k].until,
+    };
+    r = store_contract_foreach(s->store, &f, queue_candidate_cb, s);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+static int refill(struct sched *s, int64_t from, int64_t now) {
+  int64_t until = now + cfg_horizon(s);
+  if (until <= s->loaded_until && from >= s->loaded_until)
+    return 0;
+  s->stats.refill_started_ms = clock_monotonic_ms();
+  int64_t prev = s->loaded_until;
+  s->loaded_until = MAX(s->loaded_until, until);
+  s->next_refill = now + cfg_refill_interval(s);
+  return queue_window(s, MIN(from, prev), s->loaded_until);
+}
+
+int sched_maybe_refill(struct sched *s, int64_t now) {
+  if (now < s->next_refill)
+    return 0;
+  return refill(s, s->loaded_until, now);
+}
+
+/* ---- changes by others --------------------------------------------------- */
+
+static int queue_changed_cb(const struct contract *c, void *ud) {
+  struct sched *s = ud;
+  s->stats.changes_seen++;
+  return queue_push(&s->work, c->rowid);
+}
+
+static int queue_changes(struct sched *s) {
+  int64_t max = s->seen_change_seq;
+  int r = store_contract_foreach_changed(s->store, s->seen_change_seq, 0, queue_changed_cb, s, &max);
+  if (r < 0)
+    return r;
+  s->seen_change_seq = max;
+  return r;
+}
+
+int sched_poll_changes(struct sched *s, int64_t now) {
+  int64_t v;
+  int r = store_data_version(s->store, &v);
+  if (r < 0)
+    return r;
+  if (v == s->data_version)
+    return 0;
+  s->data_version = v;
+  r = queue_changes(s);
+  return r < 0 ? r : r > 0;
+}
+
+/* ---- work ------------------------------------------------------------------ */
+
+int sched_work(struct sched *s, int64_t now, unsigned budget) {
+  if (queue_empty(&s->work)) {
+    if (s->stats.refill_started_ms) {
+      s->stats.last_refill_ms = clock_monotonic_ms() - s->stats.refill_started_ms;
+      s->stats.refill_started_ms = 0;
+      char buf[32];
+      snprintf(buf, sizeof buf, "%" PRId64, s->seen_change_seq);
+      store_meta_set(s->store, "seen_change_seq", buf);
+    }
+    s->work.head = s->work.n = 0;
+    return 0;
+  }
+  size_t n = MIN((size_t)budget, s->work.n - s->work.head);
+  int r = plan_batch(s, s->work.v + s->work.head, n, now);
+  s->work.head += n;
+  if (r < 0)
+    return r;
+  return queue_empty(&s->work) ? 0 : 1;
+}
+
+int sched_replan(struct sched *s, const char *contract_id, int64_t now) {
+  struct contract c = {0};
+  int r = store_contract_get(s->store, contract_id, &c);
+  if (r < 0)
+    return r;
+  int64_t rowid = c.rowid;
+  contract_clear(&c);
+  return plan_batch(s, &rowid, 1, now);
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+static int meta_int(struct sched *s, const char *key, int64_t *ret) {
+  _cleanup_free_ char *v = NULL;
+  int r = store_meta_get(s->store, key, &v);
+  if (r < 0)
+    return r;
+  return parse_int64(v, ret);
+}
+
+int sched_new(struct store *store, struct cal *cal, const struct config *cfg,
+              const struct logger *log, int64_t now, struct sched **ret) {
+  if (!store || !cal || !cfg || !log || !ret)
+    return -EINVAL;
+  struct sched *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  *s = (struct sched){.store = store, .cal = cal, .cfg = cfg, .log = log, .loaded_until = now};
+  s->n_buckets = 1024;
+  s->buckets = calloc(s->n_buckets, sizeof *s->buckets);
+  int r = s->buckets ? wheel_new(now, &s->wheel) : -ENOMEM;
+  if (r < 0) {
+    sched_free(s);
+    return r;
+  }
+  *ret = s;
+  return 0;
+}
+
+struct sched *sched_free(struct sched *s) {
+  if (!s)
+    return NULL;
+  if (s->buckets)
+    for (size_t k = 0; k < s->n_buckets; k++)
+      for (struct item *i = s->buckets[k], *next; i; i = next) {
+        next = i->hnext;
+        free(i);
+      }
+  for (struct item *i = s->free_items, *next; i; i = next) {
+    next = i->hnext;
+    free(i);
+  }
+  free(s->buckets);
+  for (size_t k = 0; k < s->n_ladders; k++)
+    policy_free(s->ladders[k].policy);
+  free(s->ladders);
+  free(s->work.v);
+  wheel_free(s->wheel);
+  free(s);
+  return NULL;
+}
+
+void sched_set_callback(struct sched *s, sched_reminders_cb cb, void *userdata) {
+  s->cb = cb;
+  s->cb_userdata = userdata;
+}
+
+int sched_start(struct sched *s, int64_t now) {
+  int64_t fired_until = now;
+  if (meta_int(s, "fired_until", &fired_until) < 0 || fired_until > now)
+    fired_until = now;
+  if (meta_int(s, "seen_change_seq", &s->seen_change_seq) < 0)
+    s->seen_change_seq = 0;
+  int r = store_data_version(s->store, &s->data_version);
+  if (r < 0)
+    return r;
+  /* Everything changed since the last run (all of it on a first start). */
+  r = queue_changes(s);
+  if (r < 0)
+    return r;
+  s->loaded_until = now;
+  return refill(s, fired_until, now);
+}
+
+int sched_set_config(struct sched *s, const struct config *cfg, int64_t now) {
+  s->cfg = cfg;
+  /* Contracts on the wheel may have been planned under the old ladder: take
+   * them off and rebuild the horizon from the store. */
+  for (size_t k = 0; k < s->n_buckets; k++)
+    while (s->buckets[k])
+      item_drop(s, s->buckets[k]->rowid);
+  s->loaded_until = now;
+  s->next_refill = 0;
+  return refill(s, now, now);
+}
+
+int64_t sched_next_wakeup(struct sched *s) {
+  return MIN(wheel_next_expiry(s->wheel), s->next_refill);
+}
+
+size_t sched_wheel_count(const struct sched *s) { return wheel_count(s->wheel); }
+
+int64_t sched_next_due(struct sched *s, int64_t *ret_rowid) {
+  int64_t t = wheel_next_expiry(s->wheel);
+  if (ret_rowid)
+    *ret_rowid = 0;
+  return t;
+}
+
+const struct sched_stats *sched_stats(const struct sched *s) { return &s->stats; }

@@ -1,0 +1,1010 @@
+/* render: the message for one outbox row (see render.h).
+ *
+ * Owns the template directory handle and the link key (wiped on free).
+ * Blocks on store reads and template files; never logs. */
+#include "notifiers/render.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "notifiers/mime.h"
+#include "notifiers/sign.h"
+#include "notifiers/templates.h"
+#include "notifiers/tmpl.h"
+
+struct render {
+  const struct config *cfg; /* borrowed */
+  struct cal *cal;          /* borrowed */
+  struct templates *tmpl;   /* NULL when the directory is missing */
+  char *link_key;           /* LinkKeyFile= contents, NULL when unreadable; wiped on free */
+  size_t link_key_len;
+};
+
+/* ---- built-in templates: used when the directory has none of that name ---- */
+
+struct builtin {
+  const char *subject, *text, *html, *sms;
+};
+
+static const struct builtin builtin_customer = {
+    .subject = "Your {{contract.product}} expires on {{contract.expiry}}",
+    .text = "Hello {{customer.name}},\n"
+            "\n"
+            "your {{contract.product}} (contract {{contract.id}}{{#contract.value}}, "
+            "{{contract.value}}{{/contract.value}}) is valid until {{contract.expiry}}"
+            "{{#contract.days_left}}, {{contract.days_left}} days from now{{/contract.days_left}}.\n"
+            "\n"
+            "Renew it:            {{links.renew}}\n"
+            "Not renewing:        {{links.decline}}\n"
+            "Remind me later:     {{links.snooze}}\n"
+            "Please call me:      {{links.callback}}\n"
+            "\n"
+            "--\n"
+            "To stop these reminders: {{links.unsubscribe}}\n",
+    .html = "<p>Hello {{customer.name}},</p>\n"
+            "<p>your {{contract.product}} (contract {{contract.id}}) is valid until "
+            "<strong>{{contract.expiry}}</strong>.</p>\n"
+            "<p><a href=\"{{links.renew}}\">Renew</a> &middot; <a href=\"{{links.decline}}\">Not "
+            "renewing</a> &middot; <a href=\"{{links.snooze}}\">Remind me later</a> &middot; "
+            "<a href=\"{{links.callback}}\">Please call me</a></p>\n"
+            "<p style=\"font-size:small\"><a href=\"{{links.unsubscribe}}\">Stop these "
+            "reminders</a></p>\n",
+    .sms = "{{contract.product}} expires {{contract.expiry}}. Renew: {{links.renew}}",
+};
+
+static const struct builtin builtin_owner = {
+    .subject = "Renewal at risk: {{customer.name}}, {{contract.id}} expires {{contract.expiry}}",
+    .text = "Hello {{owner.name}},\n"
+            "\n"
+            "{{customer.name}} has not answered the renewal reminders for "
+            "{{contract.product}} (contract {{contract.id}}{{#contract.value}}, "
+            "{{contract.value}}{{/contract.value}}), valid until {{contract.expiry}}.\n"
+            "{{#customer.email}}Email: {{customer.email}}\n{{/customer.email}}"
+            "{{#customer.phone}}Phone: {{customer.phone}}\n{{/customer.phone}}"
+            "\n"
+            "History:\n"
+            "{{history_text}}"
+            "\n"
+            "Renewed:  {{links.renewed}}\n"
+            "Lost:     {{links.lost}}\n"
+            "Snooze:   {{links.snooze}}\n",
+    .sms = "Renewal at risk: {{customer.name}} {{contract.id}} expires {{contract.expiry}}",
+};
+
+static const struct builtin builtin_ops = {
+    .subject = "renewd: delivery failed ({{alert.channel}}, contract {{contract.id}})",
+    .text = "A message could not be delivered and was given up (dead letter).\n"
+            "\n"
+            "Contract:  {{contract.id}}\n"
+            "Tier:      {{alert.tier}}\n"
+            "Channel:   {{alert.channel}}\n"
+            "Recipient: {{alert.recipient}}\n"
+            "Attempts:  {{alert.attempts}}\n"
+            "Error:     {{alert.error}}\n"
+            "Reminder:  {{alert.reminder_id}}\n"
+            "\n"
+            "Retry it with: renewctl outbox retry {{alert.reminder_id}}\n",
+    .sms = "renewd: delivery failed, contract {{contract.id}} via {{alert.channel}}: "
+           "{{alert.error}}",
+};
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+int render_new(const struct config *cfg, struct cal *cal, struct render **ret, char *err,
+               size_t errlen) {
+  if (!cfg || !cal || !ret)
+    return -EINVAL;
+  struct render *rd = calloc(1, sizeof *rd);
+  if (!rd)
+    return -ENOMEM;
+  rd->cfg = cfg;
+  rd->cal = cal;
+  if (!isempty(cfg->daemon.templates)) {
+    char terr[256] = "";
+    int r = templates_open(cfg->daemon.templates, &rd->tmpl, terr, sizeof terr);
+    if (r < 0 && r != -ENOENT) {
+      if (err && errlen)
+        snprintf(err, errlen, "%s", terr);
+      render_free(rd);
+      return r;
+    }
+  }
+  if (!isempty(cfg->daemon.link_key_file)) {
+    char *key = NULL;
+    if (read_secret(cfg->daemon.link_key_file, &key) >= 0) {
+      size_t len = strlen(key);
+      if (len >= SIGN_KEY_MIN) {
+        rd->link_key = key;
+        rd->link_key_len = len;
+      } else {
+        explicit_bzero(key, len);
+        free(key);
+      }
+    }
+  }
+  *ret = rd;
+  return 0;
+}
+
+struct render *render_free(struct render *rd) {
+  if (!rd)
+    return NULL;
+  templates_free(rd->tmpl);
+  if (rd->link_key) {
+    explicit_bzero(rd->link_key, rd->link_key_len);
+    free(rd->link_key);
+  }
+  free(rd);
+  return NULL;
+}
+
+struct templates *render_templates(struct render *rd) { return rd ? rd->tmpl : NULL; }
+bool render_has_link_key(const struct render *rd) { return rd && rd->link_key; }
+
+void message_clear(struct message *m) {
+  if (!m)
+    return;
+  free(m->subject);
+  free(m->text);
+  free(m->html);
+  free(m->sms);
+  free(m->event);
+  json_decref(m->data);
+  free(m->locale);
+  free(m->to_name);
+  free(m->unsubscribe_url);
+  free(m->template_name);
+  *m = (struct message){0};
+}
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+static int jset_str(json_t *o, const char *key, const char *v) {
+  if (isempty(v))
+    return 0;
+  return json_object_set_new(o, key, json_string(v)) < 0 ? -ENOMEM : 0;
+}
+
+static int jset_int(json_t *o, const char *key, int64_t v) {
+  return json_object_set_new(o, key, json_integer(v)) < 0 ? -ENOMEM : 0;
+}
+
+/* Locales writing "1.234,56" rather than "1,234.56". */
+static bool locale_comma_decimal(const char *locale) {
+  static const char *const comma[] = {"de", "fr", "es", "it", "nl", "pt", "da", "nb", "nn",
+                                      "sv", "fi", "pl", "cs", "ru", "tr", "el", "id", "ro"};
+  if (isempty(locale))
+    return false;
+  for (size_t i = 0; i < ELEMENTSOF(comma); i++) {
+    size_t n = strlen(comma[i]);
+    if (strncasecmp(locale, comma[i], n) == 0 && (locale[n] == 0 || locale[n] == '-' || locale[n] == '_'))
+      return true;
+  }
+  return false;
+}
+
+/* "1,200.50 EUR" / "1.200,50 EUR"; "" when value is 0 and no currency. */
+static void format_money(int64_t minor, const char *currency, const char *locale, char *out,
+                         size_t n) {
+  bool comma = locale_comma_decimal(locale);
+  uint64_t v = minor < 0 ? (uint64_t)(-(minor + 1)) + 1 : (uint64_t)minor;
+  uint64_t units = v / 100, cents = v % 100;
+  char digits[32], grouped[48];
+  snprintf(digits, sizeof digits, "%" PRIu64, units);
+  size_t len = strlen(digits), k = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (i > 0 && (len - i) % 3 == 0)
+      grouped[k++] = comma ? '.' : ',';
+    grouped[k++] = digits[i];
+  }
+  grouped[k] = 0;
+  if (minor == 0 && isempty(currency)) {
+    if (n)
+      out[0] = 0;
+    return;
+  }
+  snprintf(out, n, "%s%s%c%02" PRIu64 "%s%s", minor < 0 ? "-" : "", grouped, comma ? ',' : '.',
+           cents, isempty(currency) ? "" : " ", isempty(currency) ? "" : currency);
+}
+
+static char *link_url(struct render *rd, const char *prefix, const char *contract_id, int32_t term,
+                      enum token_action action, int64_t expires_at) {
+  const char *base = rd->cfg->daemon.public_url ? rd->cfg->daemon.public_url : "";
+  _cleanup_free_ char *tok = NULL;
+  if (rd->link_key) {
+    struct sign_key key = {.data = (const uint8_t *)rd->link_key, .len = rd->link_key_len};
+    if (token_sign(&key, contract_id, (uint32_t)MAX(term, 1), action, expires_at, &tok) < 0)
+      tok = NULL;
+  }
+  return strprintf("%s%s%s", base, prefix, tok ? tok : "unsigned");
+}
+
+/* Adds the links object. */
+static int add_links(struct render *rd, json_t *root, const char *contract_id, int32_t term,
+                     int64_t expires_at, int64_t now, enum audience audience,
+                     enum notify_kind kind, char **ret_unsub) {
+  json_t *links = json_object();
+  if (!links || json_object_set_new(root, "links", links) < 0)
+    return -ENOMEM;
+  int64_t exp = MAX(expires_at + 90 * 86400, now + 30 * 86400);
+  struct {
+    const char *key, *prefix;
+    enum token_action action;
+  } customer[] = {
+      {"renew", "/r/", TOKEN_RENEW},
+      {"decline", "/r/", TOKEN_DECLINE},
+      {"snooze", "/r/", TOKEN_SNOOZE},
+      {"callback", "/r/", TOKEN_CALLBACK},
+      {"unsubscribe", "/u/", kind == NOTIFY_SMS ? TOKEN_UNSUBSCRIBE_SMS : TOKEN_UNSUBSCRIBE_EMAIL},
+  },
+    owner[] = {
+        {"renewed", "/r/", TOKEN_OWNER_RENEWED},
+        {"lost", "/r/", TOKEN_OWNER_LOST},
+        {"snooze", "/r/", TOKEN_OWNER_SNOOZE},
+    };
+  size_t n = audience == AUDIENCE_OWNER ? ELEMENTSOF(owner) : ELEMENTSOF(customer);
+  for (size_t i = 0; i < n; i++) {
+    const char *key = audience == AUDIENCE_OWNER ? owner[i].key : customer[i].key;
+    _cleanup_free_ char *url =
+        audience == AUDIENCE_OWNER
+            ? link_url(rd, owner[i].prefix, contract_id, term, owner[i].action, exp)
+            : link_url(rd, customer[i].prefix, contract_id, term, customer[i].action, exp);
+    if (!url || jset_str(links, key, url) < 0)
+      return -ENOMEM;
+    if (audience == AUDIENCE_CUSTOMER && streq(key, "unsubscribe") && ret_unsub)
+      *ret_unsub = TAKE_PTR(url);
+  }
+  return 0;
+}
+
+/* JSON string literal of s ("\"...\""), for JSON body templates. */
+static int add_json_literal(json_t *jobj, const char *key, const char *s) {
+  json_t *str = json_string(s ? s : "");
+  if (!str)
+    return -ENOMEM;
+  char *lit = json_dumps(str, JSON_ENCODE_ANY);
+  json_decref(str);
+  if (!lit)
+    return -ENOMEM;
+  int r = json_object_set_new(jobj, key, json_string(lit)) < 0 ? -ENOMEM : 0;
+  free(lit);
+  return r;
+}
+
+/* ---- the context ----------------------------------------------------------------- */
+
+/* What the context is built from (some parts may be missing). */
+struct facts {
+  const struct contract *contract; /* required */
+  const struct customer *customer; /* NULL when none */
+  const struct owner *owner;       /* NULL when none */
+  const char *tier;
+  int32_t step;
+  enum audience audience;
+  enum notify_kind kind;
+  const char *template_name;
+  const char *zone;   /* IANA zone for dates */
+  const char *locale; /* locale of the message */
+  json_t *history;    /* array or NULL (stolen) */
+  json_t *responses;  /* array or NULL (stolen) */
+  char *history_text; /* borrowed */
+  json_t *alert;      /* object or NULL (stolen) */
+  const struct reminder *row; /* NULL for samples */
+};
+
+static int build_context(struct render *rd, struct facts *f, int64_t now, json_t **ret,
+                         char **ret_unsub) {
+  json_t *root = json_object();
+  if (!root)
+    return -ENOMEM;
+  int r = 0;
+  char buf[128], date[64], iso[16], now_s[32];
+  const struct cal_zone *z = cal_zone(rd->cal, f->zone ? f->zone : "UTC");
+  if (!z)
+    z = cal_zone(rd->cal, "UTC");
+
+  json_t *cu = json_object(), *co = json_object(), *ti = json_object(), *ow = json_object(),
+         *js = json_object();
+  if (!cu || !co || !ti || !ow || !js || json_object_set_new(root, "customer", cu) < 0 ||
+      json_object_set_new(root, "contract", co) < 0 || json_object_set_new(root, "tier", ti) < 0 ||
+      json_object_set_new(root, "owner", ow) < 0 || json_object_set_new(root, "json", js) < 0) {
+    json_decref(root);
+    return -ENOMEM;
+  }
+  const struct customer *c = f->customer;
+  if (c) {
+    if ((r = jset_str(cu, "id", c->id)) < 0 || (r = jset_str(cu, "name", c->name)) < 0 ||
+        (r = jset_str(cu, "email", c->email)) < 0 || (r = jset_str(cu, "phone", c->phone)) < 0 ||
+        (r = jset_str(cu, "segment", c->segment)) < 0)
+      goto fail;
+  }
+  if ((r = jset_str(cu, "locale", f->locale)) < 0)
+    goto fail;
+
+  const struct contract *k = f->contract;
+  format_money(k->value_minor, k->currency, f->locale, buf, sizeof buf);
+  cal_format_date(z, k->expires_at - 1, f->locale, date, sizeof date);
+  struct cal_local l;
+  cal_to_local(z, k->expires_at - 1, &l);
+  snprintf(iso, sizeof iso, "%04d-%02d-%02d", l.year, l.month, l.day);
+  int64_t diff = k->expires_at - now;
+  int64_t days = diff >= 0 ? (diff + 86399) / 86400 : -((-diff) / 86400);
+  if ((r = jset_str(co, "id", k->id)) < 0 || (r = jset_str(co, "product", k->product)) < 0 ||
+      (r = jset_str(co, "currency", k->currency)) < 0 || (r = jset_str(co, "value", buf)) < 0 ||
+      (r = jset_int(co, "value_minor", k->value_minor)) < 0 ||
+      (r = jset_int(co, "term", k->term)) < 0 || (r = jset_str(co, "expiry", date)) < 0 ||
+      (r = jset_str(co, "expiry_iso", iso)) < 0 ||
+      (r = jset_str(co, "expires_at", format_rfc3339(k->expires_at, now_s))) < 0 ||
+      (r = jset_int(co, "days_left", days)) < 0)
+    goto fail;
+
+  if ((r = jset_str(ti, "name", f->tier)) < 0 || (r = jset_int(ti, "step", f->step)) < 0 ||
+      (r = jset_int(ti, "repeat", (int64_t)f->step + 1)) < 0 ||
+      (r = jset_str(ti, "audience", f->audience == AUDIENCE_OWNER ? "owner" : "customer")) < 0 ||
+      (r = jset_str(ti, "template", f->template_name)) < 0)
+    goto fail;
+
+  if (f->owner) {
+    if ((r = jset_str(ow, "id", f->owner->id)) < 0 || (r = jset_str(ow, "name", f->owner->name)) < 0 ||
+        (r = jset_str(ow, "email", f->owner->email)) < 0 ||
+        (r = jset_str(ow, "phone", f->owner->phone)) < 0)
+      goto fail;
+  }
+  if (f->history && (r = json_object_set_new(root, "history", TAKE_PTR(f->history))) < 0)
+    goto fail_nomem;
+  if (f->responses && (r = json_object_set_new(root, "responses", TAKE_PTR(f->responses))) < 0)
+    goto fail_nomem;
+  if ((r = jset_str(root, "history_text", f->history_text)) < 0)
+    goto fail;
+  if (f->alert && (r = json_object_set_new(root, "alert", TAKE_PTR(f->alert))) < 0)
+    goto fail_nomem;
+  if ((r = jset_str(root, "now", format_rfc3339(now, now_s))) < 0)
+    goto fail;
+  if ((r = add_links(rd, root, k->id, k->term, k->expires_at, now, f->audience, f->kind,
+                     ret_unsub)) < 0)
+    goto fail;
+
+  if ((r = add_json_literal(js, "customer_name", c ? c->name : NULL)) < 0 ||
+      (r = add_json_literal(js, "customer_email", c ? c->email : NULL)) < 0 ||
+      (r = add_json_literal(js, "contract_id", k->id)) < 0 ||
+      (r = add_json_literal(js, "product", k->product)) < 0 ||
+      (r = add_json_literal(js, "expiry", date)) < 0 ||
+      (r = add_json_literal(js, "tier", f->tier)) < 0)
+    goto fail;
+  *ret = root;
+  return 0;
+fail_nomem:
+  r = -ENOMEM;
+fail:
+  json_decref(root);
+  return r;
+}
+
+/* ---- rendering the parts ----------------------------------------------------------- */
+
+static int render_builtin_part(const char *text, json_t *data, bool html, char **ret, char *err,
+                               size_t errlen) {
+  if (!text) {
+    *ret = NULL;
+    return 0;
+  }
+  return tmpl_render(text, data, NULL, html, ret, err, errlen);
+}
+
+int render_template(struct render *rd, const char *name, const char *part, const char *locale,
+                    json_t *data, char **ret, char *err, size_t errlen) {
+  if (!rd || !name || !part || !ret)
+    return -EINVAL;
+  if (!rd->tmpl || !templates_exists(rd->tmpl, locale, name, part))
+    return -ENOENT;
+  return templates_render(rd->tmpl, locale, name, part, data, ret, NULL, err, errlen);
+}
+
+/* Renders subject/text/html/sms of template name (or the built-in for audience). */
+static int render_parts(struct render *rd, const char *name, bool ops_alert,
+                        enum audience audience, enum notify_kind kind, struct message *m,
+                        char *err, size_t errlen) {
+  bool have = rd->tmpl && name &&
+              (templates_exists(rd->tmpl, m->locale, name, "text") ||
+               templates_exists(rd->tmpl, m->locale, name, "html") ||
+               templates_exists(rd->tmpl, m->locale, name, "sms"));
+  int r;
+  if (have) {
+    static const char *const parts[] = {"subject", "text", "html", "sms"};
+    char **outs[] = {&m->subject, &m->text, &m->html, &m->sms};
+    for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+      if (kind != NOTIFY_EMAIL && streq(parts[i], "html"))
+        continue;
+      if (kind != NOTIFY_SMS && streq(parts[i], "sms"))
+        continue;
+      if (!templates_exists(rd->tmpl, m->locale, name, parts[i]))
+        continue;
+      r = templates_render(rd->tmpl, m->locale, name, parts[i], m->data, outs[i], NULL, err,
+                           errlen);
+      if (r < 0)
+        return r;
+    }
+    m->template_name = strdup(name);
+  } else {
+    const struct builtin *b = ops_alert ? &builtin_ops
+                              : audience == AUDIENCE_OWNER ? &builtin_owner
+                                                           : &builtin_customer;
+    if ((r = render_builtin_part(b->subject, m->data, false, &m->subject, err, errlen)) < 0 ||
+        (r = render_builtin_part(b->text, m->data, false, &m->text, err, errlen)) < 0 ||
+        (kind == NOTIFY_EMAIL &&
+         (r = render_builtin_part(b->html, m->data, true, &m->html, err, errlen)) < 0) ||
+        (kind == NOTIFY_SMS &&
+         (r = render_builtin_part(b->sms, m->data, false, &m->sms, err, errlen)) < 0))
+      return r;
+    m->template_name = strdup("(built-in)");
+  }
+  if (!m->template_name)
+    return -ENOMEM;
+  if (m->subject) {
+    /* one line: the first one */
+    m->subject[strcspn(m->subject, "\r\n")] = 0;
+  }
+  if (kind == NOTIFY_SMS && !m->sms && m->text && !(m->sms = strdup(m->text)))
+    return -ENOMEM;
+  if (kind == NOTIFY_SMS && m->sms) {
+    /* trailing newlines of a template file are not part of an SMS */
+    size_t n = strlen(m->sms);
+    while (n > 0 && (m->sms[n - 1] == '\n' || m->sms[n - 1] == '\r'))
+      m->sms[--n] = 0;
+  }
+  return 0;
+}
+
+/* The webhook event: {"type", "timestamp", "data": {...}}. */
+static int build_event(const struct message *m, const struct reminder *row, int64_t now,
+                       char **ret) {
+  char ts[32];
+  json_t *data = json_object(), *ev = json_object();
+  if (!data || !ev) {
+    json_decref(data);
+    json_decref(ev);
+    return -ENOMEM;
+  }
+  static const char *const copy[] = {"contract", "customer", "owner", "tier", "links", "alert"};
+  int r = 0;
+  for (size_t i = 0; i < ELEMENTSOF(copy) && r == 0; i++) {
+    json_t *v = json_object_get(m->data, copy[i]);
+    if (v && json_object_set(data, copy[i], v) < 0)
+      r = -ENOMEM;
+  }
+  json_t *hist = json_object_get(m->data, "history");
+  if (r == 0 && hist && json_object_set(data, "history", hist) < 0)
+    r = -ENOMEM;
+  json_t *resp = json_object_get(m->data, "responses");
+  if (r == 0 && resp && json_object_set(data, "responses", resp) < 0)
+    r = -ENOMEM;
+  if (r == 0 && row) {
+    if (jset_str(data, "id", row->idem_key) < 0 || jset_int(data, "reminder_id", row->id) < 0 ||
+        jset_int(data, "attempt", row->attempts) < 0 || jset_str(data, "channel", row->channel) < 0)
+      r = -ENOMEM;
+  }
+  if (r == 0 && (m->subject || m->text)) {
+    json_t *msg = json_object();
+    if (!msg || json_object_set_new(data, "message", msg) < 0 ||
+        jset_str(msg, "subject", m->subject) < 0 || jset_str(msg, "text", m->text) < 0)
+      r = -ENOMEM;
+  }
+  if (r == 0 && (jset_str(ev, "type", m->event_type) < 0 ||
+                 jset_str(ev, "timestamp", format_rfc3339(now, ts)) < 0 ||
+                 json_object_set(ev, "data", data) < 0))
+    r = -ENOMEM;
+  json_decref(data);
+  if (r == 0) {
+    *ret = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!*ret)
+      r = -ENOMEM;
+  }
+  json_decref(ev);
+  return r;
+}
+
+/* ---- history for owner escalations ------------------------------------------------ */
+
+struct history_ctx {
+  json_t *arr;
+  struct buf text;
+  int64_t self_id;
+  int r;
+};
+
+static int history_cb(const struct reminder *m, void *ud) {
+  struct history_ctx *h = ud;
+  if (m->id == h->self_id || streq_ptr(m->tier, RENDER_OPS_TIER))
+    return 0;
+  char at[32];
+  int64_t when = m->sent_at ? m->sent_at : m->updated_at;
+  json_t *o = json_object();
+  if (!o || json_array_append_new(h->arr, o) < 0 || jset_str(o, "tier", m->tier) < 0 ||
+      jset_int(o, "step", m->step) < 0 || jset_str(o, "channel", m->channel) < 0 ||
+      jset_str(o, "audience", m->audience) < 0 ||
+      jset_str(o, "status", reminder_status_to_string(m->status)) < 0 ||
+      jset_str(o, "at", format_rfc3339(when, at)) < 0)
+    return -ENOMEM;
+  if (buf_printf(&h->text, "- %s: %s #%d via %s (%s): %s\n", at, m->tier, m->step + 1, m->channel,
+                 m->audience, reminder_status_to_string(m->status)) < 0)
+    return -ENOMEM;
+  return 0;
+}
+
+static int response_cb(const struct response *p, void *ud) {
+  struct history_ctx *h = ud;
+  char at[32];
+  json_t *o = json_object();
+  if (!o || json_array_append_new(h->arr, o) < 0 || jset_str(o, "kind", p->kind) < 0 ||
+      jset_str(o, "source", p->source) < 0 || jset_str(o, "reason", p->reason) < 0 ||
+      jset_str(o, "at", format_rfc3339(p->created_at, at)) < 0)
+    return -ENOMEM;
+  if (buf_printf(&h->text, "- %s: answered \"%s\"%s%s%s\n", at, p->kind,
+                 p->reason ? " (" : "", p->reason ? p->reason : "", p->reason ? ")" : "") < 0)
+    return -ENOMEM;
+  return 0;
+}
+
+/* ---- tier lookup -------------------------------------------------------------------- */
+
+static const struct tier *policy_tier(const struct policy *p, const char *name) {
+  for (size_t i = 0; p && i < p->n_tiers; i++)
+    if (streq(p->tiers[i].name, name))
+      return &p->tiers[i];
+  return NULL;
+}
+
+int render_find_tier(struct store *store, const struct config *cfg, const struct contract *c,
+                     const char *name, struct policy **ret_policy, const struct tier **ret_tier) {
+  if (!cfg || !name || !ret_policy || !ret_tier)
+    return -EINVAL;
+  if (store && c && c->ladder_id > 0) {
+    _cleanup_free_ char *text = NULL;
+    struct policy *p = NULL;
+    if (store_ladder_get(store, c->ladder_id, &text) >= 0 && ladder_parse(text, &p) >= 0) {
+      const struct tier *t = policy_tier(p, name);
+      if (t) {
+        *ret_policy = p;
+        *ret_tier = t;
+        return 0;
+      }
+      policy_free(p);
+    }
+  }
+  for (size_t i = 0; i < cfg->n_policies; i++) {
+    const struct tier *t = policy_tier(cfg->policies[i], name);
+    if (t) {
+      *ret_policy = NULL;
+      *ret_tier = t;
+      return 0;
+    }
+  }
+  return -ENOENT;
+}
+
+/* ---- render_message ------------------------------------------------------------------ */
+
+static int finish_message(struct render *rd, struct facts *f, const char *template_name,
+                          bool ops_alert, const struct reminder *row, int64_t now,
+                          struct message *ret, char *err, size_t errlen) {
+  struct message m = {0};
+  int r;
+  if (!(m.locale = strdup(f->locale ? f->locale : TEMPLATES_FALLBACK_LOCALE))) {
+    r = -ENOMEM;
+    goto fail;
+  }
+  r = build_context(rd, f, now, &m.data,
+                    f->audience == AUDIENCE_CUSTOMER && !ops_alert ? &m.unsubscribe_url : NULL);
+  if (r < 0)
+    goto fail;
+  r = render_parts(rd, template_name, ops_alert, f->audience, f->kind, &m, err, errlen);
+  if (r < 0)
+    goto fail;
+  m.event_type = ops_alert ? "delivery.failed"
+                 : f->audience == AUDIENCE_OWNER ? "escalation.raised"
+                                                 : "reminder.due";
+  if ((r = build_event(&m, row, now, &m.event)) < 0)
+    goto fail;
+  const char *to_name = f->audience == AUDIENCE_OWNER ? (f->owner ? f->owner->name : NULL)
+                                                      : (f->customer ? f->customer->name : NULL);
+  if (ops_alert)
+    to_name = NULL;
+  if (to_name && !(m.to_name = strdup(to_name))) {
+    r = -ENOMEM;
+    goto fail;
+  }
+  *ret = m;
+  return 0;
+fail:
+  if (r == -ENOMEM && err && errlen && !*err)
+    snprintf(err, errlen, "out of memory");
+  message_clear(&m);
+  return r;
+}
+
+int render_message(struct render *rd, struct store *store, const struct reminder *row,
+                   enum notify_kind kind, int64_t now, struct message *ret, char *err,
+                   size_t errlen) {
+  if (!rd || !store || !row || !ret)
+    return -EINVAL;
+  if (err && errlen)
+    err[0] = 0;
+  struct contract c = {0};
+  struct customer cu = {0};
+  struct owner ow = {0};
+  struct policy *pol = NULL;
+  struct history_ctx h = {.self_id = row->id};
+  struct reminder dead = {0};
+  json_t *alert = NULL;
+  bool have_cu = false, have_ow = false;
+  int r = row->contract_rowid > 0 ? store_contract_get_by_rowid(store, row->contract_rowid, &c)
+                                  : store_contract_get(store, row->contract_id, &c);
+  if (r < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "contract %s: %s", row->contract_id,
+               r == -ENOENT ? "no longer in the store" : strerror(-r));
+    return r;
+  }
+  if (c.customer_id && store_customer_get(store, c.customer_id, &cu) >= 0)
+    have_cu = true;
+
+  bool ops_alert = streq_ptr(row->tier, RENDER_OPS_TIER);
+  const struct tier *t = NULL;
+  if (!ops_alert)
+    (void)render_find_tier(store, rd->cfg, &c, row->tier, &pol, &t);
+  enum audience audience = streq_ptr(row->audience, "owner") ? AUDIENCE_OWNER : AUDIENCE_CUSTOMER;
+
+  /* the owner: the customer's, else the policy's fallback owner */
+  const char *owner_id = have_cu ? cu.owner_id : NULL;
+  if (!isempty(owner_id) && store_owner_get(store, owner_id, &ow) >= 0)
+    have_ow = true;
+  if (!have_ow) {
+    const struct policy *cp = pol ? pol
+                                  : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
+    if (cp && !isempty(cp->fallback_owner) && store_owner_get(store, cp->fallback_owner, &ow) >= 0)
+      have_ow = true;
+  }
+
+  struct facts f = {
+      .contract = &c,
+      .customer = have_cu ? &cu : NULL,
+      .owner = have_ow ? &ow : NULL,
+      .tier = row->tier,
+      .step = row->step,
+      .audience = ops_alert ? AUDIENCE_OWNER : audience,
+      .kind = kind,
+      .row = row,
+  };
+  const char *zone = NULL;
+  if (f.audience == AUDIENCE_OWNER && have_ow && !isempty(ow.tz))
+    zone = ow.tz;
+  else if (have_cu && !isempty(cu.tz))
+    zone = cu.tz;
+  f.zone = zone ? zone : rd->cfg->daemon.time_zone;
+  f.locale = f.audience == AUDIENCE_CUSTOMER && have_cu && !isempty(cu.locale)
+                 ? cu.locale
+                 : TEMPLATES_FALLBACK_LOCALE;
+  const char *template_name = ops_alert ? RENDER_OPS_TIER
+                              : t && t->template_name ? t->template_name
+                                                      : row->tier;
+  f.template_name = template_name;
+
+  if (audience == AUDIENCE_OWNER && !ops_alert) {
+    if (!(h.arr = json_array())) {
+      r = -ENOMEM;
+      goto out;
+    }
+    r = store_reminder_foreach_contract(store, c.id, c.term, history_cb, &h);
+    if (r < 0)
+      goto out;
+    f.history = TAKE_PTR(h.arr);
+    if (!(h.arr = json_array())) {
+      r = -ENOMEM;
+      goto out;
+    }
+    r = store_response_foreach_contract(store, c.id, c.term, response_cb, &h);
+    if (r < 0)
+      goto out;
+    f.responses = TAKE_PTR(h.arr);
+    if (h.text.len == 0 && buf_puts(&h.text, "- (nothing yet)\n") < 0) {
+      r = -ENOMEM;
+      goto out;
+    }
+    f.history_text = h.text.data;
+  }
+  if (ops_alert) {
+    alert = json_object();
+    if (!alert) {
+      r = -ENOMEM;
+      goto out;
+    }
+    if (store_reminder_get(store, row->step, &dead) >= 0) {
+      if (jset_int(alert, "reminder_id", dead.id) < 0 || jset_str(alert, "tier", dead.tier) < 0 ||
+          jset_int(alert, "step", dead.step) < 0 || jset_str(alert, "channel", dead.channel) < 0 ||
+          jset_str(alert, "audience", dead.audience) < 0 ||
+          jset_str(alert, "recipient", dead.recipient) < 0 ||
+          jset_str(alert, "error", dead.last_error) < 0 ||
+          jset_int(alert, "attempts", dead.attempts) < 0 ||
+          jset_str(alert, "idem_key", dead.idem_key) < 0) {
+        r = -ENOMEM;
+        goto out;
+      }
+    } else if (jset_int(alert, "reminder_id", row->step) < 0) {
+      r = -ENOMEM;
+      goto out;
+    }
+    f.alert = TAKE_PTR(alert);
+  }
+  r = finish_message(rd, &f, template_name, ops_alert, row, now, ret, err, errlen);
+  if (r >= 0 && have_cu)
+    ret->customer_optout = cu.optout;
+out:
+  json_decref(f.history);
+  json_decref(f.responses);
+  json_decref(f.alert);
+  json_decref(h.arr);
+  json_decref(alert);
+  buf_free(&h.text);
+  reminder_clear(&dead);
+  policy_free(pol);
+  contract_clear(&c);
+  customer_clear(&cu);
+  owner_clear(&ow);
+  return r;
+}
+
+int render_sample(struct render *rd, const char *tier_name, const char *template_name,
+                  enum audience audience, enum notify_kind kind, const char *recipient,
+                  int64_t now, struct message *ret, char *err, size_t errlen) {
+  if (!rd || !ret)
+    return -EINVAL;
+  if (err && errlen)
+    err[0] = 0;
+  bool ops_alert = streq_ptr(tier_name, RENDER_OPS_TIER);
+  /* long but ordinary values, so that length limits are checked honestly */
+  struct contract c = {
+      .id = (char *)"C-2027-000123",
+      .product = (char *)"Enterprise Support Plan",
+      .currency = (char *)"EUR",
+      .value_minor = 1250000,
+      .term = 1,
+      .expires_at = now + 30 * 86400,
+  };
+  struct customer cu = {
+      .id = (char *)"CU-000123",
+      .name = (char *)"Maximilian Mustermann-Schmidt",
+      .email = (char *)(kind == NOTIFY_EMAIL && recipient ? recipient : "max.mustermann@example.com"),
+      .phone = (char *)(kind == NOTIFY_SMS && recipient ? recipient : "+4915112345678"),
+      .locale = (char *)"en",
+      .segment = (char *)"smb",
+  };
+  struct owner ow = {
+      .id = (char *)"sales-desk",
+      .name = (char *)"Sales Desk",
+      .email = (char *)"sales@example.com",
+      .phone = (char *)"+4930123456789",
+  };
+  json_t *alert = NULL;
+  if (ops_alert) {
+    alert = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i}", "reminder_id", 4711, "tier", "notice",
+                      "channel", "email", "recipient", "max.mustermann@example.com", "error",
+                      "550 5.1.1 mailbox unavailable", "attempts", 1);
+    if (!alert)
+      return -ENOMEM;
+  }
+  struct facts f = {
+      .contract = &c,
+      .customer = &cu,
+      .owner = &ow,
+      .tier = tier_name ? tier_name : "notice",
+      .step = 0,
+      .audience = ops_alert ? AUDIENCE_OWNER : audience,
+      .kind = kind,
+      .template_name = template_name,
+      .zone = rd->cfg->daemon.time_zone,
+      .locale = "en",
+      .alert = alert,
+      .history_text = (char *)"- 2027-01-01T09:00:00Z: notice #1 via email (customer): sent\n",
+  };
+  struct reminder row = {
+      .id = 0,
+      .contract_id = c.id,
+      .term = 1,
+      .tier = (char *)f.tier,
+      .channel = (char *)"sample",
+      .audience = (char *)(f.audience == AUDIENCE_OWNER ? "owner" : "customer"),
+      .recipient = (char *)recipient,
+      .attempts = 1,
+  };
+  snprintf(row.idem_key, sizeof row.idem_key, "rk-00000000000000000000000000000000");
+  int r = finish_message(rd, &f, ops_alert ? RENDER_OPS_TIER : template_name, ops_alert, &row,
+                         now, ret, err, errlen);
+  json_decref(f.alert);
+  return r;
+}
+
+/* ---- RFC 5322 ------------------------------------------------------------------------- */
+
+/* Quoted-printable (RFC 2045 §6.7) of UTF-8 text, "\n" → CRLF. */
+static int qp_encode(struct buf *b, const char *s) {
+  size_t col = 0;
+  int r = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++) {
+    if (*p == '\r' && p[1] == '\n')
+      continue;
+    if (*p == '\n') {
+      r = buf_puts(b, "\r\n");
+      col = 0;
+      continue;
+    }
+    char enc[4];
+    bool next_eol = p[1] == 0 || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
+    bool plain = (*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !next_eol);
+    size_t w = plain ? 1 : 3;
+    if (col + w > 75) {
+      r = buf_puts(b, "=\r\n");
+      col = 0;
+      if (r < 0)
+        break;
+    }
+    if (plain)
+      r = buf_append(b, p, 1);
+    else {
+      snprintf(enc, sizeof enc, "=%02X", *p);
+      r = buf_append(b, enc, 3);
+    }
+    col += w;
+  }
+  return r;
+}
+
+static int put_header(struct buf *b, const char *name, const char *value) {
+  if (!value)
+    return 0;
+  _cleanup_free_ char *h = NULL;
+  int r = mime_header(name, value, &h);
+  if (r < 0)
+    return r;
+  r = buf_puts(b, h);
+  return r < 0 ? r : buf_puts(b, "\r\n");
+}
+
+/* Splits "Name <addr>" into its parts (in place copy). */
+static void split_address(char *s, const char **ret_name, const char **ret_addr) {
+  char *lt = strrchr(s, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+  if (!lt || !gt) {
+    *ret_name = NULL;
+    *ret_addr = s;
+    return;
+  }
+  *gt = 0;
+  *ret_addr = lt + 1;
+  char *end = lt;
+  while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  *end = 0;
+  char *name = s;
+  if (*name == '"' && end > name + 1 && end[-1] == '"') {
+    end[-1] = 0;
+    name++;
+  }
+  *ret_name = *name ? name : NULL;
+}
+
+bool render_from_valid(const char *from) {
+  _cleanup_free_ char *copy = from ? strdup(from) : NULL;
+  if (!copy)
+    return false;
+  const char *name, *addr;
+  split_address(copy, &name, &addr);
+  _cleanup_free_ char *h = NULL;
+  return mime_valid_email(addr) &&
+         mime_header_addresses("From", &(struct mime_address){.name = name, .email = addr}, 1, &h) >= 0;
+}
+
+static int put_part(struct buf *b, const char *type, const char *body) {
+  int r = buf_printf(b,
+                     "Content-Type: %s; charset=utf-8\r\n"
+                     "Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+                     type);
+  if (r >= 0)
+    r = qp_encode(b, body ? body : "");
+  if (r >= 0 && (b->len < 2 || memcmp(b->data + b->len - 2, "\r\n", 2) != 0))
+    r = buf_puts(b, "\r\n");
+  return r;
+}
+
+int render_rfc5322(const struct message *m, const struct reminder *row, enum notify_kind kind,
+                   const char *from, const char *extra_headers, int64_t now, char **ret) {
+  if (!m || !row || !ret)
+    return -EINVAL;
+  struct buf b = {0};
+  _cleanup_free_ char *from_copy = strdup(from ? from : RENDER_DEFAULT_FROM);
+  _cleanup_free_ char *h = NULL, *msgid = NULL, *sms_subject = NULL;
+  char date[MIME_DATE_MAX], step[16];
+  if (!from_copy)
+    return -ENOMEM;
+  const char *fname, *faddr;
+  split_address(from_copy, &fname, &faddr);
+  int r = mime_header_addresses("From", &(struct mime_address){.name = fname, .email = faddr}, 1, &h);
+  if (r < 0)
+    goto fail;
+  if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
+    goto fail;
+  free(h);
+  h = NULL;
+  if (kind == NOTIFY_EMAIL && row->recipient && mime_valid_email(row->recipient)) {
+    r = mime_header_addresses("To", &(struct mime_address){.name = m->to_name, .email = row->recipient},
+                              1, &h);
+    if (r < 0)
+      goto fail;
+    if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
+      goto fail;
+  } else {
+    if ((r = buf_puts(&b, "To: undisclosed-recipients:;\r\n")) < 0 ||
+        (r = put_header(&b, "X-Renewd-To", row->recipient)) < 0)
+      goto fail;
+  }
+  const char *subject = m->subject;
+  if (kind == NOTIFY_SMS) {
+    sms_subject = strprintf("SMS to %s", row->recipient ? row->recipient : "?");
+    subject = sms_subject;
+  } else if (kind == NOTIFY_WEBHOOK) {
+    sms_subject = strprintf("Webhook %s to %s", m->event_type ? m->event_type : "event",
+                            row->recipient ? row->recipient : "?");
+    subject = sms_subject;
+  }
+  if ((r = put_header(&b, "Subject", subject ? subject : "(no subject)")) < 0)
+    goto fail;
+  if ((r = mime_date(now, date)) < 0 || (r = buf_printf(&b, "Date: %s\r\n", date)) < 0)
+    goto fail;
+  const char *key = row->idem_key;
+  if (strncmp(key, "rk-", 3) == 0)
+    key += 3;
+  if ((r = mime_message_id(*key ? key : "none", "renewd", &msgid)) < 0 ||
+      (r = buf_printf(&b, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", msgid)) < 0)
+    goto fail;
+  snprintf(step, sizeof step, "%d", row->step);
+  if ((r = put_header(&b, "X-Renewd-Contract", row->contract_id)) < 0 ||
+      (r = put_header(&b, "X-Renewd-Tier", row->tier)) < 0 ||
+      (r = put_header(&b, "X-Renewd-Step", step)) < 0 ||
+      (r = put_header(&b, "X-Renewd-Channel", row->channel)) < 0 ||
+      (r = put_header(&b, "X-Renewd-Audience", row->audience)) < 0 ||
+      (r = put_header(&b, "X-Renewd-Kind",
+                      kind == NOTIFY_SMS ? "sms" : kind == NOTIFY_WEBHOOK ? "webhook" : "email")) < 0)
+    goto fail;
+  if (kind == NOTIFY_EMAIL && m->unsubscribe_url &&
+      ((r = buf_printf(&b, "List-Unsubscribe: <%s>\r\n", m->unsubscribe_url)) < 0 ||
+       (r = buf_puts(&b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")) < 0))
+    goto fail;
+  if (extra_headers && ((r = buf_puts(&b, extra_headers)) < 0 || (r = buf_puts(&b, "\r\n")) < 0))
+    goto fail;
+
+  if (kind == NOTIFY_SMS)
+    r = put_part(&b, "text/plain", m->sms ? m->sms : m->text);
+  else if (kind == NOTIFY_WEBHOOK)
+    r = put_part(&b, "application/json", m->event);
+  else if (!m->html)
+    r = put_part(&b, "text/plain", m->text);
+  else {
+    char boundary[64];
+    snprintf(boundary, sizeof boundary, "=_renewd_%.32s", key);
+    if ((r = buf_printf(&b,
+                        "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
+                        "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n",
+                        boundary, boundary)) < 0 ||
+        (r = put_part(&b, "text/plain", m->text)) < 0 ||
+        (r = buf_printf(&b, "\r\n--%s\r\n", boundary)) < 0 ||
+        (r = put_part(&b, "text/html", m->html)) < 0 ||
+        (r = buf_printf(&b, "\r\n--%s--\r\n", boundary)) < 0)
+      goto fail;
+  }
+  if (r < 0)
+    goto fail;
+  *ret = buf_steal(&b);
+  return *ret ? 0 : -ENOMEM;
+fail:
+  buf_free(&b);
+  return r;
+}

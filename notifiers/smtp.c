@@ -1,0 +1,629 @@
+/* smtp: Type=smtp, email through an SMTP relay with libcurl (see smtp.h).
+ *
+ * prepare() formats the whole message (email.c) into the transfer's upload
+ * buffer and configures the easy handle: URL, envelope, STARTTLS policy,
+ * credentials, CA; a debug callback keeps the last server reply line so that
+ * finish() can name the queue id and quote the server's own words on
+ * failure. finish() classifies by the last SMTP reply code first (4xx
+ * transient, 5xx permanent), then by the curl error (connection trouble
+ * transient; certificate and login problems permanent).
+ *
+ * Owns: struct smtp (settings, the password; wiped on free) and per transfer
+ * a struct smtp_xfer (freed by the dispatcher through backend_free). */
+#include "notifiers/smtp.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+
+#include "core/cal.h"
+#include "core/ics.h"
+#include "core/util.h"
+#include "notifiers/email.h"
+#include "notifiers/mime.h"
+#include "notifiers/render.h"
+#include "notifiers/templates.h"
+
+#define CALLBACK_TIER "callback"   /* owner tier that gets a meeting request */
+#define MEETING_LENGTH (30 * 60)   /* seconds */
+#define REPLY_MAX 512
+
+/* Parsed [Channel] keys. */
+struct smtp_settings {
+  char *url;           /* URL=: smtp://host[:port][/ehlo] or smtps:// */
+  bool smtps;          /* implicit TLS */
+  bool loopback;       /* the host is 127.0.0.0/8, ::1 or localhost */
+  char *from_name;     /* From= display name, or NULL */
+  char *from_addr;     /* From= address (also the envelope sender) */
+  char *reply_to;      /* ReplyTo= as written, or NULL */
+  char *username;      /* Username=, or NULL */
+  char *password_file; /* PasswordFile= (path or credential name), or NULL */
+  bool require_tls;    /* RequireTLS= (default: yes with Username= on a non-loopback host) */
+  char *ca_file;       /* CAFile=, or NULL */
+  bool tls_verify;     /* TLSVerify= */
+  bool calendar;       /* Calendar= */
+  char *alarm;         /* CalendarAlarm= (RFC 5545 duration), NULL = ics default (-P1D),
+                          "" = no alarm */
+};
+
+struct smtp {
+  struct smtp_settings set;
+  char *password; /* PasswordFile= contents; wiped on free */
+};
+
+/* Per transfer. */
+struct smtp_xfer {
+  char reply[REPLY_MAX]; /* last reply line from the server, CRLF stripped */
+};
+
+static const char *const smtp_known[] = {
+    "URL",  "From",      "ReplyTo",  "Username", "PasswordFile", "RequireTLS",
+    "CAFile", "TLSVerify", "Calendar", "CalendarAlarm", NULL,
+};
+static const char *const smtp_required[] = {"URL", "From", NULL};
+
+/* ---- settings ---------------------------------------------------------------------- */
+
+static void settings_done(struct smtp_settings *s) {
+  free(s->url);
+  free(s->from_name);
+  free(s->from_addr);
+  free(s->reply_to);
+  free(s->username);
+  free(s->password_file);
+  free(s->ca_file);
+  free(s->alarm);
+  *s = (struct smtp_settings){0};
+}
+
+static bool host_is_loopback(const char *h) {
+  return strcasecmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || streq(h, "[::1]") ||
+         streq(h, "::1");
+}
+
+/* Checks URL= with curl's own parser, so what passes here is what curl does. */
+static int parse_url(const struct config_channel *ch, const struct config_kv *kv,
+                     struct smtp_settings *s, struct config_errors *errs) {
+  CURLU *u = curl_url();
+  if (!u)
+    return -ENOMEM;
+  char *scheme = NULL, *host = NULL;
+  int r = 0;
+  if (curl_url_set(u, CURLUPART_URL, kv->value, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+    r = notify_error(errs, ch, kv, "expected smtp://HOST[:PORT] or smtps://HOST[:PORT]");
+  else if (!streq(scheme, "smtp") && !streq(scheme, "smtps"))
+    r = notify_error(errs, ch, kv, "scheme %s: is not smtp:// or smtps://", scheme);
+  else {
+    s->smtps = streq(scheme, "smtps");
+    s->loopback = host_is_loopback(host);
+    if (!(s->url = strdup(kv->value)))
+      r = -ENOMEM;
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_url_cleanup(u);
+  return r;
+}
+
+static int parse_bool_key(const struct config_channel *ch, const char *key, bool def, bool *ret,
+                          struct config_errors *errs) {
+  const struct config_kv *kv = config_channel_lookup(ch, key);
+  *ret = def;
+  if (!kv)
+    return 0;
+  int b = parse_boolean(kv->value);
+  if (b < 0)
+    return notify_error(errs, ch, kv, "expected yes or no");
+  *ret = b;
+  return 0;
+}
+
+/* A secret name: an absolute path or a credential name (no '/'). */
+static bool secret_name_ok(const char *v) {
+  return v[0] == '/' || (!strchr(v, '/') && !streq(v, ".") && !streq(v, ".."));
+}
+
+/* Parses every key of ch into *ret (zeroed first). Errors are appended to
+ * errs; returns 0, -EINVAL or -ENOMEM (then *ret is cleared). */
+static int settings_parse(const struct config_channel *ch, struct smtp_settings *ret,
+                          struct config_errors *errs) {
+  struct smtp_settings s = {0};
+  const struct config_kv *kv;
+  int r = 0, q;
+
+  if ((kv = config_channel_lookup(ch, "URL")) && (q = parse_url(ch, kv, &s, errs)) < 0)
+    r = q;
+  if ((kv = config_channel_lookup(ch, "From"))) {
+    q = email_parse_address(kv->value, &s.from_name, &s.from_addr);
+    if (q == -ENOMEM)
+      r = q;
+    else if (q < 0)
+      r = notify_error(errs, ch, kv, "expected an email address, e.g. Name <renewals@example.com>");
+  }
+  if ((kv = config_channel_lookup(ch, "ReplyTo"))) {
+    char *n = NULL, *a = NULL;
+    q = email_parse_address(kv->value, &n, &a);
+    free(n);
+    free(a);
+    if (q == -ENOMEM)
+      r = q;
+    else if (q < 0)
+      r = notify_error(errs, ch, kv, "expected an email address, e.g. Name <renewals@example.com>");
+    else if (!(s.reply_to = strdup(kv->value)))
+      r = -ENOMEM;
+  }
+  const struct config_kv *user = config_channel_lookup(ch, "Username");
+  const struct config_kv *pass = config_channel_lookup(ch, "PasswordFile");
+  if (user && !(s.username = strdup(user->value)))
+    r = -ENOMEM;
+  if (pass) {
+    if (!secret_name_ok(pass->value))
+      r = notify_error(errs, ch, pass, "must be an absolute path or a credential name");
+    else if (!(s.password_file = strdup(pass->value)))
+      r = -ENOMEM;
+  }
+  if (user && !pass)
+    r = notify_error(errs, ch, user, "needs PasswordFile=");
+  if (pass && !user)
+    r = notify_error(errs, ch, pass, "needs Username=");
+  /* credentials never cross a network in the clear unless explicitly allowed */
+  if ((q = parse_bool_key(ch, "RequireTLS", user && !s.loopback, &s.require_tls, errs)) < 0)
+    r = q;
+  if ((q = parse_bool_key(ch, "TLSVerify", true, &s.tls_verify, errs)) < 0)
+    r = q;
+  if ((q = parse_bool_key(ch, "Calendar", true, &s.calendar, errs)) < 0)
+    r = q;
+  if ((kv = config_channel_lookup(ch, "CAFile"))) {
+    if (kv->value[0] != '/')
+      r = notify_error(errs, ch, kv, "must be an absolute path");
+    else if (!(s.ca_file = strdup(kv->value)))
+      r = -ENOMEM;
+  }
+  if ((kv = config_channel_lookup(ch, "CalendarAlarm"))) {
+    struct cal_duration d;
+    if (streq(kv->value, "none")) {
+      if (!(s.alarm = strdup("")))
+        r = -ENOMEM;
+    } else if (cal_duration_parse(kv->value, &d) < 0)
+      r = notify_error(errs, ch, kv,
+                       "expected an RFC 5545 duration relative to the start of the deadline "
+                       "day (e.g. -P1D, -PT15H) or none");
+    else if (!(s.alarm = strdup(kv->value)))
+      r = -ENOMEM;
+  }
+  if (r < 0) {
+    settings_done(&s);
+    return r;
+  }
+  *ret = s;
+  return 0;
+}
+
+/* ---- config check -------------------------------------------------------------------- */
+
+static bool tier_uses(const struct tier *t, const char *chname) {
+  for (size_t i = 0; i < t->n_channels; i++)
+    if (streq(t->channels[i], chname))
+      return true;
+  for (size_t i = 0; i < t->n_fallback; i++)
+    if (streq(t->fallback[i], chname))
+      return true;
+  return false;
+}
+
+/* Every template this channel may send needs a subject and a text part in
+ * the fallback locale (the last resort of every locale chain). */
+static int check_template(const struct config_channel *ch, struct templates *t,
+                          const char *tier, const char *name, struct config_errors *errs) {
+  static const char *const parts[] = {"subject", "text"};
+  int r = 0;
+  for (size_t i = 0; i < ELEMENTSOF(parts); i++)
+    if (!templates_exists(t, TEMPLATES_FALLBACK_LOCALE, name, parts[i]))
+      r = notify_error(errs, ch, NULL,
+                       "tier '%s' sends template '%s' by email, but there is no "
+                       "%s/%s.%s.mustache in the template directory",
+                       tier, name, TEMPLATES_FALLBACK_LOCALE, name, parts[i]);
+  return r;
+}
+
+struct dir_check {
+  struct config_errors *errs;
+  int r;
+};
+
+static void dir_problem(void *ud, const char *file, unsigned line, const char *msg) {
+  struct dir_check *c = ud;
+  config_errors_add(c->errs, file, line, "%s", msg);
+  c->r = -EINVAL;
+}
+
+static int smtp_check_config(const struct config_channel *ch, const struct notify_env *env,
+                             struct config_errors *errs) {
+  int r = notify_check_keys(ch, smtp_known, smtp_required, errs);
+  struct smtp_settings s;
+  int q = settings_parse(ch, &s, errs);
+  if (q < 0)
+    r = q;
+  else
+    settings_done(&s);
+  const struct config *cfg = env ? env->cfg : NULL;
+  struct templates *t = env ? env->templates : NULL;
+  if (!cfg || !t)
+    return r; /* no template directory: the built-in templates are used */
+  for (size_t p = 0; p < cfg->n_policies; p++)
+    for (size_t k = 0; k < cfg->policies[p]->n_tiers; k++) {
+      const struct tier *tier = &cfg->policies[p]->tiers[k];
+      bool seen = false; /* a tier shared by policies is checked once */
+      for (size_t pp = 0; pp < p && !seen; pp++)
+        for (size_t kk = 0; kk < cfg->policies[pp]->n_tiers && !seen; kk++)
+          seen = streq(cfg->policies[pp]->tiers[kk].name, tier->name);
+      if (!seen && tier_uses(tier, ch->name) &&
+          check_template(ch, t, tier->name, tier->template_name ? tier->template_name : tier->name,
+                         errs) < 0)
+        r = -EINVAL;
+    }
+  if (cfg->alert_channel && streq(cfg->alert_channel, ch->name) &&
+      check_template(ch, t, RENDER_OPS_TIER, RENDER_OPS_TIER, errs) < 0)
+    r = -EINVAL;
+  /* The directory as a whole (every file compiles, every partial named
+   * exists) is checked once per config: by its first email channel. */
+  for (size_t i = 0; i < cfg->n_channels; i++) {
+    if (!streq_ptr(cfg->channels[i].type, "smtp"))
+      continue;
+    if (streq(cfg->channels[i].name, ch->name)) {
+      struct dir_check c = {.errs = errs};
+      q = templates_check(t, dir_problem, &c);
+      if (q < 0 || c.r < 0)
+        r = -EINVAL;
+    }
+    break;
+  }
+  return r;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+static void *smtp_free(void *state) {
+  struct smtp *s = state;
+  if (!s)
+    return NULL;
+  settings_done(&s->set);
+  if (s->password) {
+    explicit_bzero(s->password, strlen(s->password));
+    free(s->password);
+  }
+  free(s);
+  return NULL;
+}
+
+static int smtp_new(const struct config_channel *ch, const struct notify_env *env, void **ret,
+                    struct config_errors *errs) {
+  struct smtp *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  int r = settings_parse(ch, &s->set, errs);
+  if (r < 0) {
+    free(s);
+    return r;
+  }
+  if (s->set.password_file) {
+    r = read_secret(s->set.password_file, &s->password);
+    if (r < 0) {
+      /* the name of the file, never its contents */
+      notify_error(errs, ch, config_channel_lookup(ch, "PasswordFile"), "cannot read %s: %s",
+                   s->set.password_file, strerror(-r));
+      smtp_free(s);
+      return r;
+    }
+  }
+  *ret = s;
+  return 0;
+}
+
+/* ---- the message --------------------------------------------------------------------- */
+
+static json_t *jget(json_t *root, const char *obj, const char *key) {
+  json_t *o = obj ? json_object_get(root, obj) : root;
+  return json_is_object(o) ? json_object_get(o, key) : NULL;
+}
+
+static const char *jstr(json_t *root, const char *obj, const char *key) {
+  return json_string_value(jget(root, obj, key));
+}
+
+/* A UID-safe copy of s: [A-Za-z0-9._-], anything else as '-'. */
+static void uid_part(const char *s, char *out, size_t n) {
+  size_t k = 0;
+  for (; s && *s && k + 1 < n; s++)
+    out[k++] = isalnum((unsigned char)*s) || strchr("._-", *s) ? *s : '-';
+  out[k] = 0;
+}
+
+/* When the owner should call: callback.preferred_at, else the preferred_at
+ * of the latest "callback" answer, else tomorrow at the next full hour
+ * (UTC) as a placeholder the owner moves. */
+static int64_t callback_start(json_t *data, int64_t now) {
+  int64_t t;
+  const char *s = jstr(data, "callback", "preferred_at");
+  if (s && cal_parse_rfc3339(s, &t) >= 0)
+    return t;
+  json_t *resp = json_object_get(data, "responses");
+  for (size_t i = json_array_size(resp); i > 0; i--) {
+    json_t *o = json_array_get(resp, i - 1);
+    if (!streq_ptr(json_string_value(json_object_get(o, "kind")), "callback"))
+      continue;
+    s = json_string_value(json_object_get(o, "preferred_at"));
+    if (s && cal_parse_rfc3339(s, &t) >= 0)
+      return t;
+    break;
+  }
+  t = now + 86400;
+  return t + (3600 - t % 3600) % 3600;
+}
+
+/* The calendar part for req, or *ret = NULL when the message gets none. */
+static int build_calendar(const struct smtp_settings *set, const struct notify_request *req,
+                          const char *host, char **ret, const char **ret_method,
+                          const char **ret_filename) {
+  const struct reminder *row = req->row;
+  const struct message *m = req->msg;
+  *ret = NULL;
+  if (!set->calendar || !m->data || streq_ptr(row->tier, RENDER_OPS_TIER))
+    return 0;
+  char cid[96], uid[256];
+  uid_part(jstr(m->data, "contract", "id") ? jstr(m->data, "contract", "id") : row->contract_id,
+           cid, sizeof cid);
+  const char *summary = !isempty(m->subject) ? m->subject : "Renewal";
+  bool owner = streq_ptr(row->audience, "owner");
+
+  if (owner && streq_ptr(row->tier, CALLBACK_TIER)) {
+    int64_t start = callback_start(m->data, req->now);
+    snprintf(uid, sizeof uid, "callback-%s@%s", row->idem_key, host);
+    struct ics_meeting mt = {
+        .uid = uid,
+        .dtstamp = req->now,
+        .start = start,
+        .end = start + MEETING_LENGTH,
+        .summary = summary,
+        .description = m->text,
+        .organizer_email = set->from_addr,
+        .organizer_name = set->from_name,
+        .attendee_email = row->recipient,
+        .attendee_name = m->to_name,
+    };
+    *ret_method = "REQUEST";
+    *ret_filename = "invite.ics";
+    return ics_meeting_request(&mt, ret);
+  }
+
+  json_t *days = jget(m->data, "contract", "days_left");
+  const char *iso = jstr(m->data, "contract", "expiry_iso");
+  int y, mo, d;
+  if (!json_is_integer(days) || json_integer_value(days) <= 0 || !iso ||
+      cal_parse_date(iso, &y, &mo, &d) < 0)
+    return 0; /* expired, or nothing to put in a calendar */
+  json_t *term = jget(m->data, "contract", "term");
+  snprintf(uid, sizeof uid, "renewal-%s-%" PRId64 "@%s", cid,
+           json_is_integer(term) ? (int64_t)json_integer_value(term) : (int64_t)row->term, host);
+  struct ics_deadline dl = {
+      .uid = uid,
+      .dtstamp = req->now,
+      .year = y,
+      .month = mo,
+      .day = d,
+      .summary = summary,
+      .url = owner ? NULL : jstr(m->data, "links", "renew"),
+      .alarm = set->alarm,
+  };
+  *ret_method = "PUBLISH";
+  *ret_filename = "renewal.ics";
+  return ics_deadline(&dl, ret);
+}
+
+static int build_message(const struct smtp_settings *set, const struct notify_request *req,
+                         char **ret, size_t *ret_len, char *err, size_t errlen) {
+  const struct reminder *row = req ? req->row : NULL;
+  const struct message *m = req ? req->msg : NULL;
+  if (!row || !m || !set->from_addr) {
+    snprintf(err, errlen, "nothing to send");
+    return -EINVAL;
+  }
+  if (req->kind != NOTIFY_EMAIL || isempty(row->recipient) || !mime_valid_email(row->recipient)) {
+    snprintf(err, errlen, "recipient '%s' is not an email address",
+             row->recipient ? row->recipient : "(none)");
+    return -EINVAL;
+  }
+  const char *host = email_domain(set->from_addr);
+  _cleanup_free_ char *cal = NULL;
+  const char *method = NULL, *filename = NULL;
+  int r = build_calendar(set, req, host ? host : "renewd", &cal, &method, &filename);
+  if (r < 0) {
+    snprintf(err, errlen, "cannot build the calendar part: %s", strerror(-r));
+    return r;
+  }
+  char step[16];
+  snprintf(step, sizeof step, "%" PRId32, row->step);
+  const struct email_header extra[] = {
+      {"X-Renewd-Contract", row->contract_id}, {"X-Renewd-Tier", row->tier},
+      {"X-Renewd-Step", step},                 {"X-Renewd-Channel", row->channel},
+      {"X-Renewd-Audience", row->audience},
+  };
+  bool customer = !streq_ptr(row->audience, "owner") && !streq_ptr(row->tier, RENDER_OPS_TIER);
+  struct email e = {
+      .from_name = set->from_name,
+      .from_addr = set->from_addr,
+      .reply_to = set->reply_to,
+      .to_name = m->to_name,
+      .to_addr = row->recipient,
+      .subject = m->subject,
+      .date = req->now,
+      .idem_key = row->idem_key,
+      .text = m->text,
+      .html = m->html,
+      .calendar = cal,
+      .calendar_method = method,
+      .calendar_filename = filename,
+      .unsubscribe_url = customer ? m->unsubscribe_url : NULL,
+      .auto_submitted = !customer,
+      .extra = extra,
+      .n_extra = ELEMENTSOF(extra),
+  };
+  r = email_format(&e, ret, ret_len);
+  if (r == -EINVAL)
+    snprintf(err, errlen, "the message cannot be encoded (invalid UTF-8 or header field)");
+  return r;
+}
+
+int smtp_format(const struct config_channel *ch, const struct notify_request *req, char **ret,
+                size_t *ret_len, char *err, size_t errlen) {
+  if (!ch || !req || !ret)
+    return -EINVAL;
+  struct config_errors errs = {0};
+  struct smtp_settings s;
+  int r = settings_parse(ch, &s, &errs);
+  if (r < 0) {
+    snprintf(err, errlen, "%s", errs.n ? errs.v[0].message : strerror(-r));
+    config_errors_clear(&errs);
+    return r;
+  }
+  r = build_message(&s, req, ret, ret_len, err, errlen);
+  settings_done(&s);
+  return r;
+}
+
+/* ---- transfers ----------------------------------------------------------------------- */
+
+void smtp_reply_queue_id(const char *reply, char *out, size_t n) {
+  if (!out || n == 0)
+    return;
+  out[0] = 0;
+  if (isempty(reply))
+    return;
+  static const char *const marks[] = {"queued as ", "Queued as ", "queued with id ", "id="};
+  for (size_t i = 0; i < ELEMENTSOF(marks); i++) {
+    const char *p = strstr(reply, marks[i]);
+    if (!p)
+      continue;
+    p += strlen(marks[i]);
+    if (*p == '<')
+      p++;
+    size_t k = 0;
+    while (p[k] && !isspace((unsigned char)p[k]) && p[k] != '>' && p[k] != ';' && p[k] != ',' &&
+           p[k] != ')')
+      k++;
+    /* a queue id: at least 4 characters, letters/digits and a few marks */
+    bool ok = k >= 4 && k < n;
+    for (size_t j = 0; ok && j < k; j++)
+      ok = isalnum((unsigned char)p[j]) || strchr("-_.@=+/", p[j]);
+    if (ok) {
+      memcpy(out, p, k);
+      out[k] = 0;
+      return;
+    }
+  }
+}
+
+/* Keeps the last reply line of the server (the one that decided). */
+static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, void *ud) {
+  struct smtp_xfer *x = ud;
+  if (type != CURLINFO_HEADER_IN || !x)
+    return 0;
+  while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+    size--;
+  size = MIN(size, sizeof x->reply - 1);
+  for (size_t i = 0; i < size; i++)
+    x->reply[i] = (unsigned char)data[i] < 0x20 ? ' ' : data[i];
+  x->reply[size] = 0;
+  return 0;
+}
+
+static int smtp_prepare(void *state, const struct notify_request *req, CURL *easy,
+                        struct notify_xfer *xfer, struct notify_result *res) {
+  struct smtp *s = state;
+  const struct smtp_settings *set = &s->set;
+  char err[NOTIFY_ERROR_MAX] = "";
+  _cleanup_free_ char *text = NULL;
+  size_t len = 0;
+  int r = build_message(set, req, &text, &len, err, sizeof err);
+  if (r < 0) {
+    res->status = r == -ENOMEM ? NOTIFY_TRANSIENT : NOTIFY_PERMANENT;
+    snprintf(res->error, sizeof res->error, "%s", *err ? err : strerror(-r));
+    return r;
+  }
+  struct smtp_xfer *x = calloc(1, sizeof *x);
+  struct curl_slist *rcpt = x ? curl_slist_append(NULL, req->row->recipient) : NULL;
+  if (!rcpt || buf_append(&xfer->request, text, len) < 0) {
+    free(x);
+    curl_slist_free_all(rcpt);
+    res->status = NOTIFY_TRANSIENT;
+    snprintf(res->error, sizeof res->error, "out of memory");
+    return -ENOMEM;
+  }
+  xfer->backend_data = x;
+  xfer->backend_free = free;
+  xfer->recipients = rcpt;
+  xfer->upload = true;
+
+  curl_easy_setopt(easy, CURLOPT_URL, set->url);
+  curl_easy_setopt(easy, CURLOPT_MAIL_FROM, set->from_addr);
+  if (!set->smtps)
+    curl_easy_setopt(easy, CURLOPT_USE_SSL, (long)(set->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+  if (set->username) {
+    curl_easy_setopt(easy, CURLOPT_USERNAME, set->username);
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, s->password ? s->password : "");
+    curl_easy_setopt(easy, CURLOPT_SASL_IR, 1L);
+  }
+  if (set->ca_file)
+    curl_easy_setopt(easy, CURLOPT_CAINFO, set->ca_file);
+  if (!set->tls_verify) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  /* the server's reply lines reach us through the debug callback only */
+  curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, debug_cb);
+  curl_easy_setopt(easy, CURLOPT_DEBUGDATA, x);
+  curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
+  return 0;
+}
+
+/* "550 5.1.1 <a@b>: Recipient address rejected" → "5.1.1 <a@b>: ..." */
+static const char *reply_text(const char *reply) {
+  const char *p = reply;
+  while (isdigit((unsigned char)*p))
+    p++;
+  if (p > reply && (*p == ' ' || *p == '-'))
+    p++;
+  return p;
+}
+
+static void smtp_finish(void *state, const struct notify_request *req, CURL *easy,
+                        struct notify_xfer *xfer, CURLcode code, struct notify_result *res) {
+  struct smtp_xfer *x = xfer->backend_data;
+  long reply = 0;
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &reply);
+  if (reply >= 400 && reply < 600) {
+    /* the server said no: its code decides (4xx try again, 5xx never) */
+    const char *why = x && *x->reply ? reply_text(x->reply) : xfer->curl_error;
+    notify_classify_smtp(reply, why, res);
+    return;
+  }
+  if (code != CURLE_OK) {
+    notify_classify_curl(code, xfer->curl_error, res);
+    res->http_status = reply;
+    return;
+  }
+  res->status = NOTIFY_SENT;
+  res->http_status = reply;
+  smtp_reply_queue_id(x ? x->reply : NULL, res->provider_id, sizeof res->provider_id);
+}
+
+const struct notifier_ops notifier_smtp_ops = {
+    .type = "smtp",
+    .kind = NOTIFY_EMAIL,
+    .check_config = smtp_check_config,
+    .new = smtp_new,
+    .free = smtp_free,
+    .prepare = smtp_prepare,
+    .finish = smtp_finish,
+};

@@ -1,0 +1,481 @@
+/* templates: locale-aware lookup and caching of Mustache templates in a
+ * directory (see templates.h).
+ *
+ * Owns the list of locale subdirectories found by templates_open() and a
+ * hash table of files keyed by their path relative to the directory
+ * ("zh/notice.text.mustache", "en/partials/footer.mustache"). Each entry
+ * records the outcome of the first load: compiled template, missing, or an
+ * error with its message; entries live until templates_free().
+ *
+ * Invariant: every path built here is "<locale dir as listed>/<validated
+ * name>...", so nothing outside the directory is ever opened. */
+#include "notifiers/templates.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "core/util.h"
+#include "notifiers/tmpl.h"
+
+#define MAX_NAME 128  /* longest template, part or partial name */
+#define MAX_LOCALE 64 /* longest locale string considered */
+#define MAX_CHAIN 8   /* most locales in one fallback chain */
+
+struct locale_dir {
+  char *name; /* directory name as on disk, e.g. "zh_CN" (owned) */
+  char *norm; /* normalized: lower case, '-' for '_', e.g. "zh-cn" (owned) */
+};
+
+struct entry {
+  char *key;          /* path relative to the directory (owned) */
+  int r;              /* 0 loaded, -ENOENT missing, other -errno broken */
+  struct tmpl *t;     /* compiled template when r == 0 (owned) */
+  char *error;        /* message when r < 0 and r != -ENOENT (owned) */
+  struct entry *next; /* next entry in the same bucket */
+};
+
+struct templates {
+  char *dir;                  /* the template directory (owned) */
+  struct locale_dir *locales; /* its locale subdirectories, sorted by name (owned) */
+  size_t n_locales;           /* entries in locales */
+  struct entry **buckets;     /* hash table of loaded files (owned) */
+  size_t n_buckets;           /* a power of two */
+  size_t n_entries;           /* entries in the table */
+};
+
+_printf_(3, 4) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* [A-Za-z0-9_.-], starting with a letter or digit, at most MAX_NAME bytes. */
+static bool valid_name(const char *s) {
+  size_t len = s ? strlen(s) : 0;
+  if (len == 0 || len > MAX_NAME || !isalnum((unsigned char)s[0]))
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+      return false;
+  return true;
+}
+
+/* Normalizes a locale into out (MAX_LOCALE + 1 bytes): lower case, '_' to
+ * '-', encoding (".UTF-8") and modifier ("@euro") dropped. Returns false
+ * when it is not a plausible locale tag. */
+static bool normalize_locale(const char *in, char *out) {
+  size_t n = 0;
+  for (const char *p = in; *p && *p != '.' && *p != '@'; p++) {
+    char c = *p;
+    if (c == '_')
+      c = '-';
+    else if (isalnum((unsigned char)c))
+      c = (char)tolower((unsigned char)c);
+    else if (c != '-')
+      return false;
+    if (n == MAX_LOCALE)
+      return false;
+    out[n++] = c;
+  }
+  out[n] = 0;
+  return n > 0 && out[0] != '-' && out[n - 1] != '-';
+}
+
+static int cmp_locale(const void *a, const void *b) {
+  return strcmp(((const struct locale_dir *)a)->name, ((const struct locale_dir *)b)->name);
+}
+
+static void entry_free(struct entry *e) {
+  free(e->key);
+  tmpl_free(e->t);
+  free(e->error);
+  free(e);
+}
+
+struct templates *templates_free(struct templates *t) {
+  if (!t)
+    return NULL;
+  for (size_t i = 0; i < t->n_buckets; i++)
+    for (struct entry *e = t->buckets[i], *next; e; e = next) {
+      next = e->next;
+      entry_free(e);
+    }
+  free(t->buckets);
+  for (size_t i = 0; i < t->n_locales; i++) {
+    free(t->locales[i].name);
+    free(t->locales[i].norm);
+  }
+  free(t->locales);
+  free(t->dir);
+  free(t);
+  return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct templates *, templates_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+int templates_open(const char *dir, struct templates **ret, char *err, size_t errlen) {
+  if (isempty(dir) || !ret)
+    return -EINVAL;
+  _cleanup_(templates_freep) struct templates *t = calloc(1, sizeof *t);
+  if (!t || !(t->dir = strdup(dir)))
+    return -ENOMEM;
+  t->n_buckets = 64;
+  if (!(t->buckets = calloc(t->n_buckets, sizeof *t->buckets)))
+    return -ENOMEM;
+
+  _cleanup_(closedirp) DIR *d = opendir(dir);
+  if (!d) {
+    int r = -errno;
+    seterr(err, errlen, "%s: %s", dir, strerror(-r));
+    return r;
+  }
+  struct dirent *de;
+  size_t cap = 0;
+  while ((errno = 0, de = readdir(d))) {
+    char norm[MAX_LOCALE + 1];
+    struct stat st;
+    if (de->d_name[0] == '.' || !valid_name(de->d_name) || !normalize_locale(de->d_name, norm))
+      continue;
+    if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+      continue;
+    if (t->n_locales == cap) {
+      cap = cap ? cap * 2 : 8;
+      struct locale_dir *n = reallocarray(t->locales, cap, sizeof *n);
+      if (!n)
+        return -ENOMEM;
+      t->locales = n;
+    }
+    struct locale_dir *l = &t->locales[t->n_locales];
+    *l = (struct locale_dir){.name = strdup(de->d_name), .norm = strdup(norm)};
+    t->n_locales++;
+    if (!l->name || !l->norm)
+      return -ENOMEM;
+  }
+  if (errno != 0) {
+    int r = -errno;
+    seterr(err, errlen, "%s: %s", dir, strerror(-r));
+    return r;
+  }
+  /* Sorted, so that of two directories meaning the same locale ("zh_CN" and
+   * "zh-cn") the same one wins on every start. */
+  if (t->n_locales > 0)
+    qsort(t->locales, t->n_locales, sizeof *t->locales, cmp_locale);
+  *ret = TAKE_PTR(t);
+  return 0;
+}
+
+/* The locale directories to try for locale, most specific first. */
+static size_t locale_chain(const struct templates *t, const char *locale,
+                           const struct locale_dir *out[static MAX_CHAIN]) {
+  char norm[MAX_LOCALE + 1];
+  size_t n = 0;
+  if (isempty(locale) || !normalize_locale(locale, norm))
+    strcpy(norm, TEMPLATES_FALLBACK_LOCALE);
+  for (int pass = 0; pass < 2; pass++) {
+    for (;;) {
+      for (size_t i = 0; i < t->n_locales && n < MAX_CHAIN; i++) {
+        if (!streq(t->locales[i].norm, norm))
+          continue;
+        bool dup = false;
+        for (size_t k = 0; k < n; k++)
+          dup = dup || out[k] == &t->locales[i];
+        if (!dup)
+          out[n++] = &t->locales[i];
+        break;
+      }
+      char *dash = strrchr(norm, '-');
+      if (!dash)
+        break;
+      *dash = 0;
+    }
+    strcpy(norm, TEMPLATES_FALLBACK_LOCALE);
+  }
+  return n;
+}
+
+static uint64_t hash(const char *s) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+static int table_grow(struct templates *t) {
+  size_t nb = t->n_buckets * 2;
+  struct entry **b = calloc(nb, sizeof *b);
+  if (!b)
+    return -ENOMEM;
+  for (size_t i = 0; i < t->n_buckets; i++)
+    for (struct entry *e = t->buckets[i], *next; e; e = next) {
+      next = e->next;
+      size_t h = hash(e->key) & (nb - 1);
+      e->next = b[h];
+      b[h] = e;
+    }
+  free(t->buckets);
+  t->buckets = b;
+  t->n_buckets = nb;
+  return 0;
+}
+
+/* Returns the cache entry for file key (relative path), loading and
+ * compiling it on first use; NULL only on OOM. */
+static struct entry *load(struct templates *t, const char *key) {
+  size_t h = hash(key) & (t->n_buckets - 1);
+  for (struct entry *e = t->buckets[h]; e; e = e->next)
+    if (streq(e->key, key))
+      return e;
+
+  if (t->n_entries >= t->n_buckets) {
+    if (table_grow(t) < 0)
+      return NULL;
+    h = hash(key) & (t->n_buckets - 1);
+  }
+  struct entry *e = calloc(1, sizeof *e);
+  _cleanup_free_ char *path = strprintf("%s/%s", t->dir, key);
+  _cleanup_free_ char *text = NULL;
+  if (!e || !path || !(e->key = strdup(key))) {
+    free(e ? e->key : NULL);
+    free(e);
+    return NULL;
+  }
+  e->r = read_full_file(path, TEMPLATES_MAX_FILE_SIZE, &text, NULL);
+  if (e->r >= 0) {
+    char msg[256] = "";
+    e->r = tmpl_compile(text, &e->t, msg, sizeof msg);
+    if (e->r == -EINVAL)
+      e->error = strprintf("%s: %s", key, msg);
+  } else if (e->r != -ENOENT)
+    e->error = strprintf("%s: %s", key, strerror(-e->r));
+  if (e->r == -ENOMEM || (e->r < 0 && e->r != -ENOENT && !e->error)) {
+    entry_free(e); /* not cached: a later call may succeed */
+    return NULL;
+  }
+  e->next = t->buckets[h];
+  t->buckets[h] = e;
+  t->n_entries++;
+  return e;
+}
+
+/* Finds the first file "<locale>/<middle><name><suffix>" along chain.
+ * Returns 0 with the entry and its locale, -ENOENT, or the entry's error. */
+static int find(struct templates *t, const struct locale_dir *const *chain, size_t n_chain,
+                const char *middle, const char *name, const char *suffix, struct entry **ret,
+                const struct locale_dir **ret_locale) {
+  for (size_t i = 0; i < n_chain; i++) {
+    _cleanup_free_ char *key = strprintf("%s/%s%s%s", chain[i]->name, middle, name, suffix);
+    if (!key)
+      return -ENOMEM;
+    struct entry *e = load(t, key);
+    if (!e)
+      return -ENOMEM;
+    if (e->r == -ENOENT)
+      continue;
+    *ret = e;
+    if (ret_locale)
+      *ret_locale = chain[i];
+    return e->r;
+  }
+  return -ENOENT;
+}
+
+struct partial_ctx {
+  struct templates *t;                   /* the directory */
+  const struct locale_dir *const *chain; /* the locale chain of the render */
+  size_t n_chain;                        /* entries in chain */
+};
+
+static int get_partial(void *ud, const char *name, const struct tmpl **ret, char *err,
+                       size_t errlen) {
+  struct partial_ctx *c = ud;
+  struct entry *e = NULL;
+  *ret = NULL;
+  if (!valid_name(name))
+    return 0; /* e.g. {{>*x}} with odd data: missing, like any unknown partial */
+  int r = find(c->t, c->chain, c->n_chain, "partials/", name, ".mustache", &e, NULL);
+  if (r == -ENOENT)
+    return 0;
+  if (r < 0) {
+    seterr(err, errlen, "%s", e && e->error ? e->error : strerror(-r));
+    return r;
+  }
+  *ret = e->t;
+  return 0;
+}
+
+int templates_render(struct templates *t, const char *locale, const char *name, const char *part,
+                     json_t *data, char **ret, const char **ret_locale, char *err, size_t errlen) {
+  if (!t || !ret)
+    return -EINVAL;
+  if (!valid_name(name) || !valid_name(part)) {
+    seterr(err, errlen, "invalid template name '%s.%s'", name ? name : "", part ? part : "");
+    return -EINVAL;
+  }
+  const struct locale_dir *chain[MAX_CHAIN];
+  size_t n_chain = locale_chain(t, locale, chain);
+  _cleanup_free_ char *suffix = strprintf(".%s.mustache", part);
+  if (!suffix)
+    return -ENOMEM;
+
+  struct entry *e = NULL;
+  const struct locale_dir *used = NULL;
+  int r = find(t, chain, n_chain, "", name, suffix, &e, &used);
+  if (r == -ENOENT) {
+    seterr(err, errlen, "no template %s.%s for locale '%s' in %s", name, part,
+           isempty(locale) ? TEMPLATES_FALLBACK_LOCALE : locale, t->dir);
+    return r;
+  }
+  if (r < 0) {
+    seterr(err, errlen, "%s", e && e->error ? e->error : strerror(-r));
+    return r;
+  }
+
+  /* Partials come from the found locale's own chain (a suffix of ours). */
+  size_t skip = 0;
+  while (chain[skip] != used)
+    skip++;
+  struct partial_ctx pc = {.t = t, .chain = chain + skip, .n_chain = n_chain - skip};
+  struct tmpl_partials p = {.get_compiled = get_partial, .ud = &pc};
+  char msg[256] = "";
+  char *out = NULL;
+  r = tmpl_render_compiled(e->t, data, &p, streq(part, "html"), &out, msg, sizeof msg);
+  if (r < 0) {
+    seterr(err, errlen, "%s: %s", e->key, msg);
+    return r;
+  }
+  *ret = out;
+  if (ret_locale)
+    *ret_locale = used->name;
+  return 0;
+}
+
+bool templates_exists(struct templates *t, const char *locale, const char *name, const char *part) {
+  if (!t || !valid_name(name) || !valid_name(part))
+    return false;
+  const struct locale_dir *chain[MAX_CHAIN];
+  size_t n_chain = locale_chain(t, locale, chain);
+  _cleanup_free_ char *suffix = strprintf(".%s.mustache", part);
+  struct entry *e = NULL;
+  if (!suffix)
+    return false;
+  int r = find(t, chain, n_chain, "", name, suffix, &e, NULL);
+  return r != -ENOENT && r != -ENOMEM;
+}
+
+/* ---- whole-directory check ----------------------------------------------------------- */
+
+struct check_ctx {
+  struct templates *t;
+  const struct locale_dir *chain[MAX_CHAIN]; /* chain of the file being checked */
+  size_t n_chain;
+  const char *key; /* the file being checked (relative) */
+  void (*problem)(void *, const char *, unsigned, const char *);
+  void *ud;
+  int r;
+};
+
+static void check_report(struct check_ctx *c, const char *key, unsigned line, const char *msg) {
+  _cleanup_free_ char *path = strprintf("%s/%s", c->t->dir, key);
+  c->problem(c->ud, path ? path : key, line, msg);
+  if (c->r >= 0)
+    c->r = -EINVAL;
+}
+
+static int check_partial_ref(void *ud, const char *name, unsigned line) {
+  struct check_ctx *c = ud;
+  struct entry *e = NULL;
+  int r = valid_name(name) ? find(c->t, c->chain, c->n_chain, "partials/", name, ".mustache", &e, NULL)
+                           : -ENOENT;
+  if (r == -ENOMEM)
+    return r;
+  if (r == -ENOENT) {
+    _cleanup_free_ char *msg =
+        strprintf("partial '%s' not found (looked for partials/%s.mustache in %s%s)", name, name,
+                  c->n_chain ? c->chain[0]->name : "-", c->n_chain > 1 ? " and its fallbacks" : "");
+    check_report(c, c->key, line, msg ? msg : "partial not found");
+  }
+  return 0; /* a broken partial is reported as its own file */
+}
+
+/* Loads key and reports its problems. */
+static int check_file(struct check_ctx *c, const char *key) {
+  struct entry *e = load(c->t, key);
+  if (!e)
+    return -ENOMEM;
+  if (e->r < 0) {
+    /* e->error is "KEY: line N: message" (syntax) or "KEY: reason" */
+    const char *msg = e->error ? e->error : strerror(-e->r);
+    size_t kl = strlen(key);
+    if (strncmp(msg, key, kl) == 0 && strncmp(msg + kl, ": ", 2) == 0)
+      msg += kl + 2;
+    unsigned line = 0;
+    int used = 0;
+    if (sscanf(msg, "line %u: %n", &line, &used) == 1 && used > 0)
+      msg += used;
+    check_report(c, key, line, msg);
+    return 0;
+  }
+  c->key = key;
+  return tmpl_foreach_partial(e->t, check_partial_ref, c);
+}
+
+/* Checks every *.mustache of DIR/locale/sub ("" or "partials/"). */
+static int check_dir(struct check_ctx *c, const struct locale_dir *l, const char *sub) {
+  _cleanup_free_ char *path = strprintf("%s/%s/%s", c->t->dir, l->name, sub);
+  if (!path)
+    return -ENOMEM;
+  _cleanup_(closedirp) DIR *d = opendir(path);
+  if (!d) {
+    if (errno == ENOENT && *sub)
+      return 0; /* no partials/ */
+    int r = -errno;
+    check_report(c, l->name, 0, strerror(-r));
+    return r;
+  }
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    const char *n = de->d_name;
+    size_t len = strlen(n);
+    if (n[0] == '.' || len <= 9 || !streq(n + len - 9, ".mustache"))
+      continue;
+    _cleanup_free_ char *key = strprintf("%s/%s%s", l->name, sub, n);
+    _cleanup_free_ char *stem = strndup(n, len - 9);
+    if (!key || !stem)
+      return -ENOMEM;
+    char *dot = strrchr(stem, '.');
+    bool ok = *sub ? valid_name(stem) : dot && dot > stem && (*dot = 0, valid_name(stem) && valid_name(dot + 1));
+    if (!ok) {
+      check_report(c, key, 0,
+                   *sub ? "not a valid partial name (letters, digits, '_', '-', '.')"
+                        : "not named NAME.PART.mustache (e.g. notice.text.mustache)");
+      continue;
+    }
+    int r = check_file(c, key);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+int templates_check(struct templates *t,
+                    void (*problem)(void *ud, const char *file, unsigned line, const char *msg),
+                    void *ud) {
+  if (!t || !problem)
+    return -EINVAL;
+  struct check_ctx c = {.t = t, .problem = problem, .ud = ud};
+  for (size_t i = 0; i < t->n_locales; i++) {
+    c.n_chain = locale_chain(t, t->locales[i].name, c.chain);
+    int r = check_dir(&c, &t->locales[i], "");
+    if (r >= 0)
+      r = check_dir(&c, &t->locales[i], "partials/");
+    if (r < 0)
+      return r;
+  }
+  return c.r;
+}

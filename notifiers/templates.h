@@ -1,0 +1,82 @@
+/* templates: the notification template directory, one subdirectory per locale.
+ *
+ *   DIR/en/notice.subject.mustache      NAME.PART.mustache
+ *   DIR/en/notice.text.mustache
+ *   DIR/en/notice.html.mustache
+ *   DIR/en/partials/footer.mustache     partials ({{>footer}}, {{<footer}})
+ *   DIR/zh/notice.text.mustache
+ *   DIR/zh_CN/...
+ *
+ * A locale falls back from the most to the least specific and then to
+ * TEMPLATES_FALLBACK_LOCALE: "zh-Hant-TW" tries zh-hant-tw, zh-hant, zh, en.
+ * Locale names match directory names case-insensitively with '_' and '-'
+ * equivalent, and an encoding or modifier suffix is ignored
+ * ("zh_CN.UTF-8" = "zh-cn" = directory "zh_CN"); a locale that is not a
+ * well-formed tag is treated as just the fallback. Partials are looked up
+ * along the chain of the locale the template was found in, so one message
+ * stays in one language: a zh-CN notice found in zh/ takes its partials from
+ * zh/, else en/; one that fell back to en/ takes them from en/ only.
+ *
+ * The directory is listed once by templates_open(); files are read and
+ * compiled on first use and cached, including the fact that a file is
+ * missing or broken: reopen to see changes (e.g. on SIGHUP). Names of
+ * templates, parts and partials are [A-Za-z0-9_.-] starting with a letter or
+ * digit, so no lookup leaves DIR; a partial with another name (e.g. from
+ * {{>*name}} data) is treated as missing. Missing partials render empty, as
+ * Mustache says.
+ *
+ * Owns: the cache (compiled templates), the list of locale directories.
+ * Blocks: reads files on first use of each (small, local). Not thread-safe:
+ * the cache is filled while rendering; use from one thread (the event loop).
+ * Never logs; errors come back as -errno plus a message naming the file. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Last locale of every fallback chain. */
+#define TEMPLATES_FALLBACK_LOCALE "en"
+/* Largest template or partial file read, in bytes (-EFBIG above). */
+#define TEMPLATES_MAX_FILE_SIZE (1024 * 1024)
+
+struct templates;
+
+/* Opens template directory dir and lists its locale subdirectories. On
+ * success stores a new handle in *ret (free with templates_free()) and
+ * returns 0; otherwise returns -errno (-ENOENT, -ENOTDIR, -EACCES, ...) with
+ * "DIR: reason" in err. */
+int templates_open(const char *dir, struct templates **ret, char *err, size_t errlen);
+
+/* Frees the handle and every cached template. Accepts NULL; returns NULL.
+ * Pointers handed out through ret_locale become invalid. */
+struct templates *templates_free(struct templates *t);
+
+/* Renders template NAME.PART for locale (NULL or "" = the fallback) with data
+ * (borrowed; the root context). {{var}} is HTML-escaped only when part is
+ * "html". On success stores the output in *ret (caller frees), the name of
+ * the locale directory used in *ret_locale if not NULL (e.g. "zh"; valid
+ * until templates_free()), and returns 0. Returns -ENOENT when no locale of
+ * the chain has the template, -EINVAL for an invalid name or part or a
+ * syntax error (in the template or a partial), -ELOOP for runaway partial
+ * recursion, other -errno when a file cannot be read; err then says which
+ * file and why ("zh/notice.text.mustache: line 3: section 'x' is not
+ * closed"). Output parameters are untouched on failure. */
+int templates_render(struct templates *t, const char *locale, const char *name, const char *part,
+                     json_t *data, char **ret, const char **ret_locale, char *err, size_t errlen);
+
+/* True when some locale of the chain has a file for NAME.PART (even one that
+ * fails to compile: rendering it then says why). False for invalid names. */
+bool templates_exists(struct templates *t, const char *locale, const char *name, const char *part);
+
+/* Checks the whole directory, for --check-config: every NAME.PART.mustache
+ * and partials/NAME.mustache of every locale directory is read and
+ * compiled, and every partial or parent a file names statically ({{>x}},
+ * {{<x}}) exists along that locale's fallback chain. Each problem is passed
+ * to problem() with the file's full path, a 1-based line (0 = the whole
+ * file) and a message. Fills the cache as rendering would. Returns 0 when
+ * there was no problem, -EINVAL when some were reported, -ENOMEM or -errno
+ * when a directory cannot be listed (also reported). */
+int templates_check(struct templates *t,
+                    void (*problem)(void *ud, const char *file, unsigned line, const char *msg),
+                    void *ud);

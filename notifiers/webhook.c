@@ -1,0 +1,298 @@
+/* webhook: Type=webhook, a signed JSON POST per message (Standard Webhooks).
+ *
+ *   [Channel crm]
+ *   Type=webhook
+ *   URL=https://crm.example.com/hooks/renewd  (required; customer rows go here,
+ *                                  owner rows to the owner's webhook if set)
+ *   SecretFile=webhook-secret      (optional: "whsec_..." secrets separated by
+ *                                  blanks; every one signs, for rotation)
+ *   BodyTemplate=slack             (optional: template NAME.body.mustache
+ *                                  renders the body instead of the event JSON)
+ *   ContentType=application/json   (optional, the body's media type)
+ *   AllowPrivate=no                (default: refuse destinations resolving to
+ *                                  loopback, private, link-local, CGNAT,
+ *                                  unique-local or unspecified addresses)
+ *   Headers=Authorization: Bearer x (optional, repeatable)
+ *
+ * Every request carries webhook-id (the outbox row's idempotency key, the
+ * same on every retry and after a crash), webhook-timestamp and, with
+ * secrets, webhook-signature ("v1,<base64 HMAC-SHA256>" per secret over
+ * "id.timestamp.body"). 2xx = sent; 408/425/429/5xx and transport failures
+ * are transient (Retry-After honoured); other statuses are permanent.
+ *
+ * Owns: the decoded secrets (wiped on free). Never blocks: runs on the
+ * dispatcher's curl multi. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "core/util.h"
+#include "notifiers/notifier.h"
+#include "notifiers/render.h"
+#include "notifiers/sign.h"
+#include "notifiers/templates.h"
+
+struct webhook {
+  char **secrets; /* "whsec_..." */
+  size_t n_secrets;
+  char *body_template;     /* BodyTemplate= or NULL */
+  char *content_type;      /* ContentType= */
+  bool allow_private;      /* AllowPrivate= */
+  struct curl_slist *extra; /* Headers= (copied per transfer) */
+  struct templates *tmpl;  /* borrowed from the renderer */
+};
+
+static const char *const webhook_known[] = {"URL",          "SecretFile", "BodyTemplate",
+                                            "AllowPrivate", "Headers",    "ContentType", NULL};
+static const char *const webhook_required[] = {"URL", NULL};
+
+static bool url_ok(const char *u) {
+  return u && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0) &&
+         !strpbrk(u, " \t\r\n");
+}
+
+static int webhook_check_config(const struct config_channel *ch, const struct notify_env *env,
+                                struct config_errors *errs) {
+  int r = notify_check_keys(ch, webhook_known, webhook_required, errs);
+  const struct config_kv *kv;
+  if ((kv = config_channel_lookup(ch, "URL")) && !url_ok(kv->value))
+    r = notify_error(errs, ch, kv, "expected an http:// or https:// URL");
+  if ((kv = config_channel_lookup(ch, "AllowPrivate")) && parse_boolean(kv->value) < 0)
+    r = notify_error(errs, ch, kv, "expected yes or no");
+  if ((kv = config_channel_lookup(ch, "BodyTemplate")) && env && env->templates &&
+      !templates_exists(env->templates, NULL, kv->value, "body"))
+    r = notify_error(errs, ch, kv, "no template %s.body.mustache in the template directory",
+                     kv->value);
+  if ((kv = config_channel_lookup(ch, "BodyTemplate")) && env && !env->templates)
+    r = notify_error(errs, ch, kv, "needs a template directory (Templates=)");
+  if (notify_check_headers(ch, errs) < 0)
+    r = -EINVAL;
+  return r;
+}
+
+static void *webhook_free(void *state) {
+  struct webhook *w = state;
+  if (!w)
+    return NULL;
+  for (size_t i = 0; i < w->n_secrets; i++) {
+    explicit_bzero(w->secrets[i], strlen(w->secrets[i]));
+    free(w->secrets[i]);
+  }
+  free(w->secrets);
+  free(w->body_template);
+  free(w->content_type);
+  curl_slist_free_all(w->extra);
+  free(w);
+  return NULL;
+}
+
+static int webhook_new(const struct config_channel *ch, const struct notify_env *env, void **ret,
+                       struct config_errors *errs) {
+  struct webhook *w = calloc(1, sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  int r = -ENOMEM;
+  w->tmpl = env ? env->templates : NULL;
+  const char *v = config_channel_get(ch, "AllowPrivate");
+  w->allow_private = v && parse_boolean(v) > 0;
+  w->body_template = strdup_or_null(config_channel_get(ch, "BodyTemplate"));
+  w->content_type = strdup(config_channel_get(ch, "ContentType") ? config_channel_get(ch, "ContentType")
+                                                                   : "application/json");
+  if (!w->content_type || notify_append_headers(ch, &w->extra) < 0)
+    goto fail;
+  const struct config_kv *kv = config_channel_lookup(ch, "SecretFile");
+  if (kv) {
+    char *text = NULL;
+    r = read_secret(kv->value, &text);
+    if (r < 0) {
+      /* the path is not secret; the contents are */
+      notify_error(errs, ch, kv, "cannot read the secret: %s", strerror(-r));
+      goto fail;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(text, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+      char **s = realloc(w->secrets, (w->n_secrets + 1) * sizeof *s);
+      if (!s || !(s[w->n_secrets] = strdup(tok))) {
+        if (s)
+          w->secrets = s;
+        explicit_bzero(text, strlen(text));
+        free(text);
+        r = -ENOMEM;
+        goto fail;
+      }
+      w->secrets = s;
+      w->n_secrets++;
+    }
+    /* strtok_r wrote NULs into text: wipe its whole original length */
+    explicit_bzero(text, save ? (size_t)(save - text) : 0);
+    free(text);
+    if (w->n_secrets == 0) {
+      r = notify_error(errs, ch, kv, "the secret file is empty");
+      goto fail;
+    }
+    char err[256] = "";
+    _cleanup_free_ char *sig = NULL;
+    r = sign_webhook((const char *const *)w->secrets, w->n_secrets, "msg_check", 0, "", 0, &sig,
+                     err, sizeof err);
+    if (r < 0) {
+      notify_error(errs, ch, kv, "invalid secret (expected whsec_<base64>): %s", err);
+      goto fail;
+    }
+  }
+  *ret = w;
+  return 0;
+fail:
+  webhook_free(w);
+  return r;
+}
+
+/* ---- private destination check ------------------------------------------------------ */
+
+static bool addr_private(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+    return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 24) == 0 ||
+           (a & 0xfff00000u) == 0xac100000u ||  /* 172.16/12 */
+           (a & 0xffff0000u) == 0xc0a80000u ||  /* 192.168/16 */
+           (a & 0xffff0000u) == 0xa9fe0000u ||  /* 169.254/16 */
+           (a & 0xffc00000u) == 0x64400000u ||  /* 100.64/10 */
+           (a & 0xf0000000u) == 0xe0000000u ||  /* multicast */
+           a == 0xffffffffu;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a)) {
+      struct sockaddr_in v4 = {.sin_family = AF_INET};
+      memcpy(&v4.sin_addr, &a->s6_addr[12], 4);
+      return addr_private((const struct sockaddr *)&v4);
+    }
+    return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+           IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
+           (a->s6_addr[0] & 0xfe) == 0xfc; /* fc00::/7 unique local */
+  }
+  return true;
+}
+
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *address) {
+  struct notify_xfer *nx = clientp;
+  if (addr_private(&address->addr)) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (address->family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&address->addr)->sin_addr, host, sizeof host);
+    else if (address->family == AF_INET6)
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&address->addr)->sin6_addr, host, sizeof host);
+    nx->refused = true;
+    snprintf(nx->refused_why, sizeof nx->refused_why,
+             "destination %s is a private or local address (AllowPrivate=no)", host);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+static int add_header(struct curl_slist **l, const char *fmt, ...) _printf_(2, 3);
+static int add_header(struct curl_slist **l, const char *fmt, ...) {
+  char *s = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vasprintf(&s, fmt, ap);
+  va_end(ap);
+  if (k < 0)
+    return -ENOMEM;
+  struct curl_slist *n = curl_slist_append(*l, s);
+  free(s);
+  if (!n)
+    return -ENOMEM;
+  *l = n;
+  return 0;
+}
+
+static int webhook_prepare(void *state, const struct notify_request *req, CURL *easy,
+                           struct notify_xfer *nx, struct notify_result *res) {
+  struct webhook *w = state;
+  const char *url = req->row->recipient;
+  if (!url_ok(url)) {
+    res->status = NOTIFY_PERMANENT;
+    snprintf(res->error, sizeof res->error, "invalid recipient: not an http(s) URL");
+    return -EINVAL;
+  }
+  int r;
+  if (w->body_template) {
+    _cleanup_free_ char *body = NULL;
+    char err[256] = "";
+    const char *locale = NULL;
+    json_t *cu = json_object_get(req->msg->data, "customer");
+    if (cu)
+      locale = json_string_value(json_object_get(cu, "locale"));
+    r = w->tmpl ? templates_render(w->tmpl, locale, w->body_template, "body", req->msg->data, &body,
+                                   NULL, err, sizeof err)
+                : -ENOENT;
+    if (r < 0) {
+      res->status = NOTIFY_PERMANENT;
+      snprintf(res->error, sizeof res->error, "BodyTemplate=%s: %s", w->body_template,
+               *err ? err : strerror(-r));
+      return r;
+    }
+    r = buf_puts(&nx->request, body);
+  } else
+    r = buf_puts(&nx->request, req->msg->event ? req->msg->event : "{}");
+  if (r < 0)
+    goto oom;
+  if (add_header(&nx->headers, "Content-Type: %s", w->content_type) < 0 ||
+      add_header(&nx->headers, "webhook-id: %s", req->row->idem_key) < 0 ||
+      add_header(&nx->headers, "webhook-timestamp: %lld", (long long)req->now) < 0 ||
+      add_header(&nx->headers, "Expect:") < 0)
+    goto oom;
+  if (w->n_secrets > 0) {
+    _cleanup_free_ char *sig = NULL;
+    char err[256] = "";
+    r = sign_webhook((const char *const *)w->secrets, w->n_secrets, req->row->idem_key, req->now,
+                     nx->request.data, nx->request.len, &sig, err, sizeof err);
+    if (r < 0) {
+      res->status = NOTIFY_PERMANENT;
+      snprintf(res->error, sizeof res->error, "cannot sign: %s", err);
+      return r;
+    }
+    if (add_header(&nx->headers, "webhook-signature: %s", sig) < 0)
+      goto oom;
+  }
+  for (struct curl_slist *h = w->extra; h; h = h->next)
+    if (add_header(&nx->headers, "%s", h->data) < 0)
+      goto oom;
+  curl_easy_setopt(easy, CURLOPT_URL, url);
+  curl_easy_setopt(easy, CURLOPT_POST, 1L);
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nx->request.data);
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)nx->request.len);
+  if (!w->allow_private) {
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, nx);
+  }
+  return 0;
+oom:
+  res->status = NOTIFY_TRANSIENT;
+  snprintf(res->error, sizeof res->error, "out of memory");
+  return -ENOMEM;
+}
+
+static void webhook_finish(void *state, const struct notify_request *req, CURL *easy,
+                           struct notify_xfer *nx, CURLcode code, struct notify_result *res) {
+  if (code != CURLE_OK) {
+    notify_classify_curl(code, nx->curl_error, res);
+    return;
+  }
+  long status = 0;
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+  notify_classify_http(status, NULL, nx->retry_after, nx->response.data, res);
+}
+
+const struct notifier_ops notifier_webhook_ops = {
+    .type = "webhook",
+    .kind = NOTIFY_WEBHOOK,
+    .check_config = webhook_check_config,
+    .new = webhook_new,
+    .free = webhook_free,
+    .prepare = webhook_prepare,
+    .finish = webhook_finish,
+};

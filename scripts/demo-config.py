@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Prints a renewd.conf drop-in that turns every [Channel NAME] of CONFIG into
+the Maildir sink writing to MAILDIR (removing the channel's other keys with
+empty assignments), and the demo's own secrets-free [Daemon] settings.
+
+Usage: demo-config.py CONFIG MAILDIR
+"""
+import re
+import sys
+
+config, maildir = sys.argv[1], sys.argv[2]
+channels = {}
+section = None
+for line in open(config, encoding="utf-8"):
+    line = line.strip()
+    if not line or line[0] in "#;":
+        continue
+    m = re.match(r"^\[(\w+)(?:\s+(.+))?\]$", line)
+    if m:
+        section = (m.group(1), m.group(2))
+        if section[0] == "Channel":
+            channels.setdefault(section[1], [])
+        continue
+    if section and section[0] == "Channel" and "=" in line:
+        key = line.split("=", 1)[0].strip()
+        if key not in ("Type",) and key not in channels[section[1]]:
+            channels[section[1]].append(key)
+
+print("[Daemon]")
+print("LinkKeyFile=")
+print("ApiTokenFile=")
+for name, keys in channels.items():
+    print(f"\n[Channel {name}]")
+    print("Type=sink")
+    for k in keys:
+        print(f"{k}=")
+    print(f"Maildir={maildir}")

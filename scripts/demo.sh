@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The demo: a store with a few thousand generated contracts, the example
+# reminder ladder, and the sink channel writing every message to a Maildir.
+# renewd first runs on the simulated clock through the last 30 days and the
+# next 60 (so you see months of reminders in seconds), then in real time until
+# Ctrl-C. Everything lives in ./demo/ (delete it to start over).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+demo=$top/demo
+build=$top/build
+mkdir -p "$demo/maildir" "$demo/renewd.conf.d"
+
+# The config: the example ladder, pointed at the demo directory, sink only.
+sed -e "s#^Database=.*#Database=$demo/renewd.db#" \
+    -e "s#^Templates=.*#Templates=$top/notifiers/templates#" \
+    config/renewd.conf.example > "$demo/renewd.conf"
+cat > "$demo/renewd.conf.d/50-demo.conf" <<CONF
+# Demo overrides: every channel writes to the Maildir in $demo/maildir.
+[SendWindow]
+Holidays=$top/config/holidays.example.ics
+CONF
+python3 scripts/demo-config.py "$demo/renewd.conf" "$demo/maildir" >> "$demo/renewd.conf.d/50-demo.conf"
+
+if [ ! -f "$demo/renewd.db" ]; then
+  start=$(date -u -d '-30 days' +%F)
+  python3 scripts/gen-contracts.py 3000 --start "$start" --days 200 --seed 7 > "$demo/contracts.csv"
+  python3 scripts/gen-owners.py > "$demo/owners.csv"
+  "$build/cli/renewctl" --config "$demo/renewd.conf" owners import "$demo/owners.csv"
+  "$build/cli/renewctl" --config "$demo/renewd.conf" import "$demo/contracts.csv"
+fi
+
+from=$(date -u -d '-30 days' +%F)
+until=$(date -u -d '+60 days' +%F)
+echo "== renewd on the simulated clock, $from .. $until =="
+"$build/daemon/renewd" --config "$demo/renewd.conf" --log-target=console --log-level=notice \
+  --simulate "$from..$until"
+echo
+echo "== what was sent =="
+"$build/cli/renewctl" --config "$demo/renewd.conf" report --from "$from" --to "$until" || true
+echo "Messages: $(find "$demo/maildir/new" -type f | wc -l) files in $demo/maildir/new (open one with: less \$(ls -d $demo/maildir/new/* | head -1))"
+echo
+echo "== renewd in real time (Ctrl-C to stop) =="
+exec "$build/daemon/renewd" --config "$demo/renewd.conf" --log-target=console
