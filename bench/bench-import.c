@@ -45,8 +45,8 @@ static uint64_t mix(uint64_t x) { /* per-customer attributes: stable for an inde
 }
 
 static const char *const zones[] = {
-    "Europe/Berlin", "Europe/London",   "America/New_York", "America/Los_Angeles",
-    "Asia/Shanghai", "Asia/Tokyo",      "Asia/Kolkata",     "Australia/Sydney",
+    "Europe/Berlin", "Europe/London",     "America/New_York",    "America/Los_Angeles",
+    "Asia/Shanghai", "Asia/Tokyo",        "Asia/Kolkata",        "Australia/Sydney",
     "UTC",           "America/Sao_Paulo", "Africa/Johannesburg", "",
 };
 static const char *const locales[] = {"en", "de-DE", "zh-CN", "ja", "en-GB", "pt-BR", "fr"};
@@ -54,8 +54,8 @@ static const char *const segments[] = {"enterprise", "smb", "high-value", "mid-m
 static const char *const products[] = {"Pro", "Basic", "Enterprise Suite", "Support \"Gold\"",
                                        "Add-on, storage"};
 static const char *const given[] = {"Anna", "Ben", "Chloé", "David", "Emma", "王", "李", "佐藤"};
-static const char *const family[] = {"Smith", "Müller", "Garcia", "小明", "Jones", "健",
-                                     "O'Brien", "Nguyen"};
+static const char *const family[] = {"Smith", "Müller", "Garcia",  "小明",
+                                     "Jones", "健",     "O'Brien", "Nguyen"};
 
 static void csv_field(FILE *f, const char *s) {
   if (!strpbrk(s, ",\"\n")) {
@@ -98,8 +98,8 @@ static int generate(const char *path, uint64_t rows) {
              (unsigned)((r >> 44) % 100));
     fprintf(f, "K%08" PRIu64 ",CU%07" PRIu64 ",", i, cu);
     csv_field(f, name);
-    fprintf(f, ",%s,%s,%s,%s,%s,%s,", email, phone, zones[(h >> 20) % 12],
-            locales[(h >> 24) % 7], segments[(h >> 28) % 5], owner);
+    fprintf(f, ",%s,%s,%s,%s,%s,%s,", email, phone, zones[(h >> 20) % 12], locales[(h >> 24) % 7],
+            segments[(h >> 28) % 5], owner);
     csv_field(f, products[(r >> 52) % 5]);
     fprintf(f, ",%s,%s,%s,%s\n", (r >> 58) % 2 ? start : "", exp, value,
             (h >> 32) % 2 ? "EUR" : "USD");
@@ -180,8 +180,8 @@ int main(int argc, char **argv) {
   }
   struct stat st;
   stat(csv, &st);
-  printf("rows: %" PRIu64 ", file: %.1f MB (generated in %.2f s), dir %s\n", rows,
-         st.st_size / 1e6, now_s() - t0, dir);
+  printf("rows: %" PRIu64 ", file: %.1f MB (generated in %.2f s), dir %s\n", rows, st.st_size / 1e6,
+         now_s() - t0, dir);
 
   FILE *f = fopen(script, "we");
   fprintf(f, ".import --csv %s t\n", csv);
@@ -216,8 +216,8 @@ int main(int argc, char **argv) {
   };
   printf("%-38s %9s %9s %11s %9s\n", "", "wall s", "cpu s", "rows/s", "peak RSS");
   for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-    printf("%-38s %9.2f %9.2f %11.0f %6.1f MB\n", lines[i].what, lines[i].r->wall,
-           lines[i].r->cpu, rows / lines[i].r->wall, lines[i].r->rss_kb / 1024.0);
+    printf("%-38s %9.2f %9.2f %11.0f %6.1f MB\n", lines[i].what, lines[i].r->wall, lines[i].r->cpu,
+           rows / lines[i].r->wall, lines[i].r->rss_kb / 1024.0);
   double ratio = rc_r.wall / sq_r.wall;
   printf("ratio renewctl/sqlite3: %.2f wall, %.2f cpu (target <= 2.00)%s\n", ratio,
          rc_r.cpu / sq_r.cpu, ratio <= 2.0 ? "" : "  MISSED");

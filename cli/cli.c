@@ -133,8 +133,7 @@ int cli_open_store(struct cli *c, unsigned flags, struct store **ret) {
   case EACCES:
   case EPERM:
   case EROFS:
-    cli_error("cannot open store %s: Permission denied (run as root or as the renewd user)",
-              path);
+    cli_error("cannot open store %s: Permission denied (run as root or as the renewd user)", path);
     return writing ? EX_CANTCREAT : EX_NOINPUT;
   case EBUSY:
     cli_error("cannot open store %s: database is locked", path);
@@ -168,7 +167,9 @@ static size_t char_at(const char *s, size_t *ret_width) {
   return n;
 }
 
-static bool is_control_byte(unsigned char c) { return c < 0x20 || c == 0x7f; }
+static bool is_control_byte(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
 
 size_t cli_display_width(const char *s) {
   size_t width = 0;
@@ -226,11 +227,11 @@ int cli_parse_within(const char *s, int64_t *ret) {
 
 struct cli_table {
   size_t n_cols;
-  size_t *width;     /* widest cell (display columns) per column, capped by max */
-  size_t *max;       /* per column cap, 0 = none */
-  bool *right;       /* per column: right-aligned */
-  struct buf cells;  /* header then rows, n_cols NUL-terminated cells each */
-  size_t n_rows;     /* rows including the header */
+  size_t *width;    /* widest cell (display columns) per column, capped by max */
+  size_t *max;      /* per column cap, 0 = none */
+  bool *right;      /* per column: right-aligned */
+  struct buf cells; /* header then rows, n_cols NUL-terminated cells each */
+  size_t n_rows;    /* rows including the header */
 };
 
 struct cli_table *cli_table_free(struct cli_table *t) {
@@ -289,8 +290,7 @@ int cli_table_add(struct cli_table *t, const char *const *cells) {
 
 /* Prints s in at most max columns (0 = no cap), after *pending spaces when s
  * is not empty (so no line ends in blanks). Returns the columns used. */
-static size_t print_cell(const char *s, size_t max, size_t full_width, size_t *pending,
-                         FILE *out) {
+static size_t print_cell(const char *s, size_t max, size_t full_width, size_t *pending, FILE *out) {
   size_t used = 0;
   bool cut = max && full_width > max;
   if (!*s)

@@ -50,7 +50,9 @@ enum {
 };
 #define CLI_COMMON_OPTIONS                                                                         \
   {"json", no_argument, NULL, CLI_OPT_JSON}, {"db", required_argument, NULL, CLI_OPT_DB},          \
-      {"config", required_argument, NULL, CLI_OPT_CONFIG}, {"help", no_argument, NULL, CLI_OPT_HELP}
+      {"config", required_argument, NULL, CLI_OPT_CONFIG}, {                                       \
+    "help", no_argument, NULL, CLI_OPT_HELP                                                        \
+  }
 /* Handles a common option. Returns true when opt was one. */
 bool cli_common_option(struct cli *c, int opt, const char *arg);
 
@@ -77,7 +79,9 @@ int cli_default_tz(struct cli *c, const char **ret);
  * unreadable), EX_CANTCREAT (cannot create/write), EX_UNAVAILABLE (locked,
  * newer schema) or EX_IOERR. Caller frees *ret with store_free(). */
 int cli_open_store(struct cli *c, unsigned flags, struct store **ret);
-static inline void cli_store_freep(struct store **s) { store_free(*s); }
+static inline void cli_store_freep(struct store **s) {
+  store_free(*s);
+}
 
 /* ---- formatting ---------------------------------------------------------------- */
 

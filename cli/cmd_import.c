@@ -29,7 +29,7 @@
 #include "core/csv.h"
 #include "core/validate.h"
 
-#define IMPORT_BATCH 10000      /* rows per write transaction */
+#define IMPORT_BATCH 10000       /* rows per write transaction */
 #define PROGRESS_INTERVAL_MS 100 /* at most ~10 updates per second */
 #define MAX_PROBLEMS 32          /* per row */
 
@@ -66,7 +66,9 @@ static void idtab_done(struct idtab *t) {
 static size_t idtab_home(const struct idtab *t, uint32_t fp) {
   return (size_t)(((uint64_t)fp * (uint64_t)t->cap) >> 32);
 }
-static size_t idtab_next(const struct idtab *t, size_t j) { return j + 1 == t->cap ? 0 : j + 1; }
+static size_t idtab_next(const struct idtab *t, size_t j) {
+  return j + 1 == t->cap ? 0 : j + 1;
+}
 
 static size_t idtab_insert(struct idtab *t, uint32_t fp, uint32_t ord) {
   size_t j = idtab_home(t, fp);
@@ -194,7 +196,9 @@ static int rows_add(struct rows *r, uint64_t offset, unsigned line) {
   return 0;
 }
 
-static void rows_reject(struct rows *r, size_t ord) { r->rejected[ord / 8] |= 1u << (ord % 8); }
+static void rows_reject(struct rows *r, size_t ord) {
+  r->rejected[ord / 8] |= 1u << (ord % 8);
+}
 static bool rows_rejected(const struct rows *r, size_t ord) {
   return r->rejected[ord / 8] & (1u << (ord % 8));
 }
@@ -211,23 +215,23 @@ struct import {
   const char *path;
   bool dry_run, skip_invalid, ignore_unknown;
 
-  FILE *f;                /* pass 1 and 2 */
+  FILE *f; /* pass 1 and 2 */
   struct csv_reader *r;
-  FILE *vf;               /* verifier: re-reads earlier rows */
+  FILE *vf; /* verifier: re-reads earlier rows */
   struct csv_reader *vr;
-  struct cal *cal;        /* borrowed from cli */
-  struct validate *v;     /* current row */
-  struct validate *vv;    /* verifier's rows */
-  uint64_t size;          /* file size, for progress */
+  struct cal *cal;     /* borrowed from cli */
+  struct validate *v;  /* current row */
+  struct validate *vv; /* verifier's rows */
+  uint64_t size;       /* file size, for progress */
 
-  size_t n_header;          /* fields per record */
+  size_t n_header;                  /* fields per record */
   int col_of_field[CSV_MAX_FIELDS]; /* validate column of a field, -1 = ignored */
   int field_of_col[_VCOL_MAX];      /* field index of a column, -1 = absent */
 
   struct idtab contracts, customers;
   struct rows rows;
 
-  struct store *store;    /* pass 2; NULL in a dry run without a store */
+  struct store *store; /* pass 2; NULL in a dry run without a store */
   int64_t now;
 
   /* counters */
@@ -235,8 +239,8 @@ struct import {
 
   /* progress bar (stderr is a TTY) */
   bool progress;
-  bool progress_shown;    /* a bar is on screen and must be cleared before text */
-  int64_t progress_ms;    /* last update */
+  bool progress_shown; /* a bar is on screen and must be cleared before text */
+  int64_t progress_ms; /* last update */
   const char *phase;
 };
 
@@ -375,12 +379,10 @@ static int read_header(struct import *im) {
     } else
       im->field_of_col[c] = (int)i;
   }
-  static const enum validate_col required[] = {VCOL_CONTRACT_ID, VCOL_CUSTOMER_ID,
-                                               VCOL_EXPIRES_ON};
+  static const enum validate_col required[] = {VCOL_CONTRACT_ID, VCOL_CUSTOMER_ID, VCOL_EXPIRES_ON};
   for (size_t i = 0; i < ELEMENTSOF(required); i++)
     if (im->field_of_col[required[i]] < 0) {
-      snprintf(p.message, sizeof(p.message), "missing column '%s'",
-               validate_col_name(required[i]));
+      snprintf(p.message, sizeof(p.message), "missing column '%s'", validate_col_name(required[i]));
       report(im, rec.line, &p);
       bad = true;
     }
@@ -410,8 +412,8 @@ static int check_row(struct import *im, const struct csv_record *rec, uint32_t o
 
   if (rec->n != im->n_header) {
     ps[n].col = -1;
-    snprintf(ps[n++].message, sizeof(ps[0].message), "%zu fields, but the header has %zu",
-             rec->n, im->n_header);
+    snprintf(ps[n++].message, sizeof(ps[0].message), "%zu fields, but the header has %zu", rec->n,
+             im->n_header);
     goto done;
   }
   row_fields(im, rec, fields);
@@ -465,8 +467,7 @@ static int check_row(struct import *im, const struct csv_record *rec, uint32_t o
     const struct idtab *t = &im->customers;
     cu_fp = (uint32_t)hash_id(cu.id, strlen(cu.id));
     cu_content = hash_customer(&cu);
-    for (size_t j = t->cap ? idtab_home(t, cu_fp) : 0; t->cap && t->ord1[j];
-         j = idtab_next(t, j)) {
+    for (size_t j = t->cap ? idtab_home(t, cu_fp) : 0; t->cap && t->ord1[j]; j = idtab_next(t, j)) {
       if (t->fp[j] != cu_fp)
         continue;
       if (t->content[j] == cu_content) {
@@ -829,8 +830,11 @@ int cmd_import(struct cli *c, int argc, char **argv) {
   } else
     printf("%s: %" PRIu64 " row%s: %" PRIu64 " inserted, %" PRIu64 " updated, %" PRIu64
            " unchanged, %" PRIu64 " rejected%s\n",
-           im->path, im->n_rows, im->n_rows == 1 ? "" : "s", im->inserted, im->updated, im->unchanged, im->rejected,
-           !write ? " (nothing written)" : im->dry_run ? " (dry run, nothing written)" : "");
+           im->path, im->n_rows, im->n_rows == 1 ? "" : "s", im->inserted, im->updated,
+           im->unchanged, im->rejected,
+           !write        ? " (nothing written)"
+           : im->dry_run ? " (dry run, nothing written)"
+                         : "");
   if (!ex && !write)
     ex = EX_DATAERR;
 

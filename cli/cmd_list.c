@@ -41,8 +41,7 @@ static json_t *contract_json(const struct contract *co, const struct customer *c
       cli_json_set(j, "timezone", json_string(cal_zone_name(z))) < 0 ||
       cli_json_set(j, "starts_at", cli_json_time(co->starts_at)) < 0 ||
       cli_json_set(j, "expires_at", cli_json_time(co->expires_at)) < 0 ||
-      cli_json_set(j, "expires_on", json_string(cli_format_last_day(z, co->expires_at, day))) <
-          0 ||
+      cli_json_set(j, "expires_on", json_string(cli_format_last_day(z, co->expires_at, day))) < 0 ||
       cli_json_set(j, "state", json_string(contract_state_to_string(co->state))) < 0 ||
       cli_json_set(j, "state_until", cli_json_time(co->state_until)) < 0 ||
       cli_json_set(j, "term", json_integer(co->term)) < 0 ||
@@ -219,8 +218,8 @@ int cmd_list(struct cli *c, int argc, char **argv) {
 /* ---- show ------------------------------------------------------------------------- */
 
 struct history {
-  json_t *items;   /* array of objects, in collection order */
-  int64_t *at;     /* instant of each item, for sorting */
+  json_t *items; /* array of objects, in collection order */
+  int64_t *at;   /* instant of each item, for sorting */
   size_t n, cap;
 };
 
@@ -329,6 +328,19 @@ static json_t *history_sorted(struct history *h) {
 static const char *jstr(const json_t *o, const char *key) {
   const char *s = json_string_value(json_object_get(o, key));
   return s ? s : "";
+}
+
+/* "2026-03-01" when t is a local midnight in z, else "2026-03-01 10:30". */
+static const char *local_time(const struct cal_zone *z, int64_t t, char out[static 24]) {
+  struct cal_local l;
+  cal_to_local(z, t, &l);
+  char b[64];
+  if (l.hour == 0 && l.minute == 0 && l.second == 0)
+    snprintf(b, sizeof(b), "%04d-%02d-%02d", l.year, l.month, l.day);
+  else
+    snprintf(b, sizeof(b), "%04d-%02d-%02d %02d:%02d", l.year, l.month, l.day, l.hour, l.minute);
+  snprintf(out, 24, "%.23s", b);
+  return out;
 }
 
 static void print_kv(const char *key, const char *value) {
@@ -455,7 +467,8 @@ int cmd_show(struct cli *c, int argc, char **argv) {
 
   if (c->json) {
     bool ok = (root = json_object()) != NULL;
-    ok = ok && cli_json_set(root, "contract", contract_json(&co, have_cu ? &cu : NULL, z, true)) >= 0;
+    ok = ok &&
+         cli_json_set(root, "contract", contract_json(&co, have_cu ? &cu : NULL, z, true)) >= 0;
     if (have_cu) {
       json_t *jcu = ok ? json_object() : NULL, *opt_out = ok ? json_array() : NULL;
       static const struct {
@@ -502,7 +515,7 @@ int cmd_show(struct cli *c, int argc, char **argv) {
     goto done;
   }
 
-  char day[11], money[48], ts[21], opt_out[32];
+  char day[11], day_time[24], money[48], ts[21], opt_out[32];
   printf("Contract %s\n", co.id);
   print_kv("Product", co.product);
   if (have_cu && !isempty(cu.name))
@@ -510,7 +523,7 @@ int cmd_show(struct cli *c, int argc, char **argv) {
   else
     print_kv("Customer", co.customer_id);
   if (co.starts_at)
-    printf("  %-12s %s\n", "Starts", format_rfc3339(co.starts_at, ts));
+    printf("  %-12s %s (%s)\n", "Starts", local_time(z, co.starts_at, day_time), cal_zone_name(z));
   printf("  %-12s %s (last day, %s); expires at %s\n", "Expires",
          cli_format_last_day(z, co.expires_at, day), cal_zone_name(z),
          format_rfc3339(co.expires_at, ts));

@@ -24,14 +24,28 @@
 
 /* THE COMMAND TABLE. To add a command: write cli/cmd_<fn>.c defining
  * cmd_<fn>(), append `target_sources(renewctl PRIVATE cmd_<fn>.c)` to
- * cli/CMakeLists.txt, and add ONE line here:
- *   X(<fn>, "<name as typed>", "<arguments>", "<one-line summary>")
+ * cli/CMakeLists.txt, and add ONE line here (ending in a backslash):
+ *   X(<fn>, "<name as typed>", "<arguments>", "<one-line summary>") \
  * The X line both declares cmd_<fn>() and adds it to the dispatch table. */
 #define RENEWCTL_COMMANDS(X)                                                                       \
-  X(import, "import", "FILE.csv [--dry-run] [--skip-invalid] [--ignore-unknown]",                 \
+  X(import, "import", "FILE.csv [--dry-run] [--skip-invalid] [--ignore-unknown]",                  \
     "validate and import contracts from a CSV file")                                               \
   X(list, "list", "[--state S] [--segment S] [--expiring-within 30d]", "list contracts")           \
-  X(show, "show", "ID", "show a contract, its customer, owner and history")
+  X(show, "show", "ID", "show a contract, its customer, owner and history")                        \
+  X(respond, "respond", "ID KIND [--expires-on D|--until D|--at T|--reason R|--note T]",           \
+    "record an answer: renewed, declined, snoozed, callback, lost, (un|re)subscribed")             \
+  X(history, "history", "ID", "a contract's reminders, deliveries, answers and events in order")   \
+  X(preview, "preview", "CONTRACT TIER [--channel C] [--locale L]", "show exactly what would be sent") \
+  X(owners, "owners", "import FILE.csv [--dry-run] | list",                                        \
+    "import or list the sales owners who receive escalations")                                     \
+  X(outbox, "outbox", "[--state S] [--channel C] [--json] | retry ID...|--all-dead",            \
+    "list the outbox; make dead messages due again")                                               \
+  X(send_test, "send-test", "--channel NAME --to ADDRESS", "send a sample message through a channel") \
+  X(plan, "plan", "[--contract ID] [--from T] [--days N] [--config NEW.conf --diff]",             \
+    "upcoming reminders as a timeline, or what a new config would move")                          \
+  X(replan, "replan", "--contract ID | --all [--dry-run]",                                         \
+    "move contracts in a ladder onto the current config's policy")                                 \
+  /* new commands go above this line, each line ending in a backslash */
 
 #define X_DECLARE(fn, name, args, summary) int cmd_##fn(struct cli *c, int argc, char **argv);
 RENEWCTL_COMMANDS(X_DECLARE)

@@ -32,25 +32,25 @@ static const unsigned char csv_class[256] = {
 };
 
 struct csv_reader {
-  FILE *f;                /* not owned */
-  unsigned char *in;      /* input chunk, CSV_IN_SIZE bytes */
-  size_t in_pos;          /* next unread byte in in[] */
-  size_t in_len;          /* valid bytes in in[] */
-  uint64_t in_base;       /* file offset of in[0] */
-  bool eof;               /* fread() reported end of file */
-  bool bom_checked;       /* the first chunk was checked for a BOM */
-  bool pending_cr;        /* the last record ended in CR: a following LF belongs to it */
+  FILE *f;           /* not owned */
+  unsigned char *in; /* input chunk, CSV_IN_SIZE bytes */
+  size_t in_pos;     /* next unread byte in in[] */
+  size_t in_len;     /* valid bytes in in[] */
+  uint64_t in_base;  /* file offset of in[0] */
+  bool eof;          /* fread() reported end of file */
+  bool bom_checked;  /* the first chunk was checked for a BOM */
+  bool pending_cr;   /* the last record ended in CR: a following LF belongs to it */
 
-  char *rec;              /* field bytes of the current record, see invariants */
+  char *rec; /* field bytes of the current record, see invariants */
   size_t rec_len, rec_cap;
-  size_t *offs;           /* start offset of each finished field in rec */
-  size_t *lens;           /* length of each finished field */
-  const char **fields;    /* pointers handed out in struct csv_record */
-  size_t n_fields;        /* finished fields in the current record */
-  size_t fields_cap;      /* allocated entries of offs/lens/fields */
+  size_t *offs;        /* start offset of each finished field in rec */
+  size_t *lens;        /* length of each finished field */
+  const char **fields; /* pointers handed out in struct csv_record */
+  size_t n_fields;     /* finished fields in the current record */
+  size_t fields_cap;   /* allocated entries of offs/lens/fields */
 
-  unsigned line;          /* physical line of the next unread byte, 1-based */
-  int error;              /* sticky error (negative errno) or 0 */
+  unsigned line; /* physical line of the next unread byte, 1-based */
+  int error;     /* sticky error (negative errno) or 0 */
   unsigned error_line;
   char error_msg[96];
 };
@@ -90,9 +90,13 @@ const char *csv_error(const struct csv_reader *r) {
   return r && r->error == -EBADMSG ? r->error_msg : NULL;
 }
 
-unsigned csv_error_line(const struct csv_reader *r) { return r && r->error ? r->error_line : 0; }
+unsigned csv_error_line(const struct csv_reader *r) {
+  return r && r->error ? r->error_line : 0;
+}
 
-uint64_t csv_bytes(const struct csv_reader *r) { return r ? r->in_base + r->in_pos : 0; }
+uint64_t csv_bytes(const struct csv_reader *r) {
+  return r ? r->in_base + r->in_pos : 0;
+}
 
 static int fail(struct csv_reader *r, int error, unsigned line, const char *msg) {
   r->error = error;
@@ -198,7 +202,7 @@ int csv_next(struct csv_reader *r, struct csv_record *ret) {
   unsigned start_line, quote_line = 0;
   uint64_t start_offset = 0;
   size_t field_start = 0;
-  bool quoted = false;   /* the current field was quoted */
+  bool quoted = false;    /* the current field was quoted */
   bool cr_quoted = false; /* the last byte inside quotes was CR */
   int k;
 

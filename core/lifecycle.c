@@ -104,19 +104,21 @@ enum {
 #define CBK CONTRACT_CALLBACK
 #define CLO CONTRACT_CLOSED
 
+/* clang-format off */
 static const signed char transitions[_LIFECYCLE_KIND_MAX][_CONTRACT_STATE_MAX] = {
-    /*                          active reminding renewed declined snoozed callback lapsed closed */
-    [LIFECYCLE_RENEWED] /*   */ = {NT, NT, NT, NT, NT, NT, NT, NT},
-    [LIFECYCLE_DECLINED] /*  */ = {DEC, DEC, NO, AL, DEC, DEC, DEC, NO},
-    [LIFECYCLE_SNOOZED] /*   */ = {SNZ, SNZ, NO, NO, SNZ, SNZ, NO, NO},
-    [LIFECYCLE_CALLBACK] /*  */ = {CBK, CBK, NO, NO, CBK, AL, CBK, NO},
-    [LIFECYCLE_LOST] /*      */ = {CLO, CLO, NO, NO, CLO, CLO, CLO, AL},
-    [LIFECYCLE_RENEW_INTENT] = {KP, KP, AL, KP, KP, KP, KP, KP},
-    [LIFECYCLE_UNSUBSCRIBED] = {KP, KP, KP, KP, KP, KP, KP, KP},
-    [LIFECYCLE_RESUBSCRIBED] = {KP, KP, KP, KP, KP, KP, KP, KP},
-    [LIFECYCLE_MESSAGE] /*   */ = {KP, KP, KP, KP, KP, KP, KP, KP},
-    [LIFECYCLE_HELP] /*      */ = {KP, KP, KP, KP, KP, KP, KP, KP},
+  /*                          active reminding renewed declined snoozed callback lapsed closed */
+  [LIFECYCLE_RENEWED]      = { NT,    NT,       NT,     NT,      NT,     NT,      NT,    NT  },
+  [LIFECYCLE_DECLINED]     = { DEC,   DEC,      NO,     AL,      DEC,    DEC,     DEC,   NO  },
+  [LIFECYCLE_SNOOZED]      = { SNZ,   SNZ,      NO,     NO,      SNZ,    SNZ,     NO,    NO  },
+  [LIFECYCLE_CALLBACK]     = { CBK,   CBK,      NO,     NO,      CBK,    AL,      CBK,   NO  },
+  [LIFECYCLE_LOST]         = { CLO,   CLO,      NO,     NO,      CLO,    CLO,     CLO,   AL  },
+  [LIFECYCLE_RENEW_INTENT] = { KP,    KP,       AL,     KP,      KP,     KP,      KP,    KP  },
+  [LIFECYCLE_UNSUBSCRIBED] = { KP,    KP,       KP,     KP,      KP,     KP,      KP,    KP  },
+  [LIFECYCLE_RESUBSCRIBED] = { KP,    KP,       KP,     KP,      KP,     KP,      KP,    KP  },
+  [LIFECYCLE_MESSAGE]      = { KP,    KP,       KP,     KP,      KP,     KP,      KP,    KP  },
+  [LIFECYCLE_HELP]         = { KP,    KP,       KP,     KP,      KP,     KP,      KP,    KP  },
 };
+/* clang-format on */
 _Static_assert(_CONTRACT_STATE_MAX == 8, "the transition table lists 8 states");
 _Static_assert(_LIFECYCLE_KIND_MAX == 10, "the transition table lists 10 kinds");
 
@@ -287,8 +289,8 @@ static void derive_key(const char *contract_id, int32_t term, enum lifecycle_kin
 
 /* Walk state: the response carrying key (if any) and the latest one. */
 struct lookup {
-  const char *key;       /* caller key, NULL = none */
-  struct response keyed; /* copy of the response with that key (id 0 = none) */
+  const char *key;        /* caller key, NULL = none */
+  struct response keyed;  /* copy of the response with that key (id 0 = none) */
   struct response latest; /* copy of the last response walked (id 0 = none) */
 };
 
@@ -337,16 +339,17 @@ static int check_values(const struct lifecycle_answer *a, const struct norm *n,
       return -EINVAL;
     }
     if (n->new_expires_at <= c->expires_at) {
-      snprintf(err, errlen,
-               "contract %s: the new expiry %s is not later than the current one %s", c->id,
-               format_rfc3339(n->new_expires_at, t1), format_rfc3339(c->expires_at, t2));
+      snprintf(err, errlen, "contract %s: the new expiry %s is not later than the current one %s",
+               c->id, format_rfc3339(n->new_expires_at, t1), format_rfc3339(c->expires_at, t2));
       return -EINVAL;
     }
     return 0;
   case LIFECYCLE_LOST:
     if (!n->reason) {
-      snprintf(err, errlen, "contract %s: lost needs a reason (price, switched-provider, "
-                            "no-longer-needed, budget, missing-features, other)", c->id);
+      snprintf(err, errlen,
+               "contract %s: lost needs a reason (price, switched-provider, "
+               "no-longer-needed, budget, missing-features, other)",
+               c->id);
       return -EINVAL;
     }
     __attribute__((fallthrough));
@@ -386,8 +389,8 @@ static int check_values(const struct lifecycle_answer *a, const struct norm *n,
   case LIFECYCLE_UNSUBSCRIBED:
   case LIFECYCLE_RESUBSCRIBED:
     if (!optout_bits(n->channel)) {
-      snprintf(err, errlen, "contract %s: %s needs the channel: email, sms, webhook or all",
-               c->id, kind_names[a->kind]);
+      snprintf(err, errlen, "contract %s: %s needs the channel: email, sms, webhook or all", c->id,
+               kind_names[a->kind]);
       return -EINVAL;
     }
     if (isempty(c->customer_id)) {
@@ -409,8 +412,8 @@ static int check_values(const struct lifecycle_answer *a, const struct norm *n,
 
 /* Records one owner alert row per channel (pending, or skipped with the reason). */
 static int record_owner_alerts(struct store *s, const struct contract *c, const char *tier,
-                               int64_t response_id, const struct lifecycle_policy *pol,
-                               int64_t now, struct lifecycle_result *res) {
+                               int64_t response_id, const struct lifecycle_policy *pol, int64_t now,
+                               struct lifecycle_result *res) {
   _cleanup_(customer_clear) struct customer cu = {0};
   _cleanup_(owner_clear) struct owner ow = {0};
   bool have_owner = false;
@@ -556,15 +559,16 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
     return -EPERM;
   }
   if (v == LIFECYCLE_ALREADY) {
-    snprintf(err, errlen, "contract %s is already %s: %s is not recorded again (allowed: %s)",
-             c.id, contract_state_to_string(c.state), kind_names[a->kind], allowed);
+    snprintf(err, errlen, "contract %s is already %s%s: %s is not recorded again (allowed: %s)",
+             c.id, c.state == CONTRACT_CALLBACK ? "in " : "", contract_state_to_string(c.state),
+             kind_names[a->kind], allowed);
     return -EALREADY;
   }
   if (a->kind == LIFECYCLE_LOST &&
       (a->source == LIFECYCLE_SOURCE_LINK || a->source == LIFECYCLE_SOURCE_SMS)) {
     snprintf(err, errlen,
-             "contract %s: lost is recorded by the owner or staff, not from a customer's %s",
-             c.id, a->source == LIFECYCLE_SOURCE_LINK ? "link" : "SMS");
+             "contract %s: lost is recorded by the owner or staff, not from a customer's %s", c.id,
+             a->source == LIFECYCLE_SOURCE_LINK ? "link" : "SMS");
     return -EPERM;
   }
   if ((r = check_values(a, &n, pol, &c, now, err, errlen)) < 0)
@@ -588,14 +592,17 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
   };
   r = store_response_insert(s, &p, now, &p.id);
   if (r == -EEXIST) {
-    snprintf(err, errlen, "contract %s: idempotency key '%.64s' was already used for another "
-                          "contract", c.id, p.idem_key);
+    snprintf(err, errlen,
+             "contract %s: idempotency key '%.64s' was already used for another "
+             "contract",
+             c.id, p.idem_key);
     return r;
   }
   if (r < 0)
     goto store_fail;
-  detail = strprintf("response=%" PRId64 " source=%s%s%s%s%s", p.id, p.source, n.channel ? " channel=" : "",
-                n.channel ? n.channel : "", n.reason ? " reason=" : "", n.reason ? n.reason : "");
+  detail = strprintf("response=%" PRId64 " source=%s%s%s%s%s", p.id, p.source,
+                     n.channel ? " channel=" : "", n.channel ? n.channel : "",
+                     n.reason ? " reason=" : "", n.reason ? n.reason : "");
   if (!detail)
     return -ENOMEM;
   ev = strprintf("answer.%s", kind_names[a->kind]);
@@ -669,12 +676,12 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
   if (state_event) {
     _cleanup_free_ char *sd = NULL;
     if (res->new_term)
-      sd = strprintf("from=%s response=%" PRId64 " term=%" PRId32 " expires=%s",
-                     contract_state_to_string(prev), p.id, c.term,
-                     format_rfc3339(c.expires_at, t1));
+      sd =
+          strprintf("from=%s response=%" PRId64 " term=%" PRId32 " expires=%s",
+                    contract_state_to_string(prev), p.id, c.term, format_rfc3339(c.expires_at, t1));
     else if (c.state_until)
-      sd = strprintf("from=%s response=%" PRId64 " until=%s", contract_state_to_string(prev),
-                     p.id, format_rfc3339(c.state_until, t1));
+      sd = strprintf("from=%s response=%" PRId64 " until=%s", contract_state_to_string(prev), p.id,
+                     format_rfc3339(c.state_until, t1));
     else
       sd = strprintf("from=%s response=%" PRId64, contract_state_to_string(prev), p.id);
     if (!sd)
@@ -707,8 +714,7 @@ store_fail:
   if (r == -ENOMEM)
     snprintf(err, errlen, "out of memory");
   else
-    snprintf(err, errlen, "contract %.128s: store error: %s", a->contract_id,
-             store_last_error(s));
+    snprintf(err, errlen, "contract %.128s: store error: %s", a->contract_id, store_last_error(s));
   return r;
 }
 

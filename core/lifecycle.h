@@ -121,20 +121,20 @@ struct lifecycle_policy {
 
 /* One answer. Strings are borrowed; NULL or "" = not given. */
 struct lifecycle_answer {
-  const char *contract_id;  /* required */
+  const char *contract_id; /* required */
   enum lifecycle_kind kind;
   enum lifecycle_source source;
-  const char *channel;      /* channel the answer came through, NULL = unknown; for
-                               unsubscribed/resubscribed required: "email", "sms",
-                               "webhook" or "all" (the opt-out bits it changes) */
-  const char *reason;       /* declined (optional) / lost (required): one of
-                               lifecycle_reason_name() */
-  const char *detail;       /* free text: decline note, the customer's message */
-  int64_t until;            /* snoozed: end of the snooze (required);
-                               callback: preferred call time, 0 = none */
-  int64_t new_expires_at;   /* renewed: the new term's expiry (required, later than
-                               the current one) */
-  const char *idem_key;     /* NULL = no caller key (derived, see above) */
+  const char *channel;                   /* channel the answer came through, NULL = unknown; for
+                                            unsubscribed/resubscribed required: "email", "sms",
+                                            "webhook" or "all" (the opt-out bits it changes) */
+  const char *reason;                    /* declined (optional) / lost (required): one of
+                                            lifecycle_reason_name() */
+  const char *detail;                    /* free text: decline note, the customer's message */
+  int64_t until;                         /* snoozed: end of the snooze (required);
+                                            callback: preferred call time, 0 = none */
+  int64_t new_expires_at;                /* renewed: the new term's expiry (required, later than
+                                            the current one) */
+  const char *idem_key;                  /* NULL = no caller key (derived, see above) */
   const struct lifecycle_policy *policy; /* NULL = LIFECYCLE_DEFAULT_*, no owner
                                             channels, no fallback owner */
 };

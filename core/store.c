@@ -11,6 +11,11 @@
  *   2  contracts.next_due_at + partial index; the contract update trigger now
  *      lists content columns so that next_due_at bookkeeping does not bump
  *      change_seq
+ *   3  terms: the expiry of every ended term, written by a trigger whenever a
+ *      contract's term number goes up (renewal, or an import moving the
+ *      expiry), so that reports know what a past term's expiry was
+ *   4  api_idempotency (the JSON API's Idempotency-Key results) and an index
+ *      on customers(phone) for inbound SMS
  * A file with a newer version is refused; read-only opens never migrate.
  *
  * change_seq triggers: our own writes set change_seq = max+1 explicitly (cached
@@ -143,8 +148,35 @@ static const char schema_v2[] =
     "  expires_at, value_minor, currency, term, state, state_until, ladder_id ON contracts\n"
     "  WHEN NEW.change_seq IS OLD.change_seq\n" SEQ_BUMP;
 
+/* v3: ended terms. Every writer (lifecycle renewals, imports, the sqlite3
+ * shell) goes through the trigger; ended_at is the write's updated_at. */
+static const char schema_v3[] =
+    "CREATE TABLE terms (\n"
+    "  contract_id TEXT NOT NULL,\n"
+    "  term INTEGER NOT NULL,\n"
+    "  expires_at INTEGER NOT NULL,\n"
+    "  ended_at INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (contract_id, term));\n"
+    "CREATE INDEX terms_expires ON terms(expires_at);\n"
+    "CREATE TRIGGER contracts_term_history AFTER UPDATE OF term ON contracts\n"
+    "  WHEN NEW.term > OLD.term\n"
+    "  BEGIN INSERT OR REPLACE INTO terms(contract_id, term, expires_at, ended_at)\n"
+    "    VALUES (OLD.id, OLD.term, OLD.expires_at, NEW.updated_at); END;\n";
+
+/* v4 (http helper): the JSON API's Idempotency-Key results (a repeated request
+ * gets the first answer back) and the phone lookup of inbound SMS. */
+static const char schema_v4[] =
+    "CREATE TABLE api_idempotency (\n"
+    "  key TEXT PRIMARY KEY NOT NULL,\n"
+    "  request_hash TEXT NOT NULL,\n"
+    "  status INTEGER NOT NULL,\n"
+    "  body TEXT NOT NULL,\n"
+    "  created_at INTEGER NOT NULL);\n"
+    "CREATE INDEX api_idempotency_created ON api_idempotency(created_at);\n"
+    "CREATE INDEX customers_phone ON customers(phone) WHERE phone IS NOT NULL;\n";
+
 /* migrations[i] upgrades version i to i+1 */
-static const char *const migrations[] = {schema_v1, schema_v2};
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4};
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one migration per version");
 
 /* ---- statements --------------------------------------------------------- */
@@ -181,6 +213,7 @@ const char *const store_stmt_sql[_STMT_MAX] = {
 
     [STMT_OWNER_GET] = "SELECT id, name, email, phone, webhook, tz, manager_id FROM owners "
                        "WHERE id = ?1",
+    [STMT_OWNER_LIST] = "SELECT id, name, email, phone, webhook, tz, manager_id FROM owners ORDER BY id",
     [STMT_OWNER_INSERT] = "INSERT INTO owners(id, name, email, phone, webhook, tz, manager_id, "
                           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     [STMT_OWNER_UPDATE] = "UPDATE owners SET name = ?2, email = ?3, phone = ?4, webhook = ?5, "
@@ -252,6 +285,18 @@ const char *const store_stmt_sql[_STMT_MAX] = {
         "INSERT INTO responses(contract_id, term, kind, source, channel, reason, detail, "
         "idem_key, until_at, new_expires_at, created_at) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    /* http helper: inbound SMS, API idempotency, metrics */
+    [STMT_CUSTOMER_FIND_PHONE] = "SELECT " STORE_CUSTOMER_COLS " FROM customers cu "
+                                 "WHERE cu.phone = ?1 ORDER BY cu.updated_at DESC, cu.id LIMIT 1",
+    [STMT_API_IDEM_GET] = "SELECT request_hash, status, body FROM api_idempotency WHERE key = ?1",
+    [STMT_API_IDEM_PUT] = "INSERT INTO api_idempotency(key, request_hash, status, body, created_at) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [STMT_API_IDEM_PRUNE] = "DELETE FROM api_idempotency WHERE created_at < ?1",
+    [STMT_COUNT_REMINDERS] = "SELECT channel, tier, audience, status, count(*) FROM reminders "
+                             "GROUP BY channel, tier, audience, status",
+    [STMT_COUNT_RESPONSES] = "SELECT kind, coalesce(source, ''), count(*) FROM responses "
+                             "GROUP BY kind, source",
+    [STMT_COUNT_CONTRACTS] = "SELECT state, count(*) FROM contracts GROUP BY state",
     [STMT_RESPONSE_FOREACH] = "SELECT " STORE_RESPONSE_COLS " FROM responses "
                               "WHERE contract_id = ?1 AND (?2 < 0 OR term = ?2) "
                               "ORDER BY created_at, id",

@@ -52,8 +52,10 @@ enum {
   STORE_NO_CREATE = 1 << 1, /* fail with -ENOENT when the file does not exist */
 };
 
-/* v1: base schema; v2: contracts.next_due_at + index (horizon refill). */
-#define STORE_SCHEMA_VERSION 2
+/* v1: base schema; v2: contracts.next_due_at + index (horizon refill);
+ * v3: terms (expiry of every ended term, kept by a trigger; see store_report);
+ * v4: api_idempotency + customers(phone) index (HTTP API, inbound SMS). */
+#define STORE_SCHEMA_VERSION 4
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -243,6 +245,9 @@ int store_contract_upsert(struct store *s, const struct contract *c, int64_t now
 
 /* Fill *ret (caller clears) or return -ENOENT. */
 int store_owner_get(struct store *s, const char *id, struct owner *ret);
+/* Calls cb for every owner ordered by id (record valid during the call only).
+ * Returns the number visited or cb's negative value. */
+int store_owner_foreach(struct store *s, int (*cb)(const struct owner *o, void *ud), void *ud);
 int store_customer_get(struct store *s, const char *id, struct customer *ret);
 int store_contract_get(struct store *s, const char *id, struct contract *ret);
 int store_contract_get_by_rowid(struct store *s, int64_t rowid, struct contract *ret);
@@ -365,3 +370,83 @@ int store_event_foreach_contract(struct store *s, const char *contract_id,
 int store_meta_get(struct store *s, const char *key, char **ret);
 /* value NULL deletes the key. */
 int store_meta_set(struct store *s, const char *key, const char *value);
+
+/* ---- HTTP listener: inbound SMS, API idempotency, metrics (store_api.c) ---- */
+
+/* The customer whose phone is exactly phone (E.164 as stored; the most
+ * recently updated one when several share it). Fills *ret (caller clears)
+ * or returns -ENOENT. */
+int store_customer_find_by_phone(struct store *s, const char *phone, struct customer *ret);
+
+/* The stored result of an API request made with Idempotency-Key key:
+ * *ret_request_hash (what identified the request) and *ret_body are heap
+ * copies the caller frees. -ENOENT when the key is unknown. */
+int store_api_idem_get(struct store *s, const char *key, char **ret_request_hash, int *ret_status,
+                       char **ret_body);
+/* Records the result of a request. -EEXIST when the key is already there. */
+int store_api_idem_put(struct store *s, const char *key, const char *request_hash, int status,
+                       const char *body, int64_t now);
+/* Forgets results recorded before `before`. Returns how many. */
+int store_api_idem_prune(struct store *s, int64_t before);
+
+/* What store_count_grouped() counts, and the key columns cb gets (in order). */
+enum store_group {
+  STORE_GROUP_REMINDERS, /* channel, tier, audience, status */
+  STORE_GROUP_RESPONSES, /* kind, source ("" when none) */
+  STORE_GROUP_CONTRACTS, /* state */
+};
+/* Calls cb(keys, count) once per group (one full scan of the table; meant
+ * for metrics, cached by the caller). keys are valid during the call only;
+ * a NULL column is passed as "". Returns the number of groups or cb's
+ * negative value. */
+int store_count_grouped(struct store *s, enum store_group g,
+                        int (*cb)(const char *const *keys, size_t n_keys, int64_t count, void *ud),
+                        void *ud);
+
+/* ==== report rows (core/store_report.c; used by core/report.c) ============== */
+
+/* The rows the renewal report aggregates: one contract term whose expiry lies
+ * in the period, with its outbox rows and its responses. A term is the
+ * current one (contracts.expires_at) or an ended one (the terms table, schema
+ * v3). Everything is borrowed: valid only during the callback. */
+struct store_report_reminder {
+  int64_t id;
+  const char *tier;
+  const char *channel;
+  const char *audience; /* "customer" or "owner" */
+  enum reminder_status status;
+  int32_t attempts;
+  int64_t sent_at; /* 0 = not sent */
+};
+
+struct store_report_response {
+  int64_t id;
+  const char *kind;   /* responses.kind, e.g. "renewed" */
+  const char *reason; /* NULL = none */
+  const char *source; /* NULL = unknown */
+  int64_t created_at;
+};
+
+struct store_report_term {
+  const char *contract_id;
+  int32_t term;
+  int64_t expires_at;             /* this term's expiry */
+  int64_t ended_at;               /* when the next term started; 0 = the current term */
+  enum contract_state state;      /* the contract's state now (the current term's) */
+  const char *segment;            /* the customer's segment now, NULL = none */
+  const char *owner_id;           /* the customer's owner now, NULL = none */
+  const struct store_report_reminder *reminders; /* ordered by sent_at, id */
+  size_t n_reminders;
+  const struct store_report_response *responses; /* ordered by created_at, id */
+  size_t n_responses;
+};
+
+/* Calls cb for every term (current or ended) whose expiry lies in
+ * [from, until), ordered by contract id and term, inside one read
+ * transaction (a consistent snapshot) unless the caller has one open. Three
+ * ordered queries merged in one pass: cost O(terms + their rows). cb
+ * returning < 0 stops the walk and that value is returned; otherwise the
+ * number of terms visited. -EINVAL for bad arguments. */
+int store_report_foreach_term(struct store *s, int64_t from, int64_t until,
+                              int (*cb)(const struct store_report_term *t, void *ud), void *ud);
+/* ==== end of report rows ==================================================== */

@@ -143,6 +143,20 @@ int store_owner_upsert(struct store *s, const struct owner *o, int64_t now) {
   return exists ? STORE_UPDATED : STORE_INSERTED;
 }
 
+static int owner_from_row(struct stmt_ref *q, struct owner *ret) {
+  struct owner o = {0};
+  int r;
+  if ((r = col_text(q->st, 0, true, &o.id)) < 0 || (r = col_text(q->st, 1, true, &o.name)) < 0 ||
+      (r = col_text(q->st, 2, true, &o.email)) < 0 || (r = col_text(q->st, 3, true, &o.phone)) < 0 ||
+      (r = col_text(q->st, 4, true, &o.webhook)) < 0 || (r = col_text(q->st, 5, true, &o.tz)) < 0 ||
+      (r = col_text(q->st, 6, true, &o.manager_id)) < 0) {
+    owner_clear(&o);
+    return r;
+  }
+  *ret = o;
+  return 0;
+}
+
 int store_owner_get(struct store *s, const char *id, struct owner *ret) {
   if (!s || isempty(id) || !ret)
     return -EINVAL;
@@ -155,16 +169,27 @@ int store_owner_get(struct store *s, const char *id, struct owner *ret) {
     return r;
   if (r == 0)
     return -ENOENT;
-  struct owner o = {0};
-  if ((r = col_text(q.st, 0, true, &o.id)) < 0 || (r = col_text(q.st, 1, true, &o.name)) < 0 ||
-      (r = col_text(q.st, 2, true, &o.email)) < 0 || (r = col_text(q.st, 3, true, &o.phone)) < 0 ||
-      (r = col_text(q.st, 4, true, &o.webhook)) < 0 || (r = col_text(q.st, 5, true, &o.tz)) < 0 ||
-      (r = col_text(q.st, 6, true, &o.manager_id)) < 0) {
-    owner_clear(&o);
+  return owner_from_row(&q, ret);
+}
+
+int store_owner_foreach(struct store *s, int (*cb)(const struct owner *o, void *ud), void *ud) {
+  if (!s || !cb)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r, n = 0;
+  if ((r = stmt_acquire(s, STMT_OWNER_LIST, &q)) < 0)
     return r;
+  while ((r = stmt_step(&q)) > 0) {
+    struct owner o;
+    if ((r = owner_from_row(&q, &o)) < 0)
+      return r;
+    r = cb(&o, ud);
+    owner_clear(&o);
+    if (r < 0)
+      return r;
+    n++;
   }
-  *ret = o;
-  return 0;
+  return r < 0 ? r : n;
 }
 
 /* ---- customers ------------------------------------------------------------------- */

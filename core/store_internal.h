@@ -39,6 +39,7 @@ enum store_stmt {
   STMT_EVENT_FOREACH,
   /* owners, customers, contracts */
   STMT_OWNER_GET,
+  STMT_OWNER_LIST,
   STMT_OWNER_INSERT,
   STMT_OWNER_UPDATE,
   STMT_CUSTOMER_GET,
@@ -69,6 +70,14 @@ enum store_stmt {
   STMT_REMINDER_COUNT,
   STMT_RESPONSE_INSERT,
   STMT_RESPONSE_FOREACH,
+  /* http helper: inbound SMS, API idempotency, metrics (store_api.c) */
+  STMT_CUSTOMER_FIND_PHONE,
+  STMT_API_IDEM_GET,
+  STMT_API_IDEM_PUT,
+  STMT_API_IDEM_PRUNE,
+  STMT_COUNT_REMINDERS,
+  STMT_COUNT_RESPONSES,
+  STMT_COUNT_CONTRACTS,
   _STMT_MAX,
 };
 

@@ -14,30 +14,39 @@
 #define NAME_MAX_CHARS 200
 #define LABEL_MAX_CHARS 64
 #define AMOUNT_MAX INT64_C(1000000000000000) /* 10^15 minor units */
-#define SHOW_MAX 48                           /* bytes of a value quoted in a message */
+#define SHOW_MAX 48                          /* bytes of a value quoted in a message */
 
 static const char *const col_names[_VCOL_MAX] = {
-    [VCOL_CONTRACT_ID] = "contract_id", [VCOL_CUSTOMER_ID] = "customer_id",
-    [VCOL_CUSTOMER_NAME] = "customer_name", [VCOL_EMAIL] = "email",
-    [VCOL_PHONE] = "phone",             [VCOL_TIMEZONE] = "timezone",
-    [VCOL_LOCALE] = "locale",           [VCOL_SEGMENT] = "segment",
-    [VCOL_OWNER] = "owner",             [VCOL_PRODUCT] = "product",
-    [VCOL_STARTS_ON] = "starts_on",     [VCOL_EXPIRES_ON] = "expires_on",
-    [VCOL_VALUE] = "value",             [VCOL_CURRENCY] = "currency",
+    [VCOL_CONTRACT_ID] = "contract_id",
+    [VCOL_CUSTOMER_ID] = "customer_id",
+    [VCOL_CUSTOMER_NAME] = "customer_name",
+    [VCOL_EMAIL] = "email",
+    [VCOL_PHONE] = "phone",
+    [VCOL_TIMEZONE] = "timezone",
+    [VCOL_LOCALE] = "locale",
+    [VCOL_SEGMENT] = "segment",
+    [VCOL_OWNER] = "owner",
+    [VCOL_PRODUCT] = "product",
+    [VCOL_STARTS_ON] = "starts_on",
+    [VCOL_EXPIRES_ON] = "expires_on",
+    [VCOL_VALUE] = "value",
+    [VCOL_CURRENCY] = "currency",
 };
 
 struct validate {
-  struct cal *cal;                      /* not owned */
-  const struct cal_zone *default_zone;  /* owned by cal */
-  char scratch[8192];                   /* normalised strings of the last row */
-  size_t used;                          /* bytes of scratch in use */
+  struct cal *cal;                     /* not owned */
+  const struct cal_zone *default_zone; /* owned by cal */
+  char scratch[8192];                  /* normalised strings of the last row */
+  size_t used;                         /* bytes of scratch in use */
 };
 
 const char *validate_col_name(enum validate_col c) {
   return (unsigned)c < _VCOL_MAX ? col_names[c] : NULL;
 }
 
-static bool is_blank(char c) { return c == ' ' || c == '\t'; }
+static bool is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
 
 int validate_col_from_name(const char *s, size_t len) {
   if (!s)
@@ -117,8 +126,12 @@ bool validate_text(const char *s, size_t len, size_t *ret_chars) {
 static bool is_alnum(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
-static bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static bool is_alpha(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static bool is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
 
 bool validate_email(const char *s) {
   if (!s)
@@ -400,8 +413,8 @@ int validate_row(struct validate *v, const char *const fields[_VCOL_MAX],
   else
     customer_id = check_text(v, ps, VCOL_CUSTOMER_ID, f[VCOL_CUSTOMER_ID], 0, ID_MAX_BYTES, &oom);
 
-  char *name = check_text(v, ps, VCOL_CUSTOMER_NAME, f[VCOL_CUSTOMER_NAME], NAME_MAX_CHARS, 0,
-                          &oom);
+  char *name =
+      check_text(v, ps, VCOL_CUSTOMER_NAME, f[VCOL_CUSTOMER_NAME], NAME_MAX_CHARS, 0, &oom);
 
   /* contact: email or phone */
   char *email = NULL, *phone = NULL;

@@ -62,6 +62,8 @@ struct daemon {
   int64_t sim_until;  /* end of the simulation */
   bool print_summary; /* console summary lines in simulation */
   uint64_t sent, retried, dead, fallbacks;
+  int64_t sim_day;       /* simulated day last summarised on the console */
+  uint64_t sent_at_day;  /* d->sent when that day began */
   int exit_code;
 };
 
@@ -108,9 +110,28 @@ static void enable_work(struct daemon *d) {
   sd_event_source_set_enabled(d->work_source, SD_EVENT_ON);
 }
 
+/* In a simulation on the console, one line per simulated day that saw sends:
+ * the newcomer's view of reminders flowing. */
+static void sim_day_summary(struct daemon *d, int64_t now) {
+  int64_t day = now / 86400;
+  if (!d->print_summary || day == d->sim_day)
+    return;
+  if (d->sent > d->sent_at_day) {
+    char when[32];
+    format_rfc3339(d->sim_day * 86400, when);
+    when[10] = 0;
+    fprintf(stderr, "renewd: [simulated %s] %" PRIu64 " reminders sent (%" PRIu64 " in total), %zu due in the next %" PRId64 " h\n",
+            when, d->sent - d->sent_at_day, d->sent, sched_wheel_count(d->sched),
+            d->cfg->daemon.horizon / 3600);
+  }
+  d->sim_day = day;
+  d->sent_at_day = d->sent;
+}
+
 /* Fires what is due, extends the horizon when it is time, kicks retries. */
 static void tick(struct daemon *d) {
   int64_t now = daemon_now(d);
+  sim_day_summary(d, now);
   for (int r = 1; r == 1;) {
     r = sched_run_due(d->sched, now, WORK_BUDGET);
     if (r < 0) {
@@ -120,8 +141,12 @@ static void tick(struct daemon *d) {
     if (r == 1)
       break; /* more due: continue on the next loop iteration */
   }
-  if (sched_maybe_refill(d->sched, now) != 0 || sched_next_due(d->sched, NULL) <= now)
-    enable_work(d);
+  int r = sched_maybe_refill(d->sched, now);
+  if (r < 0)
+    log_error(&d->log, "extending the horizon failed: %s", strerror(-r));
+  /* The work source drains whatever the refill queued (and is a no-op when
+   * nothing was): one extra loop iteration per tick. */
+  enable_work(d);
   if (d->disp && dispatcher_next_wakeup(d->disp) <= now)
     dispatcher_kick(d->disp);
   arm_wake(d);
@@ -532,6 +557,7 @@ int main(int argc, char **argv) {
     }
     d.simulate = true;
     d.sim_until = t1;
+    d.sim_day = t0 / 86400;
     clock_init_simulated(&d.clock, t0, speed);
   } else
     clock_init_real(&d.clock);

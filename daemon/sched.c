@@ -7,14 +7,18 @@
  *    when next_due_at may have been computed under another config);
  *  - contracts changed by anyone else (change_seq moved).
  * Every candidate is re-planned with the pure policy engine; nothing is sent
- * because of a stale next_due_at alone. */
+ * because of a stale next_due_at alone. Planning one contract (loading it,
+ * applying what is due, recording the next due instant) is core/planner.c,
+ * shared with renewctl plan/replan; this file keeps the wheel, the work queue,
+ * the refill and the change polling, and turns the planner's reports into log
+ * lines and counters. */
 #include "daemon/sched.h"
 
 #include <inttypes.h>
 
+#include "config/config_planner.h"
 #include "core/clock.h"
-#include "core/ladder.h"
-#include "core/policy.h"
+#include "core/planner.h"
 #include "core/util.h"
 #include "core/wheel.h"
 
@@ -22,8 +26,6 @@
  * differ from 86,400 s by at most a DST shift: expiry windows are widened by
  * this much on each side. */
 #define WINDOW_SLACK (3 * 3600)
-/* How late an occurrence may fire before it counts as missed (catch-up rules). */
-#define CATCHUP_GRACE 3600
 /* Re-try a contract whose planning failed after this long. */
 #define RETRY_AFTER 60
 
@@ -31,11 +33,6 @@ struct item {
   struct wheel_entry entry; /* on the wheel at the contract's next action */
   int64_t rowid;            /* contract rowid */
   struct item *hnext;       /* hash chain */
-};
-
-struct ladder_cache {
-  int64_t id;
-  struct policy *policy; /* parsed snapshot; owned */
 };
 
 struct rowid_queue {
@@ -57,8 +54,8 @@ struct sched {
   size_t n_items;
   struct item *free_items; /* recycled items, linked through hnext */
 
-  struct ladder_cache *ladders; /* parsed snapshots; owned */
-  size_t n_ladders;
+  struct planner_ladders *ladders; /* parsed ladder snapshots; owned */
+  struct planner_env env;          /* planner environment over cfg (core/planner.h) */
 
   struct rowid_queue work; /* contracts to (re)plan */
 
@@ -72,6 +69,7 @@ struct sched {
   bool created_pending; /* a transaction inserted pending rows */
 
   struct sched_stats stats;
+  uint64_t refill_planned0; /* stats.contracts_planned when the running refill started */
 };
 
 /* ---- config access ------------------------------------------------------- */
@@ -79,45 +77,6 @@ struct sched {
 static int64_t cfg_horizon(const struct sched *s) { return s->cfg->daemon.horizon; }
 static int64_t cfg_refill_interval(const struct sched *s) {
   return s->cfg->daemon.refill_interval;
-}
-
-static const struct cal_zone *zone_or_default(struct sched *s, const char *tz) {
-  const struct cal_zone *z = NULL;
-  if (!isempty(tz))
-    z = cal_zone(s->cal, tz);
-  if (!z)
-    z = cal_zone(s->cal, s->cfg->daemon.time_zone ? s->cfg->daemon.time_zone : "UTC");
-  if (!z)
-    z = cal_zone(s->cal, "UTC");
-  return z;
-}
-
-static const struct cal_window *window_for(const struct sched *s, const char *name) {
-  const struct config_window *w = config_window(s->cfg, name);
-  if (!w)
-    w = config_window(s->cfg, NULL);
-  return w ? &w->window : NULL;
-}
-
-/* Opt-out bit and address kind of a channel, from its Type=. */
-enum addr_kind { ADDR_EMAIL, ADDR_PHONE, ADDR_URL };
-static int channel_kind(const struct config_channel *ch, enum addr_kind *ret_kind,
-                        unsigned *ret_optout) {
-  const char *type = ch ? ch->type : NULL;
-  if (!type)
-    return -ENOENT;
-  if (streq(type, "smtp") || streq(type, "sink")) {
-    *ret_kind = ADDR_EMAIL;
-    *ret_optout = OPTOUT_EMAIL;
-  } else if (streq(type, "sms")) {
-    *ret_kind = ADDR_PHONE;
-    *ret_optout = OPTOUT_SMS;
-  } else if (streq(type, "webhook")) {
-    *ret_kind = ADDR_URL;
-    *ret_optout = OPTOUT_WEBHOOK;
-  } else
-    return -EINVAL;
-  return 0;
 }
 
 /* ---- rowid → item map ---------------------------------------------------- */
@@ -226,335 +185,60 @@ static int queue_push(struct rowid_queue *q, int64_t rowid) {
 
 static bool queue_empty(const struct rowid_queue *q) { return q->head >= q->n; }
 
-/* ---- ladders ------------------------------------------------------------- */
-
-static const struct policy *ladder_lookup(struct sched *s, int64_t id) {
-  for (size_t k = 0; k < s->n_ladders; k++)
-    if (s->ladders[k].id == id)
-      return s->ladders[k].policy;
-  _cleanup_free_ char *text = NULL;
-  struct policy *p = NULL;
-  if (store_ladder_get(s->store, id, &text) < 0 || ladder_parse(text, &p) < 0)
-    return NULL;
-  struct ladder_cache *v = realloc(s->ladders, (s->n_ladders + 1) * sizeof *v);
-  if (!v) {
-    policy_free(p);
-    return NULL;
-  }
-  s->ladders = v;
-  s->ladders[s->n_ladders++] = (struct ladder_cache){.id = id, .policy = p};
-  return p;
-}
-
 /* ---- planning one contract ----------------------------------------------- */
 
-struct history {
-  struct policy_sent *sent; /* tier strings owned */
-  size_t n, cap;
-  bool answered;
-};
-
-static void history_done(struct history *h) {
-  for (size_t k = 0; k < h->n; k++)
-    free((char *)h->sent[k].tier);
-  free(h->sent);
-  *h = (struct history){0};
-}
-
-static int history_add(struct history *h, const char *tier, int32_t step) {
-  if (h->n == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 16;
-    struct policy_sent *v = realloc(h->sent, cap * sizeof *v);
-    if (!v)
-      return -ENOMEM;
-    h->sent = v;
-    h->cap = cap;
-  }
-  char *t = strdup(tier ? tier : "");
-  if (!t)
-    return -ENOMEM;
-  h->sent[h->n++] = (struct policy_sent){.tier = t, .step = step};
-  return 0;
-}
-
-static int history_reminder_cb(const struct reminder *r, void *ud) {
-  return history_add(ud, r->tier, r->step);
-}
-
-/* Answers that count as "the customer answered" (escalations stop). Opt-outs
- * and help requests do not. */
-static bool response_is_answer(const char *kind) {
-  static const char *not_answers[] = {"unsubscribed", "resubscribed", "help", "optout", "optin"};
-  for (size_t k = 0; k < ELEMENTSOF(not_answers); k++)
-    if (streq(kind, not_answers[k]))
-      return false;
-  return true;
-}
-
-static int history_response_cb(const struct response *r, void *ud) {
-  struct history *h = ud;
-  if (response_is_answer(r->kind) && !streq_ptr(r->source, "owner"))
-    h->answered = true;
-  return 0;
-}
-
-struct plan_ctx {
-  struct contract c;
-  struct customer cu;
-  bool have_customer;
-  const struct policy *policy;
-  const char *policy_name; /* for logs */
-};
-
-static void plan_ctx_done(struct plan_ctx *p) {
-  contract_clear(&p->c);
-  customer_clear(&p->cu);
-}
-
-/* Resolves the owner who receives an escalation occurrence. */
-static int resolve_owner(struct sched *s, const struct plan_ctx *p, const struct tier *t,
-                         int32_t step, struct owner *ret) {
-  const char *id = NULL;
-  if (t->escalate_to && t->escalate_after > 0 && step >= (int32_t)t->escalate_after)
-    id = t->escalate_to;
-  else if (p->have_customer && !isempty(p->cu.owner_id))
-    id = p->cu.owner_id;
-  else
-    id = p->policy->fallback_owner;
-  if (isempty(id))
-    return -ENOENT;
-  int r = store_owner_get(s->store, id, ret);
-  if (r == -ENOENT && id != p->policy->fallback_owner && !isempty(p->policy->fallback_owner))
-    r = store_owner_get(s->store, p->policy->fallback_owner, ret);
-  return r;
-}
-
-/* Inserts one outbox row per channel of the tier occurrence (status pending,
- * or skipped with the reason when the channel cannot reach the recipient). */
-static int record_occurrence(struct sched *s, struct plan_ctx *p, const struct policy_action *a,
-                             int64_t now, const char *skip_reason) {
-  const struct tier *t = &p->policy->tiers[a->tier];
-  const char *audience = t->audience == AUDIENCE_OWNER ? "owner" : "customer";
-  struct owner owner = {0};
-  int owner_r = -ENOENT;
-  if (t->audience == AUDIENCE_OWNER && !skip_reason)
-    owner_r = resolve_owner(s, p, t, a->step, &owner);
-
-  for (size_t k = 0; k < t->n_channels; k++) {
-    const char *chname = t->channels[k];
-    const struct config_channel *ch = config_channel(s->cfg, chname);
-    const char *why = skip_reason;
-    const char *to = NULL;
-    enum addr_kind kind = ADDR_EMAIL;
-    unsigned optout_bit = 0;
-    if (!why && channel_kind(ch, &kind, &optout_bit) < 0)
-      why = "channel not configured";
-    if (!why && t->audience == AUDIENCE_CUSTOMER) {
-      if (p->have_customer && (p->cu.optout & optout_bit))
-        why = "customer opted out of this channel";
-      else if (kind == ADDR_EMAIL)
-        to = p->have_customer ? p->cu.email : NULL;
-      else if (kind == ADDR_PHONE)
-        to = p->have_customer ? p->cu.phone : NULL;
-      else
-        to = config_channel_get(ch, "URL");
-      if (!why && isempty(to))
-        why = kind == ADDR_PHONE ? "no phone number" : kind == ADDR_EMAIL ? "no email address" : "no URL";
-    } else if (!why) {
-      if (owner_r < 0)
-        why = "no sales owner";
-      else if (kind == ADDR_EMAIL)
-        to = owner.email;
-      else if (kind == ADDR_PHONE)
-        to = owner.phone;
-      else
-        to = !isempty(owner.webhook) ? owner.webhook : config_channel_get(ch, "URL");
-      if (!why && isempty(to))
-        why = "sales owner has no address for this channel";
-    }
-
-    struct reminder r = {
-        .contract_rowid = p->c.rowid,
-        .contract_id = p->c.id,
-        .term = p->c.term,
-        .tier = t->name,
-        .step = a->step,
-        .channel = (char *)chname,
-        .audience = (char *)audience,
-        .recipient = (char *)to,
-        .due_at = now,
-        .status = why ? REMINDER_SKIPPED : REMINDER_PENDING,
-        .last_error = (char *)why,
-    };
-    int64_t id = 0;
-    int ir = store_reminder_insert(s->store, &r, now, &id);
-    if (ir == -EEXIST)
-      continue; /* intent already recorded (re-plan after a crash or change) */
-    if (ir < 0) {
-      owner_clear(&owner);
-      return ir;
-    }
-    if (why && !skip_reason) {
-      /* store_reminder_insert ignores last_error; record the reason. */
-      store_reminder_set_status(s->store, id, REMINDER_SKIPPED, 0, why, NULL, now);
-    }
-    struct log_ctx lc = {.contract_id = p->c.id, .tier = t->name, .channel = chname, .reminder_id = id};
-    if (why) {
-      s->stats.reminders_skipped++;
-      log_msg(s->log, LOG_INFO, &lc, "skipped %s step %d for %s: %s", t->name, a->step, audience,
-              why);
-    } else {
-      s->stats.reminders_created++;
-      s->created_pending = true;
-      log_msg(s->log, LOG_INFO, &lc, "reminder due: %s step %d to %s %s%s", t->name, a->step,
-              audience, to, a->catch_up ? " (catch-up)" : "");
-    }
-  }
-  owner_clear(&owner);
-  return 0;
-}
-
-static const char *transition_event(enum contract_state to) {
-  switch (to) {
-  case CONTRACT_LAPSED:
-    return "contract.lapsed";
-  case CONTRACT_CLOSED:
-    return "contract.closed";
-  case CONTRACT_REMINDING:
-    return "contract.resumed";
-  default:
-    return "contract.state";
+/* The planner's report: log lines and counters. */
+static void on_planner_event(void *ud, const struct planner_event *ev) {
+  struct sched *s = ud;
+  struct log_ctx lc = {.contract_id = ev->contract_id,
+                       .tier = ev->tier,
+                       .channel = ev->channel,
+                       .reminder_id = ev->reminder_id};
+  switch (ev->kind) {
+  case PLANNER_EVENT_REMINDER:
+    s->stats.reminders_created++;
+    s->created_pending = true;
+    log_msg(s->log, LOG_INFO, &lc, "reminder due: %s step %d to %s %s%s", ev->tier, ev->step,
+            ev->audience, ev->recipient, ev->catch_up ? " (catch-up)" : "");
+    break;
+  case PLANNER_EVENT_SKIPPED:
+    s->stats.reminders_skipped++;
+    log_msg(s->log, LOG_INFO, &lc, "skipped %s step %d for %s: %s", ev->tier, ev->step,
+            ev->audience, ev->reason);
+    break;
+  case PLANNER_EVENT_TRANSITION:
+    s->stats.transitions++;
+    log_msg(s->log, LOG_INFO, &lc, "contract %s → %s", contract_state_to_string(ev->from),
+            contract_state_to_string(ev->to));
+    break;
+  case PLANNER_EVENT_NO_POLICY:
+    log_msg(s->log, LOG_WARNING, &lc, "no policy for segment '%s': nothing scheduled", ev->reason);
+    break;
+  case PLANNER_EVENT_REFUSED:
+    log_msg(s->log, LOG_ERR, &lc, "policy engine refused the contract: %s", strerror(-ev->error));
+    break;
   }
 }
 
-/* Enters the ladder: snapshots the policy so later reloads do not change a
- * ladder in progress. */
-static int enter_ladder(struct sched *s, struct plan_ctx *p, int64_t now) {
-  if (p->c.ladder_id != 0)
-    return 0;
-  _cleanup_free_ char *text = ladder_serialize(p->policy);
-  if (!text)
-    return -ENOMEM;
-  int64_t id;
-  int r = store_ladder_intern(s->store, text, &id);
-  if (r < 0)
-    return r;
-  p->c.ladder_id = id;
-  if (p->c.state == CONTRACT_ACTIVE)
-    p->c.state = CONTRACT_REMINDING;
-  return store_contract_set_state(s->store, &p->c, "contract.ladder",
-                                  p->policy_name ? p->policy_name : p->policy->name, now);
+static void setup_env(struct sched *s) {
+  config_planner_env(s->cfg, s->store, s->cal, &s->env);
+  s->env.ladders = s->ladders;
+  s->env.report = on_planner_event;
+  s->env.report_ud = s;
 }
 
-/* Plans one contract inside the caller's transaction: applies every action due
- * at now, then records and schedules the next one. */
+/* Plans one contract inside the caller's transaction (core/planner.c applies
+ * every action due at now and records the next due instant), then puts it on
+ * the wheel or takes it off. */
 static int plan_contract(struct sched *s, int64_t rowid, int64_t now) {
-  struct plan_ctx p = {0};
-  struct history h = {0};
-  int r = store_contract_get_by_rowid(s->store, rowid, &p.c);
-  if (r == -ENOENT) {
-    item_drop(s, rowid); /* deleted by someone */
-    return 0;
-  }
+  int64_t next_due = TIME_NEVER;
+  int r = planner_plan_contract(&s->env, rowid, now, &next_due);
   if (r < 0)
     return r;
-  s->stats.contracts_planned++;
-  if (!isempty(p.c.customer_id) && store_customer_get(s->store, p.c.customer_id, &p.cu) >= 0)
-    p.have_customer = true;
-
-  if (p.c.ladder_id != 0)
-    p.policy = ladder_lookup(s, p.c.ladder_id);
-  if (!p.policy)
-    p.policy = config_policy_for_segment(s->cfg, p.have_customer ? p.cu.segment : NULL);
-  if (!p.policy) {
-    log_msg(s->log, LOG_WARNING, &(struct log_ctx){.contract_id = p.c.id},
-            "no policy for segment '%s': nothing scheduled",
-            p.have_customer && p.cu.segment ? p.cu.segment : "");
-    r = 0;
-    goto finish;
-  }
-
-  r = store_reminder_foreach_contract(s->store, p.c.id, p.c.term, history_reminder_cb, &h);
-  if (r < 0)
-    goto finish;
-  r = store_response_foreach_contract(s->store, p.c.id, p.c.term, history_response_cb, &h);
-  if (r < 0)
-    goto finish;
-
-  struct owner owner = {0};
-  const struct cal_zone *owner_zone = NULL;
-  const char *owner_id = p.have_customer && !isempty(p.cu.owner_id) ? p.cu.owner_id : p.policy->fallback_owner;
-  if (!isempty(owner_id) && store_owner_get(s->store, owner_id, &owner) >= 0 && !isempty(owner.tz))
-    owner_zone = cal_zone(s->cal, owner.tz);
-  owner_clear(&owner);
-
-  int64_t next_due = TIME_NEVER;
-  for (unsigned guard = 0; guard < 4 * POLICY_MAX_OCCURRENCES; guard++) {
-    struct policy_input in = {
-        .policy = p.policy,
-        .expires_at = p.c.expires_at,
-        .state = p.c.state,
-        .state_until = p.c.state_until,
-        .customer_zone = zone_or_default(s, p.have_customer ? p.cu.tz : NULL),
-        .customer_window = window_for(s, NULL),
-        .owner_zone = owner_zone,
-        .owner_window = window_for(s, p.policy->owner_window),
-        .sent = h.sent,
-        .n_sent = h.n,
-        .customer_answered = h.answered,
-        .now = now,
-        .catchup_grace = CATCHUP_GRACE,
-    };
-    struct policy_action a;
-    r = policy_next(&in, &a);
-    if (r < 0) {
-      log_msg(s->log, LOG_ERR, &(struct log_ctx){.contract_id = p.c.id},
-              "policy engine refused the contract: %s", strerror(-r));
-      goto finish;
-    }
-    if (a.kind == POLICY_DONE)
-      break;
-    if (a.due_at > now) {
-      next_due = a.due_at;
-      break;
-    }
-    if (a.kind == POLICY_TRANSITION) {
-      enum contract_state from = p.c.state;
-      p.c.state = a.new_state;
-      if (a.new_state == CONTRACT_REMINDING)
-        p.c.state_until = 0;
-      r = store_contract_set_state(s->store, &p.c, transition_event(a.new_state),
-                                   contract_state_to_string(from), now);
-      if (r < 0)
-        goto finish;
-      s->stats.transitions++;
-      log_msg(s->log, LOG_INFO, &(struct log_ctx){.contract_id = p.c.id}, "contract %s → %s",
-              contract_state_to_string(from), contract_state_to_string(a.new_state));
-      continue;
-    }
-    /* REMIND or SKIP */
-    r = enter_ladder(s, &p, now);
-    if (r < 0)
-      goto finish;
-    r = record_occurrence(s, &p, &a, now, a.kind == POLICY_SKIP ? a.reason : NULL);
-    if (r < 0)
-      goto finish;
-    r = history_add(&h, p.policy->tiers[a.tier].name, a.step);
-    if (r < 0)
-      goto finish;
-  }
-
-  if ((next_due == TIME_NEVER ? 0 : next_due) != p.c.next_due_at) {
-    r = store_contract_set_next_due(s->store, p.c.rowid, next_due == TIME_NEVER ? 0 : next_due);
-    if (r < 0)
-      goto finish;
-  }
-  wheel_place(s, rowid, next_due);
-  r = 0;
-finish:
-  history_done(&h);
-  plan_ctx_done(&p);
-  return r;
+  if (r > 0)
+    s->stats.contracts_planned++;
+  wheel_place(s, rowid, next_due); /* TIME_NEVER (done, deleted): off the wheel */
+  return 0;
 }
 
 /* Plans a batch of contracts in one transaction. On a store failure the whole
@@ -706,6 +390,7 @@ static int refill(struct sched *s, int64_t from, int64_t now) {
   if (until <= s->loaded_until && from >= s->loaded_until)
     return 0;
   s->stats.refill_started_ms = clock_monotonic_ms();
+  s->refill_planned0 = s->stats.contracts_planned;
   int64_t prev = s->loaded_until;
   s->loaded_until = MAX(s->loaded_until, until);
   s->next_refill = now + cfg_refill_interval(s);
@@ -754,6 +439,8 @@ int sched_work(struct sched *s, int64_t now, unsigned budget) {
     if (s->stats.refill_started_ms) {
       s->stats.last_refill_ms = clock_monotonic_ms() - s->stats.refill_started_ms;
       s->stats.refill_started_ms = 0;
+      log_info(s->log, "refill done in %" PRId64 " ms (%" PRIu64 " contracts planned)",
+               s->stats.last_refill_ms, s->stats.contracts_planned - s->refill_planned0);
       char buf[32];
       snprintf(buf, sizeof buf, "%" PRId64, s->seen_change_seq);
       store_meta_set(s->store, "seen_change_seq", buf);
@@ -800,10 +487,13 @@ int sched_new(struct store *store, struct cal *cal, const struct config *cfg,
   s->n_buckets = 1024;
   s->buckets = calloc(s->n_buckets, sizeof *s->buckets);
   int r = s->buckets ? wheel_new(now, &s->wheel) : -ENOMEM;
+  if (r >= 0)
+    r = planner_ladders_new(&s->ladders);
   if (r < 0) {
     sched_free(s);
     return r;
   }
+  setup_env(s);
   *ret = s;
   return 0;
 }
@@ -822,9 +512,7 @@ struct sched *sched_free(struct sched *s) {
     free(i);
   }
   free(s->buckets);
-  for (size_t k = 0; k < s->n_ladders; k++)
-    policy_free(s->ladders[k].policy);
-  free(s->ladders);
+  planner_ladders_free(s->ladders);
   free(s->work.v);
   wheel_free(s->wheel);
   free(s);
@@ -855,6 +543,7 @@ int sched_start(struct sched *s, int64_t now) {
 
 int sched_set_config(struct sched *s, const struct config *cfg, int64_t now) {
   s->cfg = cfg;
+  setup_env(s);
   /* Contracts on the wheel may have been planned under the old ladder: take
    * them off and rebuild the horizon from the store. */
   for (size_t k = 0; k < s->n_buckets; k++)

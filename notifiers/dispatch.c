@@ -911,7 +911,9 @@ static void batch_apply(struct dispatcher *d, struct batch *b) {
       report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
       break;
     case REMINDER_DEAD:
-      report(d, DISPATCH_DEAD, &o->row, NULL, dc->error, 0, o->latency_ms);
+      /* the daemon says "gave up after N attempts" itself */
+      report(d, DISPATCH_DEAD, &o->row, NULL, o->skipped ? dc->error : o->res.error, 0,
+             o->latency_ms);
       if (dc->fallback[0]) {
         char detail[256];
         snprintf(detail, sizeof detail, "%s is dead for this message; trying %s", o->row.channel,

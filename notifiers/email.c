@@ -238,6 +238,8 @@ static int put_headers(struct buf *b, const struct email *e) {
   if (e->unsubscribe_url) {
     if (!url_ok(e->unsubscribe_url))
       return -EINVAL;
+    /* never folded: some readers keep the folding blank in the value; a
+     * long URL makes the line longer than 78, which RFC 5322 allows (998) */
     if ((r = buf_printf(b, "List-Unsubscribe: <%s>\r\n", e->unsubscribe_url)) < 0 ||
         (r = buf_puts(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")) < 0)
       return r;
@@ -275,14 +277,14 @@ int email_format(const struct email *e, char **ret, size_t *ret_len) {
 
   if (e->calendar) {
     r = buf_printf(&b,
-                   "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n"
+                   "Content-Type: multipart/mixed;\r\n boundary=\"%s\"\r\n\r\n"
                    "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n",
                    mixed, mixed);
     if (r < 0)
       goto fail;
   }
   if (e->html) {
-    if ((r = buf_printf(&b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", alt)) <
+    if ((r = buf_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n", alt)) <
             0 ||
         (!e->calendar &&
          (r = buf_puts(&b, "This is a multi-part message in MIME format.\r\n\r\n")) < 0) ||
@@ -299,7 +301,8 @@ int email_format(const struct email *e, char **ret, size_t *ret_len) {
     const char *fn = e->calendar_filename ? e->calendar_filename : "calendar.ics";
     if ((r = buf_printf(&b,
                         "\r\n--%s\r\n"
-                        "Content-Type: text/calendar; charset=utf-8; method=%s; name=\"%s\"\r\n"
+                        "Content-Type: text/calendar; charset=utf-8; method=%s;\r\n"
+                        " name=\"%s\"\r\n"
                         "Content-Disposition: attachment; filename=\"%s\"\r\n"
                         "Content-Transfer-Encoding: base64\r\n\r\n",
                         mixed, e->calendar_method, fn, fn)) < 0 ||

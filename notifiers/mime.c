@@ -254,8 +254,10 @@ int mime_date(int64_t t, char *out) {
   struct tm tm;
   if (!out || (int64_t)tt != t || !gmtime_r(&tt, &tm) || tm.tm_year < 0 || tm.tm_year > 8099)
     return -ERANGE;
-  snprintf(out, MIME_DATE_MAX, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  /* The ranges are checked above; the casts tell the compiler so. */
+  snprintf(out, MIME_DATE_MAX, "%s, %02u %s %04u %02u:%02u:%02u +0000", days[tm.tm_wday % 7],
+           (unsigned)tm.tm_mday % 32u, months[tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000u,
+           (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u);
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "notifiers/linkkey.h"
 #include "notifiers/mime.h"
 #include "notifiers/sign.h"
 #include "notifiers/templates.h"
@@ -17,8 +18,8 @@ struct render {
   const struct config *cfg; /* borrowed */
   struct cal *cal;          /* borrowed */
   struct templates *tmpl;   /* NULL when the directory is missing */
-  char *link_key;           /* LinkKeyFile= contents, NULL when unreadable; wiped on free */
-  size_t link_key_len;
+  struct linkkeys *keys;    /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
+  char *locale;             /* render_set_locale() override (renewctl preview), or NULL */
 };
 
 /* ---- built-in templates: used when the directory has none of that name ---- */
@@ -110,19 +111,8 @@ int render_new(const struct config *cfg, struct cal *cal, struct render **ret, c
       return r;
     }
   }
-  if (!isempty(cfg->daemon.link_key_file)) {
-    char *key = NULL;
-    if (read_secret(cfg->daemon.link_key_file, &key) >= 0) {
-      size_t len = strlen(key);
-      if (len >= SIGN_KEY_MIN) {
-        rd->link_key = key;
-        rd->link_key_len = len;
-      } else {
-        explicit_bzero(key, len);
-        free(key);
-      }
-    }
-  }
+  if (!isempty(cfg->daemon.link_key_file))
+    (void)linkkeys_load(cfg->daemon.link_key_file, &rd->keys, NULL, 0);
   *ret = rd;
   return 0;
 }
@@ -131,16 +121,18 @@ struct render *render_free(struct render *rd) {
   if (!rd)
     return NULL;
   templates_free(rd->tmpl);
-  if (rd->link_key) {
-    explicit_bzero(rd->link_key, rd->link_key_len);
-    free(rd->link_key);
-  }
+  free(rd->locale);
+  linkkeys_free(rd->keys);
   free(rd);
   return NULL;
 }
 
+int render_set_locale(struct render *rd, const char *locale) {
+  return rd ? free_and_strdup(&rd->locale, isempty(locale) ? NULL : locale) : -EINVAL;
+}
+
 struct templates *render_templates(struct render *rd) { return rd ? rd->tmpl : NULL; }
-bool render_has_link_key(const struct render *rd) { return rd && rd->link_key; }
+bool render_has_link_key(const struct render *rd) { return rd && rd->keys; }
 
 void message_clear(struct message *m) {
   if (!m)
@@ -210,24 +202,24 @@ static void format_money(int64_t minor, const char *currency, const char *locale
 
 static char *link_url(struct render *rd, const char *prefix, const char *contract_id, int32_t term,
                       enum token_action action, int64_t expires_at) {
-  const char *base = rd->cfg->daemon.public_url ? rd->cfg->daemon.public_url : "";
-  _cleanup_free_ char *tok = NULL;
-  if (rd->link_key) {
-    struct sign_key key = {.data = (const uint8_t *)rd->link_key, .len = rd->link_key_len};
-    if (token_sign(&key, contract_id, (uint32_t)MAX(term, 1), action, expires_at, &tok) < 0)
-      tok = NULL;
-  }
-  return strprintf("%s%s%s", base, prefix, tok ? tok : "unsigned");
+  char *url = NULL;
+  (void)prefix; /* the same as linkkey_prefix(action) */
+  if (linkkey_url(rd->keys, rd->cfg->daemon.public_url, contract_id, (uint32_t)MAX(term, 1), action,
+                  expires_at, &url) < 0 &&
+      linkkey_url(NULL, rd->cfg->daemon.public_url, contract_id, 1, action, expires_at, &url) < 0)
+    return NULL;
+  return url;
 }
 
 /* Adds the links object. */
 static int add_links(struct render *rd, json_t *root, const char *contract_id, int32_t term,
                      int64_t expires_at, int64_t now, enum audience audience,
-                     enum notify_kind kind, char **ret_unsub) {
+                     enum notify_kind kind, const char *segment, char **ret_unsub) {
   json_t *links = json_object();
   if (!links || json_object_set_new(root, "links", links) < 0)
     return -ENOMEM;
-  int64_t exp = MAX(expires_at + 90 * 86400, now + 30 * 86400);
+  const struct policy *pol = config_policy_for_segment(rd->cfg, segment);
+  int64_t exp = linkkey_expiry(expires_at, pol ? pol->lapse_grace : 0, now);
   struct {
     const char *key, *prefix;
     enum token_action action;
@@ -362,7 +354,7 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
   if ((r = jset_str(root, "now", format_rfc3339(now, now_s))) < 0)
     goto fail;
   if ((r = add_links(rd, root, k->id, k->term, k->expires_at, now, f->audience, f->kind,
-                     ret_unsub)) < 0)
+                     c ? c->segment : NULL, ret_unsub)) < 0)
     goto fail;
 
   if ((r = add_json_literal(js, "customer_name", c ? c->name : NULL)) < 0 ||
@@ -411,8 +403,12 @@ static int render_parts(struct render *rd, const char *name, bool ops_alert,
                templates_exists(rd->tmpl, m->locale, name, "sms"));
   int r;
   if (have) {
-    static const char *const parts[] = {"subject", "text", "html", "sms"};
-    char **outs[] = {&m->subject, &m->text, &m->html, &m->sms};
+    /* text first: the locale it was found in is the message's language; an
+     * html or sms part only found further down the fallback chain (another
+     * language) is left out rather than mixed in. The subject may fall back. */
+    static const char *const parts[] = {"text", "subject", "html", "sms"};
+    char **outs[] = {&m->text, &m->subject, &m->html, &m->sms};
+    const char *text_locale = NULL;
     for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
       if (kind != NOTIFY_EMAIL && streq(parts[i], "html"))
         continue;
@@ -420,10 +416,17 @@ static int render_parts(struct render *rd, const char *name, bool ops_alert,
         continue;
       if (!templates_exists(rd->tmpl, m->locale, name, parts[i]))
         continue;
-      r = templates_render(rd->tmpl, m->locale, name, parts[i], m->data, outs[i], NULL, err,
+      const char *used = NULL;
+      r = templates_render(rd->tmpl, m->locale, name, parts[i], m->data, outs[i], &used, err,
                            errlen);
       if (r < 0)
         return r;
+      if (i == 0)
+        text_locale = used;
+      else if (i >= 2 && text_locale && used && !streq(used, text_locale)) {
+        free(*outs[i]);
+        *outs[i] = NULL;
+      }
     }
     m->template_name = strdup(name);
   } else {
@@ -521,8 +524,8 @@ static int history_cb(const struct reminder *m, void *ud) {
   int64_t when = m->sent_at ? m->sent_at : m->updated_at;
   json_t *o = json_object();
   if (!o || json_array_append_new(h->arr, o) < 0 || jset_str(o, "tier", m->tier) < 0 ||
-      jset_int(o, "step", m->step) < 0 || jset_str(o, "channel", m->channel) < 0 ||
-      jset_str(o, "audience", m->audience) < 0 ||
+      jset_int(o, "step", m->step) < 0 || jset_int(o, "repeat", (int64_t)m->step + 1) < 0 ||
+      jset_str(o, "channel", m->channel) < 0 || jset_str(o, "audience", m->audience) < 0 ||
       jset_str(o, "status", reminder_status_to_string(m->status)) < 0 ||
       jset_str(o, "at", format_rfc3339(when, at)) < 0)
     return -ENOMEM;
@@ -538,8 +541,11 @@ static int response_cb(const struct response *p, void *ud) {
   json_t *o = json_object();
   if (!o || json_array_append_new(h->arr, o) < 0 || jset_str(o, "kind", p->kind) < 0 ||
       jset_str(o, "source", p->source) < 0 || jset_str(o, "reason", p->reason) < 0 ||
-      jset_str(o, "at", format_rfc3339(p->created_at, at)) < 0)
+      jset_str(o, "at", format_rfc3339(p->created_at, at)) < 0 || jset_int(o, "id", p->id) < 0 ||
+      jset_str(o, "detail", p->detail) < 0 || /* smtp helper: message text, callback time */
+      (p->until_at && jset_str(o, "until", format_rfc3339(p->until_at, at)) < 0))
     return -ENOMEM;
+  format_rfc3339(p->created_at, at);
   if (buf_printf(&h->text, "- %s: answered \"%s\"%s%s%s\n", at, p->kind,
                  p->reason ? " (" : "", p->reason ? p->reason : "", p->reason ? ")" : "") < 0)
     return -ENOMEM;
@@ -682,7 +688,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   else if (have_cu && !isempty(cu.tz))
     zone = cu.tz;
   f.zone = zone ? zone : rd->cfg->daemon.time_zone;
-  f.locale = f.audience == AUDIENCE_CUSTOMER && have_cu && !isempty(cu.locale)
+  f.locale = rd->locale ? rd->locale
+             : f.audience == AUDIENCE_CUSTOMER && have_cu && !isempty(cu.locale)
                  ? cu.locale
                  : TEMPLATES_FALLBACK_LOCALE;
   const char *template_name = ops_alert ? RENDER_OPS_TIER

@@ -21,15 +21,18 @@
  *   owner:    id name email phone
  *   links:    customer: renew decline snooze callback unsubscribe
  *             owner: renewed lost snooze
- *   history:  owner tiers: [{tier step channel status at}] of the term,
- *             responses: [{kind at reason}], history_text (one line each)
+ *   history:  owner tiers: [{tier step repeat channel audience status at}] of
+ *             the term, responses: [{id kind source at reason detail until}]
+ *             (until: snooze end / preferred callback time, RFC 3339),
+ *             history_text (one line each)
  *   alert:    ops alerts: reminder_id tier channel recipient error attempts
  *   json:     the same strings of customer/contract/tier as JSON string
  *             literals ("json.customer_name"), for JSON body templates
  *   now:      RFC 3339
  * Links are [Daemon] PublicURL + "/r/<token>" ("/u/<token>" to unsubscribe);
- * tokens are signed with the LinkKeyFile= key (notifiers/sign.h); without a
- * readable key they are the placeholder "unsigned".
+ * tokens are signed with the first LinkKeyFile= key (notifiers/linkkey.h: one
+ * key per line, the others still verify) and expire at linkkey_expiry();
+ * without a readable key they are the placeholder "unsigned".
  *
  * Owns: the template directory handle and the link key. Borrows config, cal
  * and the store passed per call. Blocks on store reads and (first use)
@@ -80,6 +83,9 @@ int render_new(const struct config *cfg, struct cal *cal, struct render **ret, c
 struct render *render_free(struct render *rd);
 /* The template handle (NULL when the directory is missing). */
 struct templates *render_templates(struct render *rd);
+/* Renders every following message in locale (NULL or "" = the recipient's
+ * own, the default), e.g. for `renewctl preview --locale`. 0 or -ENOMEM. */
+int render_set_locale(struct render *rd, const char *locale);
 /* True when a link key was loaded. */
 bool render_has_link_key(const struct render *rd);
 

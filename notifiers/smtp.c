@@ -50,9 +50,12 @@ struct smtp {
   char *password; /* PasswordFile= contents; wiped on free */
 };
 
-/* Per transfer. */
+/* Per transfer: the server's last final reply lines (CRLF stripped,
+ * control characters blanked). QUIT's "221" comes after the one that
+ * decided when the connection closes, hence two. */
 struct smtp_xfer {
-  char reply[REPLY_MAX]; /* last reply line from the server, CRLF stripped */
+  char ok[REPLY_MAX];  /* last "250 ..." line (the DATA reply names the queue id) */
+  char err[REPLY_MAX]; /* last 4xx/5xx line */
 };
 
 static const char *const smtp_known[] = {
@@ -340,24 +343,25 @@ static void uid_part(const char *s, char *out, size_t n) {
   out[k] = 0;
 }
 
-/* When the owner should call: callback.preferred_at, else the preferred_at
- * of the latest "callback" answer, else tomorrow at the next full hour
- * (UTC) as a placeholder the owner moves. */
-static int64_t callback_start(json_t *data, int64_t now) {
-  int64_t t;
-  const char *s = jstr(data, "callback", "preferred_at");
-  if (s && cal_parse_rfc3339(s, &t) >= 0)
-    return t;
+/* When the owner should call: the preferred time of the "callback" answer
+ * the row was raised for (owner alert rows carry the response id as their
+ * step, core/lifecycle.h), else of the latest "callback" answer with one,
+ * else tomorrow at the next full hour (UTC) as a placeholder to move. */
+static int64_t callback_start(json_t *data, int64_t response_id, int64_t now) {
+  int64_t t, found = 0;
   json_t *resp = json_object_get(data, "responses");
-  for (size_t i = json_array_size(resp); i > 0; i--) {
-    json_t *o = json_array_get(resp, i - 1);
-    if (!streq_ptr(json_string_value(json_object_get(o, "kind")), "callback"))
+  for (size_t i = 0; i < json_array_size(resp); i++) {
+    json_t *o = json_array_get(resp, i);
+    const char *until = json_string_value(json_object_get(o, "until"));
+    if (!streq_ptr(json_string_value(json_object_get(o, "kind")), "callback") || !until ||
+        cal_parse_rfc3339(until, &t) < 0)
       continue;
-    s = json_string_value(json_object_get(o, "preferred_at"));
-    if (s && cal_parse_rfc3339(s, &t) >= 0)
+    found = t;
+    if (json_integer_value(json_object_get(o, "id")) == response_id)
       return t;
-    break;
   }
+  if (found)
+    return found;
   t = now + 86400;
   return t + (3600 - t % 3600) % 3600;
 }
@@ -378,7 +382,7 @@ static int build_calendar(const struct smtp_settings *set, const struct notify_r
   bool owner = streq_ptr(row->audience, "owner");
 
   if (owner && streq_ptr(row->tier, CALLBACK_TIER)) {
-    int64_t start = callback_start(m->data, req->now);
+    int64_t start = callback_start(m->data, row->step, req->now);
     snprintf(uid, sizeof uid, "callback-%s@%s", row->idem_key, host);
     struct ics_meeting mt = {
         .uid = uid,
@@ -524,17 +528,22 @@ void smtp_reply_queue_id(const char *reply, char *out, size_t n) {
   }
 }
 
-/* Keeps the last reply line of the server (the one that decided). */
+/* Keeps the server's final reply lines that matter (see struct smtp_xfer). */
 static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, void *ud) {
   struct smtp_xfer *x = ud;
-  if (type != CURLINFO_HEADER_IN || !x)
+  if (type != CURLINFO_HEADER_IN || !x || size < 4 || data[3] != ' ')
+    return 0; /* not a reply, or a continuation line ("250-...") */
+  char *dst = data[0] == '2' && data[1] == '5' && data[2] == '0' ? x->ok
+              : data[0] == '4' || data[0] == '5'                 ? x->err
+                                                                  : NULL;
+  if (!dst)
     return 0;
   while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
     size--;
-  size = MIN(size, sizeof x->reply - 1);
+  size = MIN(size, (size_t)REPLY_MAX - 1);
   for (size_t i = 0; i < size; i++)
-    x->reply[i] = (unsigned char)data[i] < 0x20 ? ' ' : data[i];
-  x->reply[size] = 0;
+    dst[i] = (unsigned char)data[i] < 0x20 ? ' ' : data[i];
+  dst[size] = 0;
   return 0;
 }
 
@@ -604,7 +613,7 @@ static void smtp_finish(void *state, const struct notify_request *req, CURL *eas
   curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &reply);
   if (reply >= 400 && reply < 600) {
     /* the server said no: its code decides (4xx try again, 5xx never) */
-    const char *why = x && *x->reply ? reply_text(x->reply) : xfer->curl_error;
+    const char *why = x && *x->err ? reply_text(x->err) : xfer->curl_error;
     notify_classify_smtp(reply, why, res);
     return;
   }
@@ -615,7 +624,7 @@ static void smtp_finish(void *state, const struct notify_request *req, CURL *eas
   }
   res->status = NOTIFY_SENT;
   res->http_status = reply;
-  smtp_reply_queue_id(x ? x->reply : NULL, res->provider_id, sizeof res->provider_id);
+  smtp_reply_queue_id(x ? x->ok : NULL, res->provider_id, sizeof res->provider_id);
 }
 
 const struct notifier_ops notifier_smtp_ops = {

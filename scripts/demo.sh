@@ -1,37 +1,36 @@
 #!/usr/bin/env bash
 # The demo: a store with a few thousand generated contracts, the example
 # reminder ladder, and the sink channel writing every message to a Maildir.
-# renewd first runs on the simulated clock through the last 30 days and the
-# next 60 (so you see months of reminders in seconds), then in real time until
-# Ctrl-C. Everything lives in ./demo/ (delete it to start over).
+# renewd first runs on the simulated clock through the last 90 days (so you
+# see three months of reminders in seconds), then carries on in real time from
+# now until Ctrl-C. Everything lives in ./demo/ (delete it to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 demo=$top/demo
-build=$top/build
+build=${RENEWD_BUILD_DIR:-$top/build}
 mkdir -p "$demo/maildir" "$demo/renewd.conf.d"
 
 # The config: the example ladder, pointed at the demo directory, sink only.
 sed -e "s#^Database=.*#Database=$demo/renewd.db#" \
     -e "s#^Templates=.*#Templates=$top/notifiers/templates#" \
+    -e "s#^Holidays=.*#Holidays=$top/config/holidays.example.ics#" \
     config/renewd.conf.example > "$demo/renewd.conf"
 cat > "$demo/renewd.conf.d/50-demo.conf" <<CONF
 # Demo overrides: every channel writes to the Maildir in $demo/maildir.
-[SendWindow]
-Holidays=$top/config/holidays.example.ics
 CONF
 python3 scripts/demo-config.py "$demo/renewd.conf" "$demo/maildir" >> "$demo/renewd.conf.d/50-demo.conf"
 
 if [ ! -f "$demo/renewd.db" ]; then
-  start=$(date -u -d '-30 days' +%F)
-  python3 scripts/gen-contracts.py 3000 --start "$start" --days 200 --seed 7 > "$demo/contracts.csv"
+  start=$(date -u -d '-60 days' +%F)
+  python3 scripts/gen-contracts.py 3000 --start "$start" --days 240 --seed 7 > "$demo/contracts.csv"
   python3 scripts/gen-owners.py > "$demo/owners.csv"
   "$build/cli/renewctl" --config "$demo/renewd.conf" owners import "$demo/owners.csv"
   "$build/cli/renewctl" --config "$demo/renewd.conf" import "$demo/contracts.csv"
 fi
 
-from=$(date -u -d '-30 days' +%F)
-until=$(date -u -d '+60 days' +%F)
+from=$(date -u -d '-90 days' +%F)
+until=$(date -u +%FT%TZ)
 echo "== renewd on the simulated clock, $from .. $until =="
 "$build/daemon/renewd" --config "$demo/renewd.conf" --log-target=console --log-level=notice \
   --simulate "$from..$until"

@@ -114,10 +114,12 @@ def import_owners(renewctl, db, config, owners, workdir):
 
 
 def ensure_store(renewctl, db, config, workdir):
-    """Creates the store with its schema by importing an empty CSV."""
-    path = workdir("empty.csv")
+    """Creates the store with its schema by importing one contract, C-seed,
+    expiring in 2099 (nothing is ever due for it in a test)."""
+    path = workdir("seed.csv")
     write(path, "contract_id,customer_id,customer_name,email,phone,timezone,locale,segment,"
-                "owner,product,starts_on,expires_on,value,currency\n")
+                "owner,product,starts_on,expires_on,value,currency\n"
+                "C-seed,K-seed,Seed,seed@example.com,,UTC,en,smb,,Seed,,2099-12-31,1.00,EUR\n")
     run([renewctl, "--db", db, "--config", config, "import", path])
 
 

@@ -92,8 +92,7 @@ static void test_table(void **state) {
       {"a\n\"x\ny\"z\n", "1:a\nERR 3: unexpected 'z' after closing quote\n", -EBADMSG},
       {"\"x\" ,y\n", "ERR 1: unexpected ' ' after closing quote\n", -EBADMSG},
       {"\"x\"\xE7\n", "ERR 1: unexpected byte 0xe7 after closing quote\n", -EBADMSG},
-      {"a\r\nb\r\n\"c\r\nd\"e", "1:a\n2:b\nERR 4: unexpected 'e' after closing quote\n",
-       -EBADMSG},
+      {"a\r\nb\r\n\"c\r\nd\"e", "1:a\n2:b\nERR 4: unexpected 'e' after closing quote\n", -EBADMSG},
   };
   for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
     print_message("case %zu\n", i);
@@ -205,7 +204,7 @@ static void test_args(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_table), cmocka_unit_test(test_nul),  cmocka_unit_test(test_big),
+      cmocka_unit_test(test_table),    cmocka_unit_test(test_nul),  cmocka_unit_test(test_big),
       cmocka_unit_test(test_too_long), cmocka_unit_test(test_args),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,9 @@ struct fixture {
 };
 
 static void add_owner(struct store *s, const char *id, const char *email, const char *phone) {
-  struct owner o = {.id = (char *)id, .email = (char *)email, .phone = (char *)phone,
+  struct owner o = {.id = (char *)id,
+                    .email = (char *)email,
+                    .phone = (char *)phone,
                     .tz = (char *)"Europe/Berlin"};
   assert_true(store_owner_upsert(s, &o, T0 - DAY) >= 0);
 }
@@ -41,7 +43,9 @@ static void add_customer(struct store *s, const char *id, const char *owner) {
 }
 
 static void add_contract(struct store *s, const char *id, const char *customer) {
-  struct contract c = {.id = (char *)id, .customer_id = (char *)customer, .product = (char *)"p",
+  struct contract c = {.id = (char *)id,
+                       .customer_id = (char *)customer,
+                       .product = (char *)"p",
                        .expires_at = EXPIRES};
   assert_int_equal(store_contract_upsert(s, &c, T0 - DAY), STORE_INSERTED);
 }
@@ -58,9 +62,14 @@ static void set_state(struct store *s, const char *id, enum contract_state st, i
 
 static int64_t add_reminder(struct store *s, const char *id, int32_t term, const char *tier,
                             const char *audience, enum reminder_status st) {
-  struct reminder r = {.contract_id = (char *)id, .term = term, .tier = (char *)tier,
-                       .channel = (char *)"email", .audience = (char *)audience,
-                       .recipient = (char *)"x@example.com", .due_at = T0, .status = st};
+  struct reminder r = {.contract_id = (char *)id,
+                       .term = term,
+                       .tier = (char *)tier,
+                       .channel = (char *)"email",
+                       .audience = (char *)audience,
+                       .recipient = (char *)"x@example.com",
+                       .due_at = T0,
+                       .status = st};
   int64_t rid;
   assert_int_equal(store_reminder_insert(s, &r, T0 - DAY, &rid), 0);
   return rid;
@@ -202,9 +211,9 @@ static struct lifecycle_answer answer(const char *id, enum lifecycle_kind k) {
 /* ---- names ------------------------------------------------------------------- */
 
 static void test_names(void **state) {
-  static const char *const kinds[] = {"renewed",      "declined",     "snoozed", "callback",
-                                      "lost",         "renew_intent", "unsubscribed",
-                                      "resubscribed", "message",      "help"};
+  static const char *const kinds[] = {"renewed", "declined",     "snoozed",      "callback",
+                                      "lost",    "renew_intent", "unsubscribed", "resubscribed",
+                                      "message", "help"};
   for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
     assert_string_equal(lifecycle_kind_to_string((enum lifecycle_kind)k), kinds[k]);
     assert_int_equal(lifecycle_kind_from_string(kinds[k]), (int)k);
@@ -326,8 +335,8 @@ static struct lifecycle_answer valid_answer(const char *id, enum lifecycle_kind 
 static void test_every_pair_applied(void **state) {
   struct fixture *f = *state;
   static const char *const state_events[_LIFECYCLE_KIND_MAX] = {
-      [LIFECYCLE_RENEWED] = "contract.renewed",   [LIFECYCLE_DECLINED] = "contract.declined",
-      [LIFECYCLE_SNOOZED] = "contract.snoozed",   [LIFECYCLE_CALLBACK] = "contract.callback",
+      [LIFECYCLE_RENEWED] = "contract.renewed", [LIFECYCLE_DECLINED] = "contract.declined",
+      [LIFECYCLE_SNOOZED] = "contract.snoozed", [LIFECYCLE_CALLBACK] = "contract.callback",
       [LIFECYCLE_LOST] = "contract.closed",
   };
   for (int k = 0; k < _LIFECYCLE_KIND_MAX; k++)
@@ -338,9 +347,8 @@ static void test_every_pair_applied(void **state) {
       set_state(f->s, id, (enum contract_state)st,
                 st == CONTRACT_SNOOZED || st == CONTRACT_CALLBACK ? T0 + DAY : 0);
       /* a clean opt-out state for (un)subscribe */
-      assert_int_equal(store_customer_set_optout(f->s, "cu-1",
-                                                 k == LIFECYCLE_RESUBSCRIBED ? OPTOUT_EMAIL : 0,
-                                                 T0 - DAY),
+      assert_int_equal(store_customer_set_optout(
+                           f->s, "cu-1", k == LIFECYCLE_RESUBSCRIBED ? OPTOUT_EMAIL : 0, T0 - DAY),
                        0);
       struct snap before, after;
       take_snap(f->s, id, &before);
@@ -356,8 +364,8 @@ static void test_every_pair_applied(void **state) {
         continue;
       }
       if (r != 0)
-        fail_msg("%s in %s: %d %s", lifecycle_kind_to_string(k),
-                 contract_state_to_string(st), r, err);
+        fail_msg("%s in %s: %d %s", lifecycle_kind_to_string(k), contract_state_to_string(st), r,
+                 err);
       assert_string_equal(err, "");
       enum contract_state want = letter_state(l, (enum contract_state)st);
       assert_int_equal(res.previous_state, st);
@@ -718,6 +726,9 @@ static void test_callback_owner_alerts(void **state) {
   take_snap(f->s, "C-1", &s1);
   a.until = T0 + 3 * DAY; /* another answer (a preferred time) */
   assert_int_equal(lifecycle_apply(f->s, &a, T0 + 60, &res, err, sizeof err), -EALREADY);
+  assert_string_equal(err, "contract C-1 is already in callback: callback is not recorded again "
+                           "(allowed: renewed, declined, snoozed, lost, renew_intent, "
+                           "unsubscribed, resubscribed, message, help)");
   take_snap(f->s, "C-1", &s2);
   assert_snap_equal(&s1, &s2);
 
@@ -861,8 +872,8 @@ static void test_unsubscribed(void **state) {
 
 static void test_snooze_limits(void **state) {
   struct fixture *f = *state;
-  struct lifecycle_policy pol = {.callback_pause = DAY, .max_snooze = 90 * DAY,
-                                 .lapse_grace = 10 * DAY};
+  struct lifecycle_policy pol = {
+      .callback_pause = DAY, .max_snooze = 90 * DAY, .lapse_grace = 10 * DAY};
   struct lifecycle_result res = {0};
   char err[256];
   struct snap s1, s2;
@@ -987,8 +998,8 @@ static void test_atomic(void **state) {
   /* a failure after the response, events, cancellation and state change (an
    * owner channel without a name) rolls everything back */
   const struct lifecycle_channel bad[] = {{.name = "owner-email"}, {.name = NULL}};
-  struct lifecycle_policy pol = {.callback_pause = DAY, .owner_channels = bad,
-                                 .n_owner_channels = 2};
+  struct lifecycle_policy pol = {
+      .callback_pause = DAY, .owner_channels = bad, .n_owner_channels = 2};
   set_state(f->s, "C-1", CONTRACT_REMINDING, 0);
   add_reminder(f->s, "C-1", 1, "reminder", "customer", REMINDER_PENDING);
   take_snap(f->s, "C-1", &s1);

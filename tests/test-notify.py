@@ -82,15 +82,19 @@ class Notifications:
                     fields[k] = v
             self.messages.append(fields)
 
-    def wait(self, key, value, timeout, after):
-        """Waits for a message with key=value at index >= after; returns its index."""
+    def wait(self, key, value, timeout, after, proc=None, log=None):
+        """Waits for a message with key=value at index >= after; returns its index.
+        Fails at once when proc (if given) exits first."""
         deadline = time.monotonic() + timeout
         while True:
             for i in range(after, len(self.messages)):
                 if self.messages[i].get(key) == value:
                     return i
-            if time.monotonic() >= deadline:
-                raise TestFailure(f"no {key}={value} within {timeout}s; got {self.messages[after:]}")
+            exited = proc is not None and proc.poll() is not None
+            if exited or time.monotonic() >= deadline:
+                why = f"renewd exited {proc.returncode}" if exited else f"{timeout}s passed"
+                raise TestFailure(f"no {key}={value} ({why}); got {self.messages[after:]}"
+                                  + (f"\nlog:\n{log()[-3000:]}" if log else ""))
             self.pump()
 
     def close(self):
@@ -134,11 +138,11 @@ def body(wd):
             return f.read()
 
     try:
-        i_ready = nsock.wait("READY", "1", 30 * slow, 0)
+        i_ready = nsock.wait("READY", "1", 30 * slow, 0, proc, logtext)
         check(any("STATUS" in m for m in nsock.messages[:i_ready + 1]),
               f"no STATUS= message before READY=1: {nsock.messages}")
         # Watchdog pings (WATCHDOG_USEC=1s: sd-event pings at least every 0.5 s).
-        nsock.wait("WATCHDOG", "1", 10 * slow, 0)
+        nsock.wait("WATCHDOG", "1", 10 * slow, 0, proc, logtext)
         check(proc.poll() is None, f"renewd exited {proc.returncode} after READY\n{logtext()}")
 
         # Valid change: reload accepted.
@@ -146,10 +150,10 @@ def body(wd):
         write(conf, CONFIG.format(**params))
         n = len(nsock.messages)
         proc.send_signal(signal.SIGHUP)
-        i_rel = nsock.wait("RELOADING", "1", 10 * slow, n)
+        i_rel = nsock.wait("RELOADING", "1", 10 * slow, n, proc, logtext)
         check("MONOTONIC_USEC" in nsock.messages[i_rel],
               f"RELOADING=1 without MONOTONIC_USEC=: {nsock.messages[i_rel]}")
-        nsock.wait("READY", "1", 10 * slow, i_rel + 1)
+        nsock.wait("READY", "1", 10 * slow, i_rel + 1, proc, logtext)
         check("configuration reloaded" in logtext(), f"no 'configuration reloaded' in the log:\n{logtext()}")
 
         # Broken file: reload rejected, old configuration kept, still running.
@@ -158,8 +162,8 @@ def body(wd):
         write(conf, "\n".join(broken))
         n = len(nsock.messages)
         proc.send_signal(signal.SIGHUP)
-        i_rel = nsock.wait("RELOADING", "1", 10 * slow, n)
-        nsock.wait("READY", "1", 10 * slow, i_rel + 1)
+        i_rel = nsock.wait("RELOADING", "1", 10 * slow, n, proc, logtext)
+        nsock.wait("READY", "1", 10 * slow, i_rel + 1, proc, logtext)
         time.sleep(0.3)
         check(proc.poll() is None, f"renewd exited {proc.returncode} after a rejected reload\n{logtext()}")
         text = logtext()

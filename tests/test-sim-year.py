@@ -729,8 +729,13 @@ def body(wd):
         elif not (g[0] == g[1] == g[2] == e):
             c, o = info[k]
             z = c.owner_zone() if o.audience == "owner" else c.z
+            who = ""
+            if o.audience == "owner":
+                who = f"; owner {c.owner!r}" + ("" if c.owner == c.owner_recipient() else
+                                                f" (not an owner: fallback {c.owner_recipient()!r})")
             problem("instant", f"{k} due_at {iso(g[0])} created {iso(g[1])} sent {iso(g[2])}; expected {iso(e)} "
-                               f"= {fmt_local(e, z)} (raw {fmt_local(o.raw, c.z)}); daemon: {fmt_local(g[0], z)}")
+                               f"= {fmt_local(e, z)} (raw {fmt_local(o.raw, c.z)}); daemon: {fmt_local(g[0], z)}"
+                               + who)
     for k in sorted(set(exp_skip) | set(got_skip)):
         e, g = exp_skip.get(k), got_skip.get(k)
         if k in exp_sent or k in got_sent:
@@ -791,6 +796,13 @@ def body(wd):
           f"{n_exact} sends at exactly the expected instant; daemon time {runtime:.1f}s")
     by_tier = Counter((k[2], k[3]) for k in exp_sent)
     print("expected sends by tier/step: " + ", ".join(f"{t}/{s}: {n}" for (t, s), n in sorted(by_tier.items())))
+    print("expected skips by reason: " + ", ".join(f"{r}: {n}" for r, n in sorted(Counter(exp_skip.values()).items())))
+    restarts = set([SIM_START] + BOUNDARIES)
+    at_restart = (sum(1 for g in got_sent.values() if g[1] in restarts),
+                  sum(1 for e in exp_sent.values() if e in restarts))
+    if at_restart[0] > 2 * at_restart[1] + 10:
+        print(f"hint: {at_restart[0]} rows were sent at a segment start (the model expects {at_restart[1]}): "
+              "the daemon fires most reminders only when it starts; is the horizon refill being run?")
     if problems:
         shown = Counter()
         lines = []

@@ -273,14 +273,14 @@ static void test_migrate_from_v1(void **state) {
   struct store *s = NULL;
   char want[512];
   snprintf(want, sizeof want,
-           "%s: store schema version 1 is older than this renewd uses (2); "
+           "%s: store schema version 1 is older than this renewd uses (%d); "
            "run renewd or renewctl once with write access to upgrade it",
-           f->path);
+           f->path, STORE_SCHEMA_VERSION);
   assert_int_equal(store_open(f->path, STORE_READONLY, &s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
   assert_null(s);
   assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), 2);
+  assert_int_equal(path_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 
   struct contract c = {0};
   assert_int_equal(store_contract_get(f->s, "K2", &c), 0);
@@ -326,8 +326,8 @@ static void test_refuse_newer(void **state) {
   raw_exec(db, "PRAGMA user_version = 7");
   sqlite3_close(db);
   snprintf(want, sizeof want,
-           "%s: store schema version 7 is newer than this renewd supports (2); upgrade renewd",
-           f->path);
+           "%s: store schema version 7 is newer than this renewd supports (%d); upgrade renewd",
+           f->path, STORE_SCHEMA_VERSION);
   assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
   assert_null(f->s);

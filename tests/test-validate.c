@@ -55,10 +55,11 @@ struct override {
   const char *value;
 };
 
-#define END {-1, NULL}
+#define END                                                                                        \
+  { -1, NULL }
 
-static int run(const struct override *o, size_t n, char *out, size_t outlen,
-               struct customer *cu, struct contract *co) {
+static int run(const struct override *o, size_t n, char *out, size_t outlen, struct customer *cu,
+               struct contract *co) {
   const char *f[_VCOL_MAX];
   struct validate_problems ps;
   base_row(f);
@@ -106,9 +107,14 @@ static void test_normalised(void **state) {
   char out[1024];
   /* trimming, default zone, E.164 separators, no value, timestamp expiry */
   const struct override o[] = {
-      {VCOL_CONTRACT_ID, "  C2\t"}, {VCOL_TIMEZONE, " "},         {VCOL_PHONE, "+44 20 7946-0958"},
-      {VCOL_VALUE, NULL},           {VCOL_CURRENCY, NULL},        {VCOL_STARTS_ON, ""},
-      {VCOL_EMAIL, ""},             {VCOL_EXPIRES_ON, "2027-03-01T10:00:00+05:30"},
+      {VCOL_CONTRACT_ID, "  C2\t"},
+      {VCOL_TIMEZONE, " "},
+      {VCOL_PHONE, "+44 20 7946-0958"},
+      {VCOL_VALUE, NULL},
+      {VCOL_CURRENCY, NULL},
+      {VCOL_STARTS_ON, ""},
+      {VCOL_EMAIL, ""},
+      {VCOL_EXPIRES_ON, "2027-03-01T10:00:00+05:30"},
   };
   assert_int_equal(run(o, ELEMENTSOF(o), out, sizeof(out), &cu, &co), 0);
   assert_string_equal(co.id, "C2");
@@ -197,8 +203,7 @@ static void test_problems(void **state) {
       {{{VCOL_LOCALE, "e"}, END}, "locale: invalid locale 'e' (want e.g. en, zh-CN)\n"},
       {{{VCOL_LOCALE, "en-"}, END}, "locale: invalid locale 'en-' (want e.g. en, zh-CN)\n"},
       /* text */
-      {{{VCOL_SEGMENT, "12345678901234567890123456789012345678901234567890123456789012345"},
-        END},
+      {{{VCOL_SEGMENT, "12345678901234567890123456789012345678901234567890123456789012345"}, END},
        "segment: longer than 64 characters\n"},
       {{{VCOL_OWNER, "al\x1b[31mice"}, END}, "owner: contains a control character\n"},
       {{{VCOL_CUSTOMER_NAME, "bad \xff name"}, END}, "customer_name: not valid UTF-8\n"},
@@ -260,13 +265,13 @@ static void test_single_values(void **state) {
     const char *s;
     bool ok;
   } emails[] = {
-      {"a@example.com", true},         {"first.last+tag@sub.example.co.uk", true},
-      {"o'brien@example.ie", true},    {"zoë@exämple.de", true},
-      {"@example.com", false},         {".a@example.com", false},
-      {"a.@example.com", false},       {"a@b@example.com", false},
-      {"a@-example.com", false},       {"a@example-.com", false},
-      {"a@example..com", false},       {"a@example.123", false},
-      {"a@example", false},            {"", false},
+      {"a@example.com", true},      {"first.last+tag@sub.example.co.uk", true},
+      {"o'brien@example.ie", true}, {"zoë@exämple.de", true},
+      {"@example.com", false},      {".a@example.com", false},
+      {"a.@example.com", false},    {"a@b@example.com", false},
+      {"a@-example.com", false},    {"a@example-.com", false},
+      {"a@example..com", false},    {"a@example.123", false},
+      {"a@example", false},         {"", false},
   };
   for (size_t i = 0; i < ELEMENTSOF(emails); i++) {
     print_message("email %s\n", emails[i].s);
@@ -326,8 +331,7 @@ static void test_columns(void **state) {
   assert_string_equal(validate_col_name(VCOL_TIMEZONE), "timezone");
   assert_null(validate_col_name(_VCOL_MAX));
   for (int c = 0; c < _VCOL_MAX; c++)
-    assert_int_equal(validate_col_from_name(validate_col_name(c), strlen(validate_col_name(c))),
-                     c);
+    assert_int_equal(validate_col_from_name(validate_col_name(c), strlen(validate_col_name(c))), c);
 
   struct validate *bad = NULL;
   assert_int_equal(validate_new(cal, "Mars/Olympus", &bad), -EINVAL);

@@ -1,0 +1,120 @@
+/* linkkey: answer-link keys and links (see linkkey.h).
+ *
+ * Owns the key file's bytes (wiped on free). Pure except linkkeys_load(),
+ * which reads one small file. */
+#include "notifiers/linkkey.h"
+
+#include "core/util.h"
+
+#define DAY INT64_C(86400)
+
+struct linkkeys *linkkeys_free(struct linkkeys *k) {
+  if (!k)
+    return NULL;
+  if (k->text) {
+    explicit_bzero(k->text, k->text_len);
+    free(k->text);
+  }
+  explicit_bzero(k, sizeof *k);
+  free(k);
+  return NULL;
+}
+
+int linkkeys_parse(const char *text, size_t len, struct linkkeys **ret, char *err, size_t errlen) {
+  char dummy[1];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  err[0] = 0;
+  if (!ret || (!text && len))
+    return -EINVAL;
+  struct linkkeys *k = calloc(1, sizeof *k);
+  if (!k)
+    return -ENOMEM;
+  k->text = malloc(len + 1);
+  if (!k->text) {
+    free(k);
+    return -ENOMEM;
+  }
+  if (len)
+    memcpy(k->text, text, len);
+  k->text[len] = 0;
+  k->text_len = len;
+
+  unsigned line = 0;
+  for (size_t i = 0; i < len;) {
+    size_t start = i;
+    while (i < len && k->text[i] != '\n')
+      i++;
+    size_t end = i;
+    if (i < len)
+      i++; /* the LF */
+    line++;
+    if (end > start && k->text[end - 1] == '\r')
+      end--;
+    if (end == start || k->text[start] == '#')
+      continue;
+    if (end - start < SIGN_KEY_MIN) {
+      snprintf(err, errlen, "line %u: a link key needs at least %d bytes, this one has %zu", line,
+               SIGN_KEY_MIN, end - start);
+      linkkeys_free(k);
+      return -EINVAL;
+    }
+    if (k->n == LINKKEY_MAX) {
+      snprintf(err, errlen, "line %u: at most %d link keys", line, LINKKEY_MAX);
+      linkkeys_free(k);
+      return -EINVAL;
+    }
+    k->keys[k->n++] = (struct sign_key){.data = (const uint8_t *)k->text + start, .len = end - start};
+  }
+  if (k->n == 0) {
+    snprintf(err, errlen, "no link key in the file");
+    linkkeys_free(k);
+    return -ENOKEY;
+  }
+  *ret = k;
+  return 0;
+}
+
+int linkkeys_load(const char *path_or_credential, struct linkkeys **ret, char *err, size_t errlen) {
+  char *text = NULL;
+  int r = read_secret(path_or_credential, &text);
+  if (r < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot read %s: %s", path_or_credential ? path_or_credential : "(none)",
+               strerror(-r));
+    return r;
+  }
+  size_t len = strlen(text);
+  r = linkkeys_parse(text, len, ret, err, errlen);
+  explicit_bzero(text, len);
+  free(text);
+  return r;
+}
+
+int64_t linkkey_expiry(int64_t expires_at, int64_t lapse_grace, int64_t now) {
+  int64_t grace = MAX(lapse_grace, 90 * DAY);
+  return MAX(expires_at + grace, now + 30 * DAY);
+}
+
+const char *linkkey_prefix(enum token_action action) {
+  return action == TOKEN_UNSUBSCRIBE_EMAIL || action == TOKEN_UNSUBSCRIBE_SMS ? "/u/" : "/r/";
+}
+
+int linkkey_url(const struct linkkeys *keys, const char *base, const char *contract_id,
+                uint32_t term, enum token_action action, int64_t expires_at, char **ret) {
+  if (!ret || isempty(contract_id) || !token_action_to_string(action))
+    return -EINVAL;
+  _cleanup_free_ char *tok = NULL;
+  if (keys && keys->n) {
+    int r = token_sign(&keys->keys[0], contract_id, term, action, expires_at, &tok);
+    if (r < 0)
+      return r;
+  }
+  char *url = strprintf("%s%s%s", base ? base : "", linkkey_prefix(action), tok ? tok : "unsigned");
+  if (!url)
+    return -ENOMEM;
+  *ret = url;
+  return 0;
+}
