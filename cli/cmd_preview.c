@@ -93,7 +93,7 @@ static int backend_request(const struct notifier_ops *ops, const struct config_c
                            struct notify_xfer *x, char *err, size_t errlen) {
   struct config_errors errs = {0};
   void *state = NULL;
-  int r = ops->new(ch, env, &state, &errs);
+  int r = ops->new (ch, env, &state, &errs);
   if (r < 0) {
     snprintf(err, errlen, "%s", errs.n ? errs.v[0].message : strerror(-r));
     config_errors_clear(&errs);
@@ -220,15 +220,17 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
   for (size_t i = 0; i < ELEMENTSOF(owner_alert_tiers); i++)
     owner_alert = owner_alert || streq(tier_name, owner_alert_tiers[i]);
   if (!t && !ops_alert && !owner_alert)
-    fprintf(stderr, "renewctl: note: tier '%s' is not in contract %s's ladder; rendering it "
-                    "anyway (template '%s')\n",
+    fprintf(stderr,
+            "renewctl: note: tier '%s' is not in contract %s's ladder; rendering it "
+            "anyway (template '%s')\n",
             tier_name, k.id, tier_name);
 
   if (!channel)
     channel = ops_alert ? cfg->alert_channel : t && t->n_channels ? t->channels[0] : NULL;
   if (!channel && owner_alert) {
     /* the channels of the first owner tier, as the lifecycle uses */
-    const struct policy *p = pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
+    const struct policy *p =
+        pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
     for (size_t i = 0; p && i < p->n_tiers && !channel; i++)
       if (p->tiers[i].audience == AUDIENCE_OWNER && p->tiers[i].n_channels)
         channel = p->tiers[i].channels[0];
@@ -254,18 +256,26 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
   if (have_cu && !isempty(cu.owner_id))
     have_ow = store_owner_get(store, cu.owner_id, &ow) >= 0;
   if (!have_ow) {
-    const struct policy *p = pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
+    const struct policy *p =
+        pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
     if (p && !isempty(p->fallback_owner))
       have_ow = store_owner_get(store, p->fallback_owner, &ow) >= 0;
   }
   enum notify_kind kind = ops->kind;
   if (streq(ops->type, "sink") && owner)
     kind = NOTIFY_EMAIL;
-  const char *recipient = pick_recipient(cfg, ch, kind, ops_alert, owner, have_cu ? &cu : NULL,
-                                         have_ow ? &ow : NULL);
+  const char *recipient =
+      pick_recipient(cfg, ch, kind, ops_alert, owner, have_cu ? &cu : NULL, have_ow ? &ow : NULL);
+  if (isempty(recipient) && ops_alert) {
+    cli_error("[Ops] %s= is not set: channel %s needs it for ops alerts",
+              kind == NOTIFY_SMS ? "Phone" : "Email", channel);
+    goto out;
+  }
   if (isempty(recipient)) {
-    cli_error("%s %s has no %s for channel %s", ops_alert ? "[Ops]" : owner ? "owner of" : "customer of",
-              k.id, kind == NOTIFY_SMS ? "phone number" : kind == NOTIFY_WEBHOOK ? "URL" : "email address",
+    cli_error("%s %s has no %s for channel %s", owner ? "the owner of" : "the customer of", k.id,
+              kind == NOTIFY_SMS       ? "phone number"
+              : kind == NOTIFY_WEBHOOK ? "URL"
+                                       : "email address",
               channel);
     goto out;
   }
@@ -300,26 +310,25 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
     cli_error("cannot render %s/%s: %s", k.id, tier_name, *err ? err : strerror(-r));
     goto out;
   }
-  fprintf(stderr, "renewctl: %s %s via %s (Type=%s) to %s, template %s, locale %s, key %s\n",
-          k.id, tier_name, channel, ch->type, recipient, msg.template_name, msg.locale,
-          row.idem_key);
+  fprintf(stderr, "renewctl: %s %s via %s (Type=%s) to %s, template %s, locale %s, key %s\n", k.id,
+          tier_name, channel, ch->type, recipient, msg.template_name, msg.locale, row.idem_key);
 
   struct notify_request req = {.row = &row, .msg = &msg, .kind = kind, .now = now};
   struct notify_env env = {.cfg = cfg, .templates = render_templates(rd)};
-  json_t *j = c->json ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "contract", k.id,
-                                  "tier", tier_name, "channel", channel, "type", ch->type,
-                                  "audience", row.audience, "recipient", recipient, "idem_key",
-                                  row.idem_key, "locale", msg.locale)
-                      : NULL;
+  json_t *j =
+      c->json ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "contract", k.id, "tier",
+                          tier_name, "channel", channel, "type", ch->type, "audience", row.audience,
+                          "recipient", recipient, "idem_key", row.idem_key, "locale", msg.locale)
+              : NULL;
   if (c->json && !j) {
     ex = EX_OSERR;
     goto out;
   }
   size_t len = 0;
   if (streq(ch->type, "smtp") || streq(ch->type, "sink")) {
-    r = streq(ch->type, "smtp") ? smtp_format(ch, &req, &out, &len, err, sizeof err)
-                                : render_rfc5322(&msg, &row, kind, config_channel_get(ch, "From"),
-                                                 NULL, now, &out);
+    r = streq(ch->type, "smtp")
+            ? smtp_format(ch, &req, &out, &len, err, sizeof err)
+            : render_rfc5322(&msg, &row, kind, config_channel_get(ch, "From"), NULL, now, &out);
     if (r < 0) {
       cli_error("cannot format the message: %s", *err ? err : strerror(-r));
       json_decref(j);
@@ -344,8 +353,8 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
       json_object_set_new(j, "characters", json_integer((json_int_t)info.chars));
       if (q >= 0) {
         json_object_set_new(j, "headers", headers_json(x.headers));
-        json_object_set_new(j, "body", json_stringn(x.request.data ? x.request.data : "",
-                                                    x.request.len));
+        json_object_set_new(j, "body",
+                            json_stringn(x.request.data ? x.request.data : "", x.request.len));
       }
     } else {
       printf("%s\n\n-- %zu segment%s, %s, %zu characters\n", text, info.segments,

@@ -45,6 +45,10 @@
     "upcoming reminders as a timeline, or what a new config would move")                          \
   X(replan, "replan", "--contract ID | --all [--dry-run]",                                         \
     "move contracts in a ladder onto the current config's policy")                                 \
+  X(report, "report", "[--from D] [--to D] [--by tier|channel|segment|owner|policy] [--json|--csv|--html F]", \
+    "the renewal funnel: reminded, answered, renewed, declined, lapsed; rates")                   \
+  X(link, "link", "CONTRACT ACTION [--expires T] [--term N]",                                      \
+    "print a signed answer link (ops, support, tests; see docs/http.md)")                           \
   /* new commands go above this line, each line ending in a backslash */
 
 #define X_DECLARE(fn, name, args, summary) int cmd_##fn(struct cli *c, int argc, char **argv);

@@ -352,6 +352,7 @@ static int enter_ladder(const struct planner_env *env, struct planner_contract *
   if (r < 0)
     return r;
   pc->c.ladder_id = id;
+  pc->from_snapshot = true; /* the policy is now also the contract's snapshot */
   if (pc->c.state == CONTRACT_ACTIVE)
     pc->c.state = CONTRACT_REMINDING;
   return store_contract_set_state(env->store, &pc->c, "contract.ladder", pc->policy->name, now);
@@ -416,7 +417,7 @@ static int record_occurrence(const struct planner_env *env, struct planner_contr
 }
 
 int planner_plan_contract(const struct planner_env *env, int64_t rowid, int64_t now,
-                          int64_t *ret_next_due) {
+                          int64_t *ret_next_due, bool *ret_in_ladder) {
   if (!env_valid(env))
     return -EINVAL;
   struct planner_contract pc = {0};
@@ -426,6 +427,8 @@ int planner_plan_contract(const struct planner_env *env, int64_t rowid, int64_t 
     planner_contract_done(&pc);
     if (ret_next_due)
       *ret_next_due = TIME_NEVER;
+    if (ret_in_ladder)
+      *ret_in_ladder = false;
     return 0;
   }
   if (r < 0)
@@ -499,9 +502,11 @@ int planner_plan_contract(const struct planner_env *env, int64_t rowid, int64_t 
   }
   r = 1;
 finish:
-  planner_contract_done(&pc);
   if (r >= 0 && ret_next_due)
     *ret_next_due = next_due;
+  if (r >= 0 && ret_in_ladder)
+    *ret_in_ladder = pc.from_snapshot;
+  planner_contract_done(&pc);
   return r;
 }
 

@@ -177,10 +177,13 @@ int planner_resolve(const struct planner_env *env, const struct planner_contract
  * one, applies state transitions, and stores the contract's next due instant
  * in contracts.next_due_at. *ret_next_due (optional) = the next action's
  * instant, TIME_NEVER when nothing more (also when the contract is gone or no
- * policy serves it). Returns 1 when the contract was planned, 0 when it no
- * longer exists, -errno on a store failure (roll the transaction back). */
+ * policy serves it). *ret_in_ladder (optional) = the contract follows its
+ * ladder snapshot from now on (its schedule no longer depends on the
+ * config's policies, only on the send windows and the default zone).
+ * Returns 1 when the contract was planned, 0 when it no longer exists,
+ * -errno on a store failure (roll the transaction back). */
 int planner_plan_contract(const struct planner_env *env, int64_t rowid, int64_t now,
-                          int64_t *ret_next_due);
+                          int64_t *ret_next_due, bool *ret_in_ladder);
 
 /* Dry run: walks what the daemon would do for pc from now on, assuming nobody
  * answers and every reminder is sent — policy_next() applied again and again

@@ -367,13 +367,24 @@ static int add_reminders(struct report_builder *b, const struct store_report_ter
       ch->sent++;
       tier->reached += !seen_before(t, i, true);
       ch->reached += !seen_before(t, i, false);
-    } else {
+    } else if (!streq_ptr(m->tier, REPORT_OPS_ALERT_TIER)) {
       x->escalations++;
       tier->owner_sent++;
       ch->owner_sent++;
     }
   }
   return 0;
+}
+
+/* Whether a response kind is the customer answering (as the scheduler sees
+ * it, docs/lifecycle.md): not lost (the owner's verdict), not an opt-out or
+ * opt-in, not a request for help. */
+static bool is_answer(const char *kind) {
+  static const char *const not_answers[] = {"lost", "unsubscribed", "resubscribed", "help"};
+  for (size_t i = 0; i < ELEMENTSOF(not_answers); i++)
+    if (streq(kind, not_answers[i]))
+      return false;
+  return true;
 }
 
 int report_builder_add(struct report_builder *b, const struct store_report_term *t) {
@@ -392,7 +403,7 @@ int report_builder_add(struct report_builder *b, const struct store_report_term 
     const struct store_report_response *p = &t->responses[i];
     const char *k = p->kind ? p->kind : "";
     bool lost = streq(k, "lost");
-    if (!lost && !first_answer)
+    if (!first_answer && is_answer(k))
       first_answer = p;
     if (streq(k, "renewed") && !renewal)
       renewal = p;
@@ -522,7 +533,8 @@ static void touches_finish(struct dim *d, struct report_touch **ret, size_t *ret
     v[i].renewal_rate_bp = report_rate_bp(v[i].renewals, v[i].reached);
     v[i].failure_rate_bp = report_rate_bp(v[i].dead, v[i].attempted);
   }
-  qsort(v, d->n, sizeof *v, by_lead ? cmp_touch_lead : cmp_touch_name);
+  if (d->n > 1)
+    qsort(v, d->n, sizeof *v, by_lead ? cmp_touch_lead : cmp_touch_name);
   *ret = v;
   *ret_n = d->n;
   d->v = NULL;

@@ -7,8 +7,9 @@
  * store's terms history). For each term (store_report_foreach_term() rows):
  *
  *   reminded     at least one customer reminder was sent (status sent)
- *   answered     at least one response other than "lost" (lost is the
- *                owner's or staff's verdict, not an answer)
+ *   answered     at least one answer: a response other than "lost" (the
+ *                owner's or staff's verdict), "unsubscribed", "resubscribed"
+ *                and "help" (as in docs/lifecycle.md: what stops escalation)
  *   prompted     answered, and a customer reminder was sent at or before the
  *                first answer; that reminder (the LAST one sent at or before
  *                the first answer; ties by id) is the one that "triggered" the
@@ -25,7 +26,10 @@
  *     lapsed     the current term is in state lapsed or closed
  *     open       anything else (still undecided)
  *   snoozed / callback   at least one response of that kind
- *   escalations  owner-audience reminders sent; escalated = terms with one
+ *   escalations  owner-audience reminders sent (escalation tiers and the owner
+ *                alerts of callback/renew-intent/message answers; not the
+ *                "ops-alert" rows about dead letters, which go to ops);
+ *                escalated = terms with one
  *
  * Rates are integers in basis points (1/100 of a percent), num/den rounded
  * half up, REPORT_RATE_NONE when den is 0:
@@ -52,6 +56,9 @@
 #include "core/store.h"
 
 #define REPORT_RATE_NONE INT64_C(-1)
+/* Tier of the dispatcher's dead-letter alerts (audience owner, sent to [Ops]
+ * AlertChannel=): counted as deliveries, not as escalations. */
+#define REPORT_OPS_ALERT_TIER "ops-alert"
 
 /* What the breakdown table of the terminal output is grouped by. */
 enum report_by {
@@ -74,7 +81,7 @@ int64_t report_rate_bp(int64_t num, int64_t den);
 struct report_funnel {
   int64_t terms;             /* terms whose expiry lies in the period */
   int64_t reminded;          /* customer reminder sent */
-  int64_t answered;          /* any response but "lost" */
+  int64_t answered;          /* an answer (not lost, (un|re)subscribed, help) */
   int64_t prompted;          /* answered after a reminder (credited to a tier) */
   int64_t renewed;           /* outcome renewed */
   int64_t renewed_external;  /*   of them: no answer, a new term started (import) */

@@ -365,19 +365,25 @@ int report_render_table(const struct report *r, FILE *out) {
   fprintf(out, "Renewal report: terms expiring %s to %s (UTC)\n", fmt_date(r->from, d1),
           fmt_last_day(r, d2));
 
-  /* the funnel: one "label  value" line per field */
-  struct ttable t = {.ncols = 2};
-  for (size_t i = 0; i < ELEMENTSOF(funnel_fields); i++) {
-    const char *cells[] = {funnel_fields[i].label,
-                           fmt_field(&funnel_fields[i], &r->total, r->total.has_median, true, v)};
-    if ((k = ttable_add(&t, cells)) < 0) {
-      ttable_done(&t);
-      return k;
+  /* the funnel: one "label  value" line per field, in three blocks */
+  static const struct {
+    const char *title;
+    size_t first, last; /* funnel_fields indexes */
+  } blocks[] = {{"Funnel", 0, 11}, {"Rates", 15, 18}, {"Escalations", 12, 14}};
+  for (size_t b = 0; b < ELEMENTSOF(blocks); b++) {
+    struct ttable t = {.ncols = 2};
+    for (size_t i = blocks[b].first; i <= blocks[b].last; i++) {
+      const char *cells[] = {funnel_fields[i].label,
+                             fmt_field(&funnel_fields[i], &r->total, r->total.has_median, true, v)};
+      if ((k = ttable_add(&t, cells)) < 0) {
+        ttable_done(&t);
+        return k;
+      }
     }
+    fprintf(out, "\n%s\n", blocks[b].title);
+    ttable_print(&t, out, "  ");
+    ttable_done(&t);
   }
-  fputs("\nFunnel\n", out);
-  ttable_print(&t, out, "  ");
-  ttable_done(&t);
 
   fputs("\nDecline reasons\n", out);
   if (r->n_reasons == 0)
@@ -691,17 +697,18 @@ struct bar {
 /* A horizontal bar chart: labels left, bars scaled to max, the value at the
  * end of each bar; when percent, an x axis 0..100 % with a title. */
 static void svg_hbars(FILE *out, const char *id, const char *title, const char *desc,
-                      const struct bar *b, size_t n, int64_t max, bool percent, int width) {
-  const int label_w = 150, value_w = 90, row = 30, top = 8;
+                      const struct bar *b, size_t n, int64_t max, bool percent, int width,
+                      int label_w) {
+  const int value_w = 130, row = 30, top = 8;
   int axis_h = percent ? 46 : 8;
   int bar_w = width - label_w - value_w;
   int height = top + (int)n * row + axis_h;
   fprintf(out,
-          "<svg role=\"img\" aria-labelledby=\"%s-t %s-d\" viewBox=\"0 0 %d %d\" width=\"%d\" "
-          "height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\">\n<title id=\"%s-t\">",
-          id, id, width, height, width, height, id);
+          "<svg role=\"img\" data-chart=\"%s\" viewBox=\"0 0 %d %d\" width=\"%d\" "
+          "height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\">\n<title>",
+          id, width, height, width, height);
   html_str(out, title);
-  fprintf(out, "</title>\n<desc id=\"%s-d\">", id);
+  fputs("</title>\n<desc>", out);
   html_str(out, desc);
   fputs("</desc>\n", out);
   if (percent)
@@ -720,7 +727,7 @@ static void svg_hbars(FILE *out, const char *id, const char *title, const char *
     fputs("<g>", out);
     fprintf(out, "<text x=\"%d\" y=\"%d\" font-size=\"13\" text-anchor=\"end\">", label_w - 10,
             y + 19);
-    html_label(out, b[i].label, 20);
+    html_label(out, b[i].label, (size_t)(label_w - 10) / 8);
     fputs("</text>", out);
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"20\" fill=\"" C_TRACK "\"/>",
             label_w, y + 5, bar_w);
@@ -773,7 +780,7 @@ static void html_rate_chart_touch(FILE *out, const char *id, const char *what,
     }
     char title[64];
     snprintf(title, sizeof title, "Renewal rate by %s", what);
-    svg_hbars(out, id, title, desc.data ? desc.data : "", b, m, 10000, true, 520);
+    svg_hbars(out, id, title, desc.data ? desc.data : "", b, m, 10000, true, 520, 130);
   }
   buf_free(&desc);
   free(b);
@@ -804,7 +811,7 @@ static void html_rate_chart_groups(FILE *out, const char *id, const char *what,
     }
     char title[64];
     snprintf(title, sizeof title, "Renewal rate by %s", what);
-    svg_hbars(out, id, title, desc.data ? desc.data : "", b, n, 10000, true, 520);
+    svg_hbars(out, id, title, desc.data ? desc.data : "", b, n, 10000, true, 520, 130);
   }
   buf_free(&desc);
   free(b);
@@ -836,18 +843,18 @@ static void html_funnel(FILE *out, const struct report *r) {
     (void)buf_printf(&desc, "%s%s %s", i ? ", " : "", labels[i], texts[i]);
   }
   svg_hbars(out, "funnel", "Renewal funnel", desc.data ? desc.data : "", b, ELEMENTSOF(vals),
-            f->terms, false, 1070);
+            f->terms, false, 1070, 210);
   buf_free(&desc);
 
   /* outcomes: one stacked bar with a legend underneath */
   static const char *const onames[] = {"Renewed", "Declined", "Lapsed", "Open"};
   static const char *const colors[] = {"#1f66b3", "#a34700", "#6b4f9e", "#8a96a3"};
   int64_t ov[] = {f->renewed, f->declined, f->lapsed, f->open};
-  const int w = 1070, x0 = 150, bw = w - x0 - 20;
+  const int w = 1070, x0 = 210, bw = w - x0 - 130; /* as the funnel's bars */
   fprintf(out,
-          "<svg role=\"img\" aria-labelledby=\"outcome-t outcome-d\" viewBox=\"0 0 %d 74\" "
+          "<svg role=\"img\" data-chart=\"outcome\" viewBox=\"0 0 %d 74\" "
           "width=\"%d\" height=\"74\" xmlns=\"http://www.w3.org/2000/svg\">\n"
-          "<title id=\"outcome-t\">Outcomes</title>\n<desc id=\"outcome-d\">",
+          "<title>Outcomes</title>\n<desc>",
           w, w);
   for (size_t i = 0; i < ELEMENTSOF(ov); i++)
     fprintf(out, "%s%s %" PRId64, i ? ", " : "", onames[i], ov[i]);
@@ -881,15 +888,15 @@ static void html_trend(FILE *out, const struct report *r) {
     fputs("<p class=\"empty\">No terms expired in this period.</p></section>\n", out);
     return;
   }
-  const int W = 1070, H = 330, ml = 64, mr = 20, mt = 36, mb = 62;
+  const int W = 1070, H = 330, ml = 64, mr = 48, mt = 36, mb = 62;
   const int pw = W - ml - mr, ph = H - mt - mb;
   size_t n = r->n_weeks;
   char d[11];
   fprintf(out,
-          "<svg role=\"img\" aria-labelledby=\"trend-t trend-d\" viewBox=\"0 0 %d %d\" "
+          "<svg role=\"img\" data-chart=\"trend\" viewBox=\"0 0 %d %d\" "
           "width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\">\n"
-          "<title id=\"trend-t\">Renewal and response rate per week of expiry</title>\n"
-          "<desc id=\"trend-d\">",
+          "<title>Renewal and response rate per week of expiry</title>\n"
+          "<desc>",
           W, H, W, H);
   for (size_t i = 0; i < n; i++) {
     char a[32], b[32];
@@ -968,8 +975,22 @@ static void html_trend(FILE *out, const struct report *r) {
   fputs("</svg>\n</section>\n", out);
 }
 
+/* Column headers of the HTML tables (short; the definitions are in the
+ * funnel table and the man page). */
+static const char *const html_touch_headers[] = {
+    "reached", "sent", "answers", "response rate", "renewals", "renewal rate", "escalations",
+    "attempted", "dead", "failure rate"};
+_Static_assert(ELEMENTSOF(html_touch_headers) == ELEMENTSOF(touch_fields), "one per field");
+static const char *const html_group_headers[] = {
+    "terms", "reminded", "answered", "renewed", "declined", "lapsed", "open", "response rate",
+    "renewal rate", "median days before expiry"};
+_Static_assert(ELEMENTSOF(html_group_headers) == ELEMENTSOF(group_columns), "one per column");
+static const char *const html_week_headers[] = {"terms",   "reminded",      "answered after a reminder",
+                                                "renewed", "renewal rate",  "response rate"};
+_Static_assert(ELEMENTSOF(html_week_headers) == ELEMENTSOF(week_fields), "one per field");
+
 static void html_table_head(FILE *out, const char *caption, const char *first,
-                            const struct field *f, const size_t *cols, size_t n) {
+                            const char *const *headers, size_t n) {
   fputs("<table><caption>", out);
   html_str(out, caption);
   fputs("</caption><thead><tr><th scope=\"col\">", out);
@@ -977,7 +998,7 @@ static void html_table_head(FILE *out, const char *caption, const char *first,
   fputs("</th>", out);
   for (size_t i = 0; i < n; i++) {
     fputs("<th scope=\"col\">", out);
-    html_str(out, f[cols ? cols[i] : i].label);
+    html_str(out, headers[i]);
     fputs("</th>", out);
   }
   fputs("</tr></thead><tbody>\n", out);
@@ -1031,8 +1052,8 @@ static void html_tables(FILE *out, const struct report *r) {
   for (size_t k = 0; k < ELEMENTSOF(touches); k++) {
     if (touches[k].n == 0)
       continue;
-    html_table_head(out, touches[k].caption, touches[k].first, touch_fields, NULL,
-                    ELEMENTSOF(touch_fields));
+    html_table_head(out, touches[k].caption, touches[k].first, html_touch_headers,
+                    ELEMENTSOF(html_touch_headers));
     for (size_t i = 0; i < touches[k].n; i++)
       html_row(out, touches[k].v[i].name, touch_fields, NULL, ELEMENTSOF(touch_fields),
                &touches[k].v[i], false);
@@ -1047,16 +1068,15 @@ static void html_tables(FILE *out, const struct report *r) {
       continue;
     char caption[32];
     snprintf(caption, sizeof caption, "By %s", names[k]);
-    html_table_head(out, caption, names[k], funnel_fields, group_columns,
-                    ELEMENTSOF(group_columns));
+    html_table_head(out, caption, names[k], html_group_headers, ELEMENTSOF(html_group_headers));
     for (size_t i = 0; i < n; i++)
       html_row(out, g[i].name, funnel_fields, group_columns, ELEMENTSOF(group_columns), &g[i].f,
                g[i].f.has_median);
     fputs("</tbody></table>\n", out);
   }
   if (r->total.terms > 0) {
-    html_table_head(out, "By week of expiry", "week (Monday)", week_fields, NULL,
-                    ELEMENTSOF(week_fields));
+    html_table_head(out, "By week of expiry", "week (Monday)", html_week_headers,
+                    ELEMENTSOF(html_week_headers));
     for (size_t i = 0; i < r->n_weeks; i++)
       html_row(out, fmt_date(r->weeks[i].start, d), week_fields, NULL, ELEMENTSOF(week_fields),
                &r->weeks[i], false);

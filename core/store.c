@@ -289,8 +289,9 @@ const char *const store_stmt_sql[_STMT_MAX] = {
     [STMT_CUSTOMER_FIND_PHONE] = "SELECT " STORE_CUSTOMER_COLS " FROM customers cu "
                                  "WHERE cu.phone = ?1 ORDER BY cu.updated_at DESC, cu.id LIMIT 1",
     [STMT_API_IDEM_GET] = "SELECT request_hash, status, body FROM api_idempotency WHERE key = ?1",
-    [STMT_API_IDEM_PUT] = "INSERT INTO api_idempotency(key, request_hash, status, body, created_at) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [STMT_API_IDEM_PUT] =
+        "INSERT INTO api_idempotency(key, request_hash, status, body, created_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)",
     [STMT_API_IDEM_PRUNE] = "DELETE FROM api_idempotency WHERE created_at < ?1",
     [STMT_COUNT_REMINDERS] = "SELECT channel, tier, audience, status, count(*) FROM reminders "
                              "GROUP BY channel, tier, audience, status",

@@ -38,7 +38,7 @@ void http_reply_clear(struct http_reply *rep) {
 
 void http_reply_json(struct http_reply *rep, unsigned status, json_t *v) {
   buf_reset(&rep->body);
-  char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+  char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
   json_decref(v);
   rep->content_type = "application/json";
   if (!s || buf_puts(&rep->body, s) < 0 || buf_puts(&rep->body, "\n") < 0) {
@@ -536,8 +536,8 @@ static void route(struct http *h, struct MHD_Connection *c, const char *url, con
 
 /* ---- MHD ------------------------------------------------------------------------------- */
 
-static enum MHD_Result send_reply(struct http *h, struct MHD_Connection *c,
-                                  struct http_request *rq, struct http_reply *rep, bool close) {
+static enum MHD_Result send_reply(struct http *h, struct MHD_Connection *c, struct http_request *rq,
+                                  struct http_reply *rep, bool close) {
   if (rep->status == 0) {
     http_reply_text(rep, 500, "internal error\n");
   }
@@ -547,8 +547,7 @@ static enum MHD_Result send_reply(struct http *h, struct MHD_Connection *c,
     http_reply_clear(rep);
     return MHD_NO;
   }
-  struct MHD_Response *resp =
-      MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
   if (!resp) {
     free(data);
     http_reply_clear(rep);
@@ -590,9 +589,8 @@ static void reply_413(struct http_reply *rep, enum metrics_endpoint ep) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
   struct http *h = cls;
   struct http_request *rq = *con_cls;
   struct http_reply rep = {0};
@@ -771,14 +769,15 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
       {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_TIMEOUT_S, NULL},
       {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_MEMORY_LIMIT, NULL},
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
-      {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, h},
       {fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR, fd >= 0 ? fd : 0,
        fd >= 0 ? NULL : &sa},
       {fd >= 0 ? MHD_OPTION_END : MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
       {MHD_OPTION_END, 0, NULL},
   };
-  h->mhd = MHD_start_daemon(flags, dc->listen_port, NULL, NULL, on_request, h, MHD_OPTION_ARRAY,
-                            opts, MHD_OPTION_END);
+  /* the logger first: MHD reads it before anything it may complain about */
+  h->mhd = MHD_start_daemon(flags, dc->listen_port, NULL, NULL, on_request, h,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_ARRAY, opts,
+                            MHD_OPTION_END);
   if (!h->mhd) {
     r = errno > 0 ? -errno : -EADDRINUSE;
     snprintf(err, errlen, "cannot listen on %s: %s", h->address,

@@ -18,17 +18,17 @@
 #include "notifiers/linkkey.h"
 
 struct http {
-  struct http_deps deps;       /* borrowed; deps.cfg replaced on reload */
-  sd_event *event;             /* referenced */
-  sd_event_source *io;         /* MHD's epoll fd */
-  sd_event_source *timer;      /* MHD_get_timeout() */
-  struct MHD_Daemon *mhd;      /* owned */
-  char address[80];            /* for logs */
-  struct linkkeys *keys;       /* LinkKeyFile=; NULL = links disabled */
-  char **api_tokens;           /* ApiTokenFile= lines; owned, wiped on free */
+  struct http_deps deps;  /* borrowed; deps.cfg replaced on reload */
+  sd_event *event;        /* referenced */
+  sd_event_source *io;    /* MHD's epoll fd */
+  sd_event_source *timer; /* MHD_get_timeout() */
+  struct MHD_Daemon *mhd; /* owned */
+  char address[80];       /* for logs */
+  struct linkkeys *keys;  /* LinkKeyFile=; NULL = links disabled */
+  char **api_tokens;      /* ApiTokenFile= lines; owned, wiped on free */
   size_t n_api_tokens;
-  char *sms_token;             /* AuthTokenFile= of the first Twilio sms channel; wiped */
-  struct validate *validate;   /* for API upserts (default zone of cfg) */
+  char *sms_token;           /* AuthTokenFile= of the first Twilio sms channel; wiped */
+  struct validate *validate; /* for API upserts (default zone of cfg) */
 };
 
 /* One request being received (MHD's con_cls). */
@@ -111,8 +111,8 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
 void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *method,
                      const struct http_request *rq, struct http_reply *rep);
 /* http_api.c: /api/v1/... (path is the part after "/api/v1"). */
-void http_api_handle(struct http *h, struct MHD_Connection *c, const char *method,
-                     const char *path, const struct http_request *rq, struct http_reply *rep);
+void http_api_handle(struct http *h, struct MHD_Connection *c, const char *method, const char *path,
+                     const struct http_request *rq, struct http_reply *rep);
 
 /* ---- pure helpers with unit tests ---- */
 /* SMS keywords (http_sms.c). */

@@ -26,6 +26,8 @@
 #include "core/util.h"
 #include "daemon/log.h"
 #include "daemon/sched.h"
+#include "daemon/http.h"    /* http helper */
+#include "daemon/metrics.h" /* http helper */
 #include "notifiers/dispatch.h"
 
 #define WORK_BUDGET 500    /* contracts planned per loop iteration */
@@ -46,6 +48,8 @@ struct daemon {
   struct store *store;
   struct sched *sched;
   struct dispatcher *disp;
+  struct http *http;       /* HTTP listener (daemon/http.h) */
+  struct metrics *metrics; /* /metrics counters fed by dispatch reports */
 
   sd_event *event;
   sd_event_source *wake_timer;   /* next due instant / refill / retry */
@@ -63,9 +67,50 @@ struct daemon {
   bool print_summary; /* console summary lines in simulation */
   uint64_t sent, retried, dead, fallbacks;
   int64_t sim_day;       /* simulated day last summarised on the console */
+  int64_t data_version;  /* PRAGMA data_version last seen by on_poll */
   uint64_t sent_at_day;  /* d->sent when that day began */
   int exit_code;
 };
+
+/* ---- loop statistics (RENEWD_BENCH_LOOP_STATS=1, for bench/) -------------------- */
+
+static uint64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* sd_event_loop() one iteration at a time, timing the work of each (prepare and
+ * dispatch, not the wait); logs the longest iterations before and after READY
+ * at exit. Returns what sd_event_loop() would. */
+static int loop_with_stats(struct daemon *d) {
+  uint64_t n = 0, max_before = 0, max_after = 0;
+  int r = 0, code = 0;
+  while (sd_event_get_state(d->event) != SD_EVENT_FINISHED) {
+    uint64_t t0 = mono_us(), waited = 0;
+    r = sd_event_prepare(d->event);
+    if (r == 0) {
+      uint64_t w0 = mono_us();
+      r = sd_event_wait(d->event, UINT64_MAX);
+      waited = mono_us() - w0;
+    }
+    if (r > 0)
+      r = sd_event_dispatch(d->event);
+    if (r < 0)
+      return r;
+    uint64_t busy = mono_us() - t0 - waited;
+    if (d->ready) {
+      n++;
+      max_after = MAX(max_after, busy);
+    } else
+      max_before = MAX(max_before, busy);
+  }
+  log_info(&d->log,
+           "event loop: %" PRIu64 " iterations after ready, longest %.1f ms (before ready %.1f ms)",
+           n, max_after / 1000.0, max_before / 1000.0);
+  r = sd_event_get_exit_code(d->event, &code);
+  return r < 0 ? r : code;
+}
 
 static int64_t daemon_now(struct daemon *d) { return clock_now(&d->clock); }
 
@@ -250,6 +295,14 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
     log_info(&d->log, "store changed by another writer: re-planning changed contracts");
     enable_work(d);
   }
+  /* Another writer may also have queued outbox rows (renewctl respond's owner
+   * alerts, renewctl outbox retry): let the dispatcher look. */
+  int64_t v;
+  if (store_data_version(d->store, &v) >= 0 && v != d->data_version) {
+    d->data_version = v;
+    if (d->disp)
+      dispatcher_kick(d->disp);
+  }
   sd_event_source_set_time_relative(s, (uint64_t)d->cfg->daemon.change_poll_interval * 1000000ull);
   sd_event_source_set_enabled(s, SD_EVENT_ON);
   return 0;
@@ -267,6 +320,7 @@ static int on_curl_io(sd_event_source *s, int fd, uint32_t revents, void *userda
   if (revents & (EPOLLERR | EPOLLHUP))
     ev |= CURL_CSELECT_ERR;
   dispatcher_socket_ready(d->disp, fd, ev);
+  arm_wake(d); /* completions may have scheduled retries, probes, rate-limit waits */
   return 0;
 }
 
@@ -301,6 +355,7 @@ static int loop_watch(void *loop, int fd, int what) {
 static int on_disp_timer(sd_event_source *s, uint64_t usec, void *userdata) {
   struct daemon *d = userdata;
   dispatcher_timeout(d->disp);
+  arm_wake(d);
   return 0;
 }
 
@@ -318,6 +373,7 @@ static const struct dispatch_loop_ops loop_ops = {.watch = loop_watch, .timer = 
 
 static void on_dispatch_report(void *userdata, const struct dispatch_report *rep) {
   struct daemon *d = userdata;
+  metrics_report(d->metrics, rep);
   struct log_ctx lc = {.contract_id = rep->contract_id,
                        .tier = rep->tier,
                        .channel = rep->channel,
@@ -360,6 +416,50 @@ static void on_dispatch_report(void *userdata, const struct dispatch_report *rep
   }
   if (d->simulate && d->clock.speed <= 0 && dispatcher_in_flight(d->disp) == 0)
     sd_event_source_set_enabled(d->sim_source, SD_EVENT_ON);
+}
+
+/* ---- HTTP listener glue (http helper) --------------------------------------- */
+
+/* An answer (link, SMS, API) or an API upsert committed a change to contract_id
+ * through our own connection (data_version does not see it): re-plan it now so
+ * cancellations and new terms take effect at once, and send owner alerts. */
+static void on_http_changed(void *userdata, const char *contract_id) {
+  struct daemon *d = userdata;
+  int r = sched_replan(d->sched, contract_id, daemon_now(d));
+  if (r < 0 && r != -ENOENT) {
+    struct log_ctx lc = {.contract_id = contract_id};
+    log_msg(&d->log, LOG_ERR, &lc, "re-planning after an answer failed: %s", strerror(-r));
+  }
+  if (d->disp)
+    dispatcher_kick(d->disp);
+  arm_wake(d);
+}
+
+static int start_http(struct daemon *d, int64_t now) {
+  int r = metrics_new(RENEWD_VERSION, now, &d->metrics);
+  if (r < 0)
+    return r;
+  struct http_deps hd = {.store = d->store,
+                         .cal = d->cal,
+                         .cfg = d->cfg,
+                         .log = &d->log,
+                         .clock = &d->clock,
+                         .sched = d->sched,
+                         .metrics = d->metrics,
+                         .changed = on_http_changed,
+                         .userdata = d};
+  char err[256] = "";
+  r = http_new(d->event, &hd, &d->http, err, sizeof err);
+  if (r < 0 && d->simulate) {
+    log_warning(&d->log, "HTTP listener not started (simulation goes on without it): %s", err);
+    return 0;
+  }
+  if (r < 0) {
+    log_error(&d->log, "cannot start the HTTP listener: %s", err);
+    return r;
+  }
+  log_info(&d->log, "HTTP listener on %s", http_address(d->http));
+  return 0;
 }
 
 static void on_reminders_created(void *userdata) {
@@ -408,6 +508,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
       config_free(cfg);
     } else {
       sched_set_config(d->sched, cfg, daemon_now(d));
+      http_set_config(d->http, cfg); /* re-reads link keys, API tokens, SMS token */
       config_free(d->cfg);
       d->cfg = cfg;
       log_info(&d->log, "configuration reloaded: %zu policies", cfg->n_policies);
@@ -656,6 +757,11 @@ int main(int argc, char **argv) {
   if (r > 0)
     log_notice(&d.log, "%d reminders were being sent when renewd stopped; sending them again with the same idempotency keys", r);
 
+  r = start_http(&d, now); /* http helper */
+  if (r < 0) {
+    d.exit_code = EX_UNAVAILABLE;
+    goto out;
+  }
   r = sched_start(d.sched, now);
   if (r < 0)
     goto fail;
@@ -665,7 +771,8 @@ int main(int argc, char **argv) {
   enable_work(&d);
   dispatcher_kick(d.disp);
 
-  r = sd_event_loop(d.event);
+  const char *loop_stats = getenv("RENEWD_BENCH_LOOP_STATS");
+  r = loop_stats && streq(loop_stats, "1") ? loop_with_stats(&d) : sd_event_loop(d.event);
   if (r < 0)
     goto fail;
   if (d.simulate)
@@ -681,6 +788,7 @@ out:
   for (size_t k = 0; k < d.n_watches; k++)
     sd_event_source_disable_unref(d.watches[k].source);
   free(d.watches);
+  d.http = http_free(d.http); /* before the store and the loop it uses */
   d.disp = dispatcher_free(d.disp);
   sd_event_source_disable_unref(d.wake_timer);
   sd_event_source_disable_unref(d.poll_timer);
@@ -690,6 +798,7 @@ out:
   sd_event_source_disable_unref(d.status_timer);
   sd_event_unref(d.event);
   sched_free(d.sched);
+  metrics_free(d.metrics);
   store_free(d.store);
   config_free(d.cfg);
   cal_free(d.cal);

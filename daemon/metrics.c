@@ -50,8 +50,8 @@ static const char *const outcome_names[7] = {
 };
 
 static const char *const endpoint_names[_METRICS_EP_MAX] = {
-    [METRICS_EP_ANSWER] = "answer", [METRICS_EP_UNSUBSCRIBE] = "unsubscribe",
-    [METRICS_EP_SMS] = "sms",       [METRICS_EP_API] = "api",
+    [METRICS_EP_ANSWER] = "answer",   [METRICS_EP_UNSUBSCRIBE] = "unsubscribe",
+    [METRICS_EP_SMS] = "sms",         [METRICS_EP_API] = "api",
     [METRICS_EP_HEALTHZ] = "healthz", [METRICS_EP_METRICS] = "metrics",
     [METRICS_EP_OTHER] = "other",
 };
@@ -251,7 +251,8 @@ static int store_part(struct store *store, struct buf *b) {
       return r;
   }
   if ((r = header(b, "renewd_outbox_dead_letters", "gauge",
-                  "Outbox rows given up on (dead letters; see renewctl outbox --state dead).")) < 0 ||
+                  "Outbox rows given up on (dead letters; see renewctl outbox --state dead).")) <
+          0 ||
       (r = sample_u(b, "renewd_outbox_dead_letters", NULL, 0, (uint64_t)status[REMINDER_DEAD])) < 0)
     return r;
 
@@ -364,7 +365,8 @@ static int sched_part(struct sched *s, struct buf *b) {
     const char *name, *help;
     uint64_t v;
   } c[] = {
-      {"renewd_contracts_planned_total", "Policy evaluations by the scheduler.", st->contracts_planned},
+      {"renewd_contracts_planned_total", "Policy evaluations by the scheduler.",
+       st->contracts_planned},
       {"renewd_reminders_created_total", "Outbox rows inserted as pending by the scheduler.",
        st->reminders_created},
       {"renewd_reminders_skipped_total", "Outbox rows inserted as skipped by the scheduler.",
@@ -407,7 +409,8 @@ int metrics_render(struct metrics *m, struct store *store, struct sched *sched, 
       (r = sample(out, "renewd_build_info", bl, 1, "1")) < 0 ||
       (r = header(out, "renewd_start_time_seconds", "gauge",
                   "When this renewd process started, seconds since the epoch.")) < 0 ||
-      (r = sample_u(out, "renewd_start_time_seconds", NULL, 0, (uint64_t)MAX(m->started_at, 0))) < 0 ||
+      (r = sample_u(out, "renewd_start_time_seconds", NULL, 0, (uint64_t)MAX(m->started_at, 0))) <
+          0 ||
       (r = header(out, "renewd_store_up", "gauge",
                   "1 when the store answered the last metrics query, else 0.")) < 0 ||
       (r = sample_u(out, "renewd_store_up", NULL, 0, store && m->store_ok)) < 0)

@@ -28,11 +28,23 @@
 #define WINDOW_SLACK (3 * 3600)
 /* Re-try a contract whose planning failed after this long. */
 #define RETRY_AFTER 60
+/* Expiry ranges are scanned this many seconds of expiry at a time, a few
+ * slices per sched_work() call, so that no loop iteration reads a whole
+ * range of a big book at once. */
+#define SCAN_STEP 3600
+/* A reload looks this far back for tier instants that passed but whose send
+ * window opens after now (weekends, holidays). */
+#define RELOAD_BACK (3 * 86400)
+/* A batch of planning stops after this many milliseconds (the event loop must
+ * keep iterations short: the HTTP listener and the watchdog wait meanwhile). */
+#define SLICE_MS 15
 
 struct item {
   struct wheel_entry entry; /* on the wheel at the contract's next action */
   int64_t rowid;            /* contract rowid */
   struct item *hnext;       /* hash chain */
+  bool in_ladder;           /* follows its ladder snapshot: a reload that keeps the
+                               windows and zone does not move it */
 };
 
 struct rowid_queue {
@@ -40,6 +52,17 @@ struct rowid_queue {
   size_t head; /* next to take */
   size_t n;    /* used */
   size_t cap;
+  size_t sorted; /* v[head..sorted) is sorted and free of duplicates */
+};
+
+struct range {
+  int64_t from, until;
+};
+
+/* Expiry ranges still to scan for candidates, [from, until) each. */
+struct range_list {
+  struct range *v; /* owned */
+  size_t n, cap;
 };
 
 struct sched {
@@ -57,7 +80,8 @@ struct sched {
   struct planner_ladders *ladders; /* parsed ladder snapshots; owned */
   struct planner_env env;          /* planner environment over cfg (core/planner.h) */
 
-  struct rowid_queue work; /* contracts to (re)plan */
+  struct rowid_queue work;  /* contracts to (re)plan */
+  struct range_list scans;  /* expiry ranges to scan for not-yet-laddered candidates */
 
   int64_t loaded_until; /* the wheel holds everything due before this */
   int64_t next_refill;  /* when to extend the horizon next */
@@ -70,6 +94,8 @@ struct sched {
 
   struct sched_stats stats;
   uint64_t refill_planned0; /* stats.contracts_planned when the running refill started */
+  int64_t refill_slice_max; /* longest sched_work() call of the running refill, ms */
+  bool refill_announce;     /* the running refill is a start-up or reload one */
 };
 
 /* ---- config access ------------------------------------------------------- */
@@ -146,19 +172,20 @@ static void item_drop(struct sched *s, int64_t rowid) {
 }
 
 /* Puts the contract on the wheel at due (or takes it off when due is beyond
- * what the wheel holds). */
-static void wheel_place(struct sched *s, int64_t rowid, int64_t due) {
+ * what the wheel holds). Returns its item, NULL when off the wheel. */
+static struct item *wheel_place(struct sched *s, int64_t rowid, int64_t due) {
   if (due == TIME_NEVER || due >= s->loaded_until) {
     item_drop(s, rowid);
-    return;
+    return NULL;
   }
   struct item *i = item_get(s, rowid);
   if (!i) {
     /* Out of memory: the contract stays findable through next_due_at. */
     log_error(s->log, "out of memory scheduling contract rowid %" PRId64, rowid);
-    return;
+    return NULL;
   }
   wheel_mod(s->wheel, &i->entry, due);
+  return i;
 }
 
 /* ---- work queue ---------------------------------------------------------- */
@@ -168,6 +195,7 @@ static int queue_push(struct rowid_queue *q, int64_t rowid) {
     if (q->head > 0) {
       memmove(q->v, q->v + q->head, (q->n - q->head) * sizeof *q->v);
       q->n -= q->head;
+      q->sorted = q->sorted > q->head ? q->sorted - q->head : 0;
       q->head = 0;
     }
     if (q->n == q->cap) {
@@ -184,6 +212,40 @@ static int queue_push(struct rowid_queue *q, int64_t rowid) {
 }
 
 static bool queue_empty(const struct rowid_queue *q) { return q->head >= q->n; }
+
+static int cmp_rowid(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Sorts what is queued and drops duplicates (a contract may be found by the
+ * due index, an expiry range and the change scan at once: planning it twice
+ * is harmless but wasted). Rowid order also reads the store in file order. */
+static void queue_dedupe(struct rowid_queue *q) {
+  if (q->n - q->head < 2 || q->sorted == q->n)
+    return;
+  int64_t *v = q->v + q->head;
+  size_t n = q->n - q->head, m = 1;
+  qsort(v, n, sizeof *v, cmp_rowid);
+  for (size_t k = 1; k < n; k++)
+    if (v[k] != v[m - 1])
+      v[m++] = v[k];
+  q->n = q->head + m;
+  q->sorted = q->n;
+}
+
+static int ranges_push(struct range_list *l, int64_t from, int64_t until) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    struct range *v = realloc(l->v, cap * sizeof *v);
+    if (!v)
+      return -ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (struct range){from, until};
+  return 0;
+}
 
 /* ---- planning one contract ----------------------------------------------- */
 
@@ -232,24 +294,34 @@ static void setup_env(struct sched *s) {
  * the wheel or takes it off. */
 static int plan_contract(struct sched *s, int64_t rowid, int64_t now) {
   int64_t next_due = TIME_NEVER;
-  int r = planner_plan_contract(&s->env, rowid, now, &next_due);
+  bool in_ladder = false;
+  int r = planner_plan_contract(&s->env, rowid, now, &next_due, &in_ladder);
   if (r < 0)
     return r;
   if (r > 0)
     s->stats.contracts_planned++;
-  wheel_place(s, rowid, next_due); /* TIME_NEVER (done, deleted): off the wheel */
+  /* TIME_NEVER (done, deleted): off the wheel */
+  struct item *i = wheel_place(s, rowid, next_due);
+  if (i)
+    i->in_ladder = in_ladder;
   return 0;
 }
 
-/* Plans a batch of contracts in one transaction. On a store failure the whole
- * batch is rolled back and the contracts are retried later. */
+/* Plans rowids[0..n) in one transaction, but stops once SLICE_MS passed (the
+ * caller keeps the rest for the next loop iteration). On a store failure the
+ * whole batch is rolled back and the contracts are retried later. Returns how
+ * many were planned (at least 1 when n > 0), or -errno. */
 static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t now) {
   if (n == 0)
     return 0;
   int r = store_begin(s->store);
   if (r < 0)
     return r;
-  for (size_t k = 0; k < n; k++) {
+  int64_t t0 = clock_monotonic_ms();
+  size_t k;
+  for (k = 0; k < n; k++) {
+    if (k > 0 && clock_monotonic_ms() - t0 >= SLICE_MS)
+      break;
     r = plan_contract(s, rowids[k], now);
     if (r < 0) {
       log_error(s->log, "planning failed (%s): %s; retrying in %ds", strerror(-r),
@@ -275,7 +347,7 @@ static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t 
     s->created_pending = false;
     s->cb(s->cb_userdata);
   }
-  return 0;
+  return (int)k;
 }
 
 /* ---- the wheel ----------------------------------------------------------- */
@@ -303,14 +375,12 @@ int sched_run_due(struct sched *s, int64_t now, unsigned budget) {
   int r = plan_batch(s, b.rowids, b.n, now);
   if (r < 0)
     return r;
-  return b.n == b.max && wheel_next_expiry(s->wheel) <= now ? 1 : 0;
+  for (size_t k = (size_t)r; k < b.n; k++) /* the slice ran out: still due */
+    wheel_place(s, b.rowids[k], now);
+  return wheel_next_expiry(s->wheel) <= now ? 1 : 0;
 }
 
 /* ---- refill --------------------------------------------------------------- */
-
-struct range {
-  int64_t from, until;
-};
 
 static int cmp_range(const void *a, const void *b) {
   const struct range *x = a, *y = b;
@@ -338,63 +408,90 @@ static int queue_due_cb(const struct contract *c, void *ud) {
   return queue_push(&s->work, c->rowid);
 }
 
+/* Queues, for sched_work() to scan, the expiry ranges where a contract not
+ * yet in a ladder may have a tier occurrence due in [from, until) under the
+ * current config (widened by back below and WINDOW_SLACK above), merged. */
+static int queue_ranges(struct sched *s, int64_t from, int64_t until, int64_t back) {
+  size_t first = s->scans.n;
+  for (size_t pi = 0; pi < s->cfg->n_policies; pi++) {
+    const struct policy *p = s->cfg->policies[pi];
+    for (size_t t = 0; t < p->n_tiers; t++) {
+      int64_t off = duration_seconds(&p->tiers[t].offset);
+      int r = ranges_push(&s->scans, from - off - back, until - off + WINDOW_SLACK);
+      if (r < 0)
+        return r;
+    }
+  }
+  struct range *v = s->scans.v + first;
+  size_t n = s->scans.n - first, m = 0;
+  qsort(v, n, sizeof *v, cmp_range);
+  for (size_t k = 0; k < n; k++) {
+    if (m > 0 && v[k].from <= v[m - 1].until)
+      v[m - 1].until = MAX(v[m - 1].until, v[k].until);
+    else
+      v[m++] = v[k];
+  }
+  s->scans.n = first + m;
+  return 0;
+}
+
+/* Scans pending expiry ranges, SCAN_STEP of expiry at a time, until about
+ * budget rows were read; queues the candidates. */
+static int scan_some(struct sched *s, unsigned budget) {
+  unsigned visited = 0;
+  while (s->scans.n > 0 && visited < budget) {
+    struct range *rg = &s->scans.v[s->scans.n - 1];
+    int64_t end = rg->until - rg->from > SCAN_STEP ? rg->from + SCAN_STEP : rg->until;
+    struct store_contract_filter f = {
+        .state = CONTRACT_ACTIVE,
+        .expires_from = rg->from,
+        .expires_until = end,
+    };
+    int r = store_contract_foreach(s->store, &f, queue_candidate_cb, s);
+    if (r < 0)
+      return r;
+    visited += (unsigned)r + 1;
+    rg->from = end;
+    if (rg->from >= rg->until)
+      s->scans.n--;
+  }
+  queue_dedupe(&s->work);
+  return 0;
+}
+
 /* Queues every contract that may have an action due in [from, until): those
- * whose recorded next_due_at is before until, and those not yet in a ladder
- * whose expiry puts the first occurrence of some tier in the window. */
+ * whose recorded next_due_at is before until (now), and those not yet in a
+ * ladder whose expiry puts some tier occurrence in the window (scanned later,
+ * in slices). */
 static int queue_window(struct sched *s, int64_t from, int64_t until) {
   int r = store_contract_foreach_due(s->store, until, 0, queue_due_cb, s);
   if (r < 0)
     return r;
+  queue_dedupe(&s->work);
   if (from >= until)
     return 0;
-
-  size_t n = 0, cap = 0;
-  _cleanup_free_ struct range *ranges = NULL;
-  for (size_t pi = 0; pi < s->cfg->n_policies; pi++) {
-    const struct policy *p = s->cfg->policies[pi];
-    for (size_t t = 0; t < p->n_tiers; t++) {
-      if (n == cap) {
-        cap = cap ? cap * 2 : 16;
-        struct range *v = realloc(ranges, cap * sizeof *v);
-        if (!v)
-          return -ENOMEM;
-        ranges = v;
-      }
-      int64_t off = duration_seconds(&p->tiers[t].offset);
-      ranges[n++] = (struct range){from - off - WINDOW_SLACK, until - off + WINDOW_SLACK};
-    }
-  }
-  qsort(ranges, n, sizeof *ranges, cmp_range);
-  size_t m = 0;
-  for (size_t k = 0; k < n; k++) {
-    if (m > 0 && ranges[k].from <= ranges[m - 1].until)
-      ranges[m - 1].until = MAX(ranges[m - 1].until, ranges[k].until);
-    else
-      ranges[m++] = ranges[k];
-  }
-  for (size_t k = 0; k < m; k++) {
-    struct store_contract_filter f = {
-        .state = CONTRACT_ACTIVE,
-        .expires_from = ranges[k].from,
-        .expires_until = ranges[k].until,
-    };
-    r = store_contract_foreach(s->store, &f, queue_candidate_cb, s);
-    if (r < 0)
-      return r;
-  }
-  return 0;
+  return queue_ranges(s, from, until, WINDOW_SLACK);
 }
 
+static void refill_begin(struct sched *s) {
+  s->stats.refill_started_ms = clock_monotonic_ms();
+  s->refill_planned0 = s->stats.contracts_planned;
+  s->refill_slice_max = 0;
+}
+
+/* Extends the horizon to now + Horizon=. Returns 1 when work was queued. */
 static int refill(struct sched *s, int64_t from, int64_t now) {
   int64_t until = now + cfg_horizon(s);
   if (until <= s->loaded_until && from >= s->loaded_until)
     return 0;
-  s->stats.refill_started_ms = clock_monotonic_ms();
-  s->refill_planned0 = s->stats.contracts_planned;
+  refill_begin(s);
   int64_t prev = s->loaded_until;
   s->loaded_until = MAX(s->loaded_until, until);
   s->next_refill = now + cfg_refill_interval(s);
-  return queue_window(s, MIN(from, prev), s->loaded_until);
+  int r = queue_window(s, MIN(from, prev), s->loaded_until);
+  if (r < 0)
+    return r;
+  return !queue_empty(&s->work) || s->scans.n > 0;
 }
 
 int sched_maybe_refill(struct sched *s, int64_t now) {
@@ -429,31 +526,53 @@ int sched_poll_changes(struct sched *s, int64_t now) {
     return 0;
   s->data_version = v;
   r = queue_changes(s);
+  queue_dedupe(&s->work);
   return r < 0 ? r : r > 0;
 }
 
 /* ---- work ------------------------------------------------------------------ */
 
+/* The queue ran empty: closes the running refill (log line, duration) and
+ * records how far the change scan got. */
+static void work_drained(struct sched *s) {
+  if (s->stats.refill_started_ms) {
+    s->stats.last_refill_ms = clock_monotonic_ms() - s->stats.refill_started_ms;
+    s->stats.refill_started_ms = 0;
+    /* start-up and reloads at info (benchmarks and operators wait for it);
+     * the periodic horizon extensions at debug */
+    log_msg(s->log, s->refill_announce ? LOG_INFO : LOG_DEBUG, NULL,
+            "refill done in %" PRId64 " ms (%" PRIu64 " contracts planned, longest slice %" PRId64
+            " ms)",
+            s->stats.last_refill_ms, s->stats.contracts_planned - s->refill_planned0,
+            s->refill_slice_max);
+    s->refill_announce = false;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, s->seen_change_seq);
+    store_meta_set(s->store, "seen_change_seq", buf);
+  }
+  s->work.head = s->work.n = s->work.sorted = 0;
+}
+
 int sched_work(struct sched *s, int64_t now, unsigned budget) {
-  if (queue_empty(&s->work)) {
-    if (s->stats.refill_started_ms) {
-      s->stats.last_refill_ms = clock_monotonic_ms() - s->stats.refill_started_ms;
-      s->stats.refill_started_ms = 0;
-      log_info(s->log, "refill done in %" PRId64 " ms (%" PRIu64 " contracts planned)",
-               s->stats.last_refill_ms, s->stats.contracts_planned - s->refill_planned0);
-      char buf[32];
-      snprintf(buf, sizeof buf, "%" PRId64, s->seen_change_seq);
-      store_meta_set(s->store, "seen_change_seq", buf);
-    }
-    s->work.head = s->work.n = 0;
+  int64_t t0 = clock_monotonic_ms();
+  int r;
+  if (budget == 0)
+    budget = 1;
+  if (s->scans.n > 0 && (r = scan_some(s, budget)) < 0)
+    return r;
+  if (!queue_empty(&s->work)) {
+    size_t n = MIN((size_t)budget, s->work.n - s->work.head);
+    r = plan_batch(s, s->work.v + s->work.head, n, now);
+    s->work.head += r < 0 ? n : (size_t)r; /* failed ones wait on the wheel */
+    if (r < 0)
+      return r;
+  }
+  s->refill_slice_max = MAX(s->refill_slice_max, clock_monotonic_ms() - t0);
+  if (queue_empty(&s->work) && s->scans.n == 0) {
+    work_drained(s);
     return 0;
   }
-  size_t n = MIN((size_t)budget, s->work.n - s->work.head);
-  int r = plan_batch(s, s->work.v + s->work.head, n, now);
-  s->work.head += n;
-  if (r < 0)
-    return r;
-  return queue_empty(&s->work) ? 0 : 1;
+  return 1;
 }
 
 int sched_replan(struct sched *s, const char *contract_id, int64_t now) {
@@ -463,7 +582,8 @@ int sched_replan(struct sched *s, const char *contract_id, int64_t now) {
     return r;
   int64_t rowid = c.rowid;
   contract_clear(&c);
-  return plan_batch(s, &rowid, 1, now);
+  r = plan_batch(s, &rowid, 1, now);
+  return r < 0 ? r : 0;
 }
 
 /* ---- lifecycle -------------------------------------------------------------- */
@@ -514,6 +634,7 @@ struct sched *sched_free(struct sched *s) {
   free(s->buckets);
   planner_ladders_free(s->ladders);
   free(s->work.v);
+  free(s->scans.v);
   wheel_free(s->wheel);
   free(s);
   return NULL;
@@ -538,20 +659,60 @@ int sched_start(struct sched *s, int64_t now) {
   if (r < 0)
     return r;
   s->loaded_until = now;
+  s->refill_announce = true;
   return refill(s, fired_until, now);
 }
 
+/* Whether everything a ladder snapshot does not hold but a due instant
+ * depends on is the same in a and b: the send windows and the default zone. */
+static bool same_windows(const struct config *a, const struct config *b) {
+  if (!a || !b || a->n_windows != b->n_windows ||
+      !streq_ptr(a->daemon.time_zone, b->daemon.time_zone))
+    return false;
+  for (size_t k = 0; k < a->n_windows; k++) {
+    const struct config_window *x = &a->windows[k], *y = &b->windows[k];
+    if (!streq_ptr(x->name, y->name) || x->window.start_min != y->window.start_min ||
+        x->window.end_min != y->window.end_min || x->window.days != y->window.days ||
+        !streq_ptr(x->holidays_path, y->holidays_path))
+      return false;
+  }
+  return true;
+}
+
 int sched_set_config(struct sched *s, const struct config *cfg, int64_t now) {
+  bool keep_ladders = same_windows(s->cfg, cfg);
   s->cfg = cfg;
   setup_env(s);
-  /* Contracts on the wheel may have been planned under the old ladder: take
-   * them off and rebuild the horizon from the store. */
+  s->refill_announce = true;
+  if (!keep_ladders) {
+    /* Contracts on the wheel may have been planned under other windows: take
+     * them off and rebuild the horizon from the store. */
+    for (size_t k = 0; k < s->n_buckets; k++)
+      while (s->buckets[k])
+        item_drop(s, s->buckets[k]->rowid);
+    s->loaded_until = now;
+    s->next_refill = 0;
+    return refill(s, now, now);
+  }
+  /* Same windows and zone: a contract in its ladder keeps its schedule (the
+   * snapshot decides, docs/scheduling.md), so only the others are planned
+   * again: those on the wheel, and those the new tiers bring into the horizon
+   * (expiry ranges, scanned in slices; widened by RELOAD_BACK below so that
+   * an occurrence whose instant passed but whose window opens later is
+   * found). The store is not read here, whatever the size of the book. */
+  refill_begin(s);
   for (size_t k = 0; k < s->n_buckets; k++)
-    while (s->buckets[k])
-      item_drop(s, s->buckets[k]->rowid);
-  s->loaded_until = now;
-  s->next_refill = 0;
-  return refill(s, now, now);
+    for (struct item *i = s->buckets[k]; i; i = i->hnext)
+      if (!i->in_ladder) {
+        int r = queue_push(&s->work, i->rowid);
+        if (r < 0)
+          return r;
+      }
+  queue_dedupe(&s->work);
+  int r = queue_ranges(s, now, s->loaded_until, RELOAD_BACK);
+  if (r < 0)
+    return r;
+  return !queue_empty(&s->work) || s->scans.n > 0;
 }
 
 int64_t sched_next_wakeup(struct sched *s) {

@@ -17,7 +17,15 @@
  *
  * The event loop is the daemon's: curl's socket and timer callbacks go to
  * struct dispatch_loop_ops; readiness comes back via dispatcher_socket_ready()
- * and dispatcher_timeout(). Every "now" is clock_now() of the borrowed clock.
+ * and dispatcher_timeout(). Socket readiness only drives curl; finished
+ * transfers are collected at the (zero) timeout that follows, so everything
+ * that completed in one loop round, and the claims refilling the freed slots,
+ * share ONE store transaction (tx_begin/tx_end), committed before control
+ * returns to the loop, i.e. before the new transfers' first byte. Every
+ * "now" is clock_now() of the borrowed clock.
+ *
+ * The backend table, the settings every channel has, config checks and
+ * renewctl send-test live in dispatch_setup.c.
  *
  * Config reload: new channel objects are built; the old ones are retired and
  * freed when their last transfer completes (in flight work finishes with the
@@ -27,6 +35,7 @@
  * renderer. Borrows store, cal, config, clock. Blocks only in short SQLite
  * statements and in synchronous backends (the sink's fsync). */
 #include "notifiers/dispatch.h"
+#include "notifiers/dispatch_internal.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -35,49 +44,11 @@
 #include "core/util.h"
 #include "notifiers/notifier.h"
 #include "notifiers/render.h"
+#include "notifiers/smstext.h"
 
-/* THE BACKEND TABLE: one line per channel Type= (adding a channel type adds
- * a file and a line here). Type=smtp: notifiers/smtp.c adds
- * &notifier_smtp_ops. */
-static const struct notifier_ops *const notifier_backends[] = {
-    &notifier_sink_ops,
-    &notifier_webhook_ops,
-    &notifier_sms_ops,
-    &notifier_smtp_ops,
-};
-
-#define DEFAULT_MAX_CONCURRENT 4
-#define DEFAULT_SYNC_BATCH 64      /* rows per claim for synchronous backends */
-#define SYNC_BATCHES_PER_KICK 4    /* then yield to the loop */
-#define DEFAULT_CONNECT_TIMEOUT 10 /* seconds */
-#define DEFAULT_TIMEOUT 30
-#define DEFAULT_RETRY_BASE 30
-#define DEFAULT_RETRY_MAX 3600
-#define DEFAULT_MAX_ATTEMPTS 8
-#define DEFAULT_FAILURE_THRESHOLD 20
-#define DEFAULT_PROBE_INTERVAL 60
-#define PROBE_INTERVAL_MAX 600
-#define POLL_INTERVAL 30 /* real clock: look for rows other processes made due */
-
-static const struct notifier_ops *backend_for(const char *type) {
-  for (size_t i = 0; type && i < ELEMENTSOF(notifier_backends); i++)
-    if (streq(notifier_backends[i]->type, type))
-      return notifier_backends[i];
-  return NULL;
-}
-
-/* Dispatcher settings every channel has (notify_common_key()). */
-struct chan_settings {
-  unsigned max_concurrent;    /* transfers in flight (sync: rows per claim) */
-  double rate;                /* tokens per second, 0 = unlimited */
-  long connect_timeout_ms;
-  long timeout_ms;
-  int64_t retry_base;         /* seconds */
-  int64_t retry_max;          /* seconds */
-  int32_t max_attempts;
-  unsigned failure_threshold; /* consecutive transient failures that open the circuit */
-  int64_t probe_interval;     /* seconds before the first probe */
-};
+#define SYNC_BATCHES_PER_KICK 4 /* claims per kick for synchronous backends, then yield */
+#define PROBE_INTERVAL_MAX 600  /* seconds: probes back off up to this */
+#define POLL_INTERVAL 30        /* real clock: look for rows other processes made due */
 
 struct chan {
   struct dispatcher *d;
@@ -134,6 +105,13 @@ struct batch {
   size_t n, cap;
 };
 
+struct decision;
+struct staged {
+  struct batch b;
+  struct decision *dcs;
+  int64_t now;
+};
+
 struct dispatcher {
   struct store *store;
   struct cal *cal;
@@ -153,6 +131,12 @@ struct dispatcher {
   int64_t last_poll;    /* real clock: last full kick */
   uint64_t rng;         /* xorshift64* state for jitter */
   bool in_kick;         /* re-entrancy guard */
+  bool check_pending;   /* sockets were served: collect finished transfers at the timer */
+  int64_t curl_deadline_ms; /* curl's timeout (monotonic ms), -1 = none */
+  unsigned tx_depth;    /* tx_begin() nesting */
+  bool tx_ok;           /* the callback's transaction is open */
+  struct staged *staged; /* results written in the open transaction, reported at tx_end() */
+  size_t n_staged, cap_staged;
   uint64_t batch_gen;   /* batches applied (flush bookkeeping) */
 };
 
@@ -195,198 +179,6 @@ static void report(struct dispatcher *d, enum dispatch_outcome o, const struct r
   d->cbs.report(d->cbs.userdata, &rep);
 }
 
-/* ---- settings ------------------------------------------------------------------------ */
-
-static int parse_settings(const struct config_channel *ch, const struct notifier_ops *ops,
-                          struct chan_settings *ret, struct config_errors *errs) {
-  struct chan_settings s = {
-      .max_concurrent = ops && ops->send ? DEFAULT_SYNC_BATCH : DEFAULT_MAX_CONCURRENT,
-      .connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT * 1000,
-      .timeout_ms = DEFAULT_TIMEOUT * 1000,
-      .retry_base = DEFAULT_RETRY_BASE,
-      .retry_max = DEFAULT_RETRY_MAX,
-      .max_attempts = DEFAULT_MAX_ATTEMPTS,
-      .failure_threshold = DEFAULT_FAILURE_THRESHOLD,
-      .probe_interval = DEFAULT_PROBE_INTERVAL,
-  };
-  int r = 0;
-  const struct config_kv *kv;
-  int64_t v;
-  struct {
-    const char *key;
-    int64_t min, max;
-  } ints[] = {
-      {"MaxConcurrent", 1, 1024},
-      {"MaxAttempts", 1, 1000},
-      {"FailureThreshold", 1, 1000000},
-      {"RatePerSecond", 1, 1000000},
-      {"RatePerMinute", 1, 60000000},
-  };
-  double per_s = 0, per_m = 0;
-  for (size_t i = 0; i < ELEMENTSOF(ints); i++) {
-    if (!(kv = config_channel_lookup(ch, ints[i].key)))
-      continue;
-    if (parse_int64(kv->value, &v) < 0 || v < ints[i].min || v > ints[i].max) {
-      r = notify_error(errs, ch, kv, "expected a whole number %" PRId64 "..%" PRId64,
-                       ints[i].min, ints[i].max);
-      continue;
-    }
-    if (i == 0)
-      s.max_concurrent = (unsigned)v;
-    else if (i == 1)
-      s.max_attempts = (int32_t)v;
-    else if (i == 2)
-      s.failure_threshold = (unsigned)v;
-    else if (i == 3)
-      per_s = (double)v;
-    else
-      per_m = (double)v / 60.0;
-  }
-  s.rate = per_s > 0 && per_m > 0 ? MIN(per_s, per_m) : per_s > 0 ? per_s : per_m;
-  struct {
-    const char *key;
-    int64_t min, max;
-  } spans[] = {
-      {"ConnectTimeout", 1, 600}, {"Timeout", 1, 3600},      {"RetryBase", 1, 86400},
-      {"RetryMax", 1, 7 * 86400}, {"ProbeInterval", 1, 86400},
-  };
-  for (size_t i = 0; i < ELEMENTSOF(spans); i++) {
-    if (!(kv = config_channel_lookup(ch, spans[i].key)))
-      continue;
-    if (config_parse_timespan(kv->value, &v) < 0 || v < spans[i].min || v > spans[i].max) {
-      r = notify_error(errs, ch, kv, "expected a time span between %" PRId64 "s and %" PRId64 "s",
-                       spans[i].min, spans[i].max);
-      continue;
-    }
-    switch (i) {
-    case 0:
-      s.connect_timeout_ms = (long)v * 1000;
-      break;
-    case 1:
-      s.timeout_ms = (long)v * 1000;
-      break;
-    case 2:
-      s.retry_base = v;
-      break;
-    case 3:
-      s.retry_max = v;
-      break;
-    default:
-      s.probe_interval = v;
-      break;
-    }
-  }
-  if (s.retry_max < s.retry_base && (kv = config_channel_lookup(ch, "RetryMax")))
-    r = notify_error(errs, ch, kv, "must not be shorter than RetryBase=");
-  if (r >= 0)
-    *ret = s;
-  return r;
-}
-
-/* ---- config checks ---------------------------------------------------------------- */
-
-static bool tier_uses(const struct tier *t, const char *chname) {
-  for (size_t i = 0; i < t->n_channels; i++)
-    if (streq(t->channels[i], chname))
-      return true;
-  for (size_t i = 0; i < t->n_fallback; i++)
-    if (streq(t->fallback[i], chname))
-      return true;
-  return false;
-}
-
-/* Renders every tier that may use ch with sample data and lets the backend
- * judge the result (SMS segment limits), and catches template errors. */
-static int check_samples(const struct config *cfg, struct render *rd,
-                         const struct config_channel *ch, const struct notifier_ops *ops,
-                         int64_t now, struct config_errors *errs) {
-  int r = 0;
-  enum notify_kind kind = ops->kind;
-  for (size_t p = 0; p < cfg->n_policies; p++) {
-    const struct policy *pol = cfg->policies[p];
-    for (size_t k = 0; k < pol->n_tiers; k++) {
-      const struct tier *t = &pol->tiers[k];
-      if (!tier_uses(t, ch->name))
-        continue;
-      struct message m = {0};
-      char err[512] = "";
-      int q = render_sample(rd, t->name, t->template_name ? t->template_name : t->name,
-                            t->audience, kind, NULL, now, &m, err, sizeof err);
-      if (q < 0)
-        r = notify_error(errs, ch, NULL, "tier '%s': template '%s' does not render: %s", t->name,
-                         t->template_name ? t->template_name : t->name, err);
-      else if (ops->check_message && ops->check_message(ch, &m, err, sizeof err) < 0)
-        r = notify_error(errs, ch, NULL, "tier '%s' (sample data): %s", t->name, err);
-      message_clear(&m);
-    }
-  }
-  if (cfg->alert_channel && streq(cfg->alert_channel, ch->name)) {
-    struct message m = {0};
-    char err[512] = "";
-    if (render_sample(rd, RENDER_OPS_TIER, RENDER_OPS_TIER, AUDIENCE_OWNER, kind, NULL, now, &m,
-                      err, sizeof err) < 0)
-      r = notify_error(errs, ch, NULL, "ops alert template does not render: %s", err);
-    else if (ops->check_message && ops->check_message(ch, &m, err, sizeof err) < 0)
-      r = notify_error(errs, ch, NULL, "ops alert (sample data): %s", err);
-    message_clear(&m);
-  }
-  return r;
-}
-
-static int check_config_with(const struct config *cfg, struct cal *cal,
-                             struct config_errors *errs) {
-  if (!cfg)
-    return -EINVAL;
-  int r = 0;
-  struct render *rd = NULL;
-  char err[512] = "";
-  int q = render_new(cfg, cal, &rd, err, sizeof err);
-  if (q < 0) {
-    config_errors_add(errs, cfg->n_files ? cfg->files[0] : "?", 0, "Templates=: %s",
-                      *err ? err : strerror(-q));
-    return -EINVAL;
-  }
-  struct notify_env env = {.cfg = cfg, .templates = render_templates(rd)};
-  for (size_t i = 0; i < cfg->n_channels; i++) {
-    const struct config_channel *ch = &cfg->channels[i];
-    const struct notifier_ops *ops = backend_for(ch->type);
-    if (!ops) {
-      r = notify_error(errs, ch, NULL, "Type=%s: no such backend in this build of renewd",
-                       ch->type ? ch->type : "(none)");
-      continue;
-    }
-    struct chan_settings s;
-    if (ops->check_config(ch, &env, errs) < 0)
-      r = -EINVAL;
-    if (parse_settings(ch, ops, &s, errs) < 0)
-      r = -EINVAL;
-    if (check_samples(cfg, rd, ch, ops, (int64_t)time(NULL) /* sample dates only */, errs) < 0)
-      r = -EINVAL;
-  }
-  if (cfg->alert_channel) {
-    const struct config_channel *ach = config_channel(cfg, cfg->alert_channel);
-    const struct notifier_ops *ops = ach ? backend_for(ach->type) : NULL;
-    if (ops && ops->kind == NOTIFY_SMS && !config_channel_get(&cfg->ops, "Phone"))
-      r = notify_error(errs, &cfg->ops, NULL, "AlertChannel=%s is an SMS channel: set Phone=",
-                       cfg->alert_channel);
-    if (ach && streq_ptr(ach->type, "smtp") && !config_channel_get(&cfg->ops, "Email"))
-      r = notify_error(errs, &cfg->ops, NULL, "AlertChannel=%s is an email channel: set Email=",
-                       cfg->alert_channel);
-  }
-  render_free(rd);
-  return r;
-}
-
-int dispatcher_check_config(const struct config *cfg, struct config_errors *errs) {
-  struct cal *cal = NULL;
-  int r = cal_new(&cal);
-  if (r < 0)
-    return r;
-  r = check_config_with(cfg, cal, errs);
-  cal_free(cal);
-  return r;
-}
-
 /* ---- channels ----------------------------------------------------------------------- */
 
 static struct chan *chan_free(struct chan *ch) {
@@ -404,7 +196,7 @@ static struct chan *chan_free(struct chan *ch) {
 
 static int chan_new(struct dispatcher *d, const struct config_channel *cc,
                     const struct notify_env *env, struct chan **ret, struct config_errors *errs) {
-  const struct notifier_ops *ops = backend_for(cc->type);
+  const struct notifier_ops *ops = dispatch_backend_for(cc->type);
   if (!ops)
     return notify_error(errs, cc, NULL, "Type=%s: no such backend in this build of renewd",
                         cc->type ? cc->type : "(none)");
@@ -419,7 +211,7 @@ static int chan_new(struct dispatcher *d, const struct config_channel *cc,
     r = -ENOMEM;
     goto fail;
   }
-  if ((r = ops->check_config(cc, env, errs)) < 0 || (r = parse_settings(cc, ops, &ch->set, errs)) < 0)
+  if ((r = ops->check_config(cc, env, errs)) < 0 || (r = dispatch_parse_settings(cc, ops, &ch->set, errs)) < 0)
     goto fail;
   if ((r = ops->new(cc, env, &ch->state, errs)) < 0)
     goto fail;
@@ -474,9 +266,24 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
   return d->loop_ops && d->loop_ops->watch && d->loop_ops->watch(d->loop, s, what) < 0 ? -1 : 0;
 }
 
+/* The loop's single timer serves two masters: curl's timeout and our
+ * deferred completion check (check_pending: results of every transfer that
+ * finished in this loop round are committed together, one transaction). */
+static int arm_timer(struct dispatcher *d) {
+  if (!d->loop_ops || !d->loop_ops->timer)
+    return 0;
+  long ms = -1;
+  if (d->check_pending)
+    ms = 0;
+  else if (d->curl_deadline_ms >= 0)
+    ms = (long)MAX(d->curl_deadline_ms - clock_monotonic_ms(), 0);
+  return d->loop_ops->timer(d->loop, ms);
+}
+
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
   struct dispatcher *d = userp;
-  return d->loop_ops && d->loop_ops->timer && d->loop_ops->timer(d->loop, timeout_ms) < 0 ? -1 : 0;
+  d->curl_deadline_ms = timeout_ms < 0 ? -1 : clock_monotonic_ms() + timeout_ms;
+  return arm_timer(d) < 0 ? -1 : 0;
 }
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -513,7 +320,7 @@ static size_t read_cb(char *buffer, size_t size, size_t nitems, void *userdata) 
   return n;
 }
 
-static void nx_done(struct notify_xfer *nx) {
+void dispatch_nx_done(struct notify_xfer *nx) {
   curl_slist_free_all(nx->headers);
   curl_slist_free_all(nx->recipients);
   buf_free(&nx->request);
@@ -524,7 +331,7 @@ static void nx_done(struct notify_xfer *nx) {
 }
 
 /* Options every transfer gets; the backend's prepare() adds its own. */
-static void easy_common(CURL *e, const struct chan_settings *s, struct notify_xfer *nx, void *priv) {
+void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_xfer *nx, void *priv) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, priv);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
@@ -541,7 +348,7 @@ static void easy_common(CURL *e, const struct chan_settings *s, struct notify_xf
 }
 
 /* After prepare(): wires the xfer's lists and upload. */
-static void easy_wire(CURL *e, struct notify_xfer *nx) {
+void dispatch_easy_wire(CURL *e, struct notify_xfer *nx) {
   if (nx->headers)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, nx->headers);
   if (nx->recipients)
@@ -573,7 +380,7 @@ static void pool_put(struct chan *ch, CURL *e) {
 static struct xfer *xfer_free(struct xfer *x) {
   if (!x)
     return NULL;
-  nx_done(&x->nx);
+  dispatch_nx_done(&x->nx);
   message_clear(&x->msg);
   reminder_clear(&x->row);
   free(x);
@@ -626,7 +433,7 @@ static int64_t backoff(struct dispatcher *d, const struct chan_settings *s, int3
 static enum notify_kind kind_for_channel(const struct config *cfg, const char *name,
                                          const struct notifier_ops **ret_ops) {
   const struct config_channel *cc = config_channel(cfg, name);
-  const struct notifier_ops *ops = cc ? backend_for(cc->type) : NULL;
+  const struct notifier_ops *ops = cc ? dispatch_backend_for(cc->type) : NULL;
   if (ret_ops)
     *ret_ops = ops;
   return ops ? ops->kind : NOTIFY_EMAIL;
@@ -848,19 +655,9 @@ static void breaker_update(struct dispatcher *d, struct outcome *o, int64_t now)
   }
 }
 
-/* Commits a batch in one transaction (falling back to one statement per row
- * when the transaction cannot be had), then updates breakers and reports. */
-static void batch_apply(struct dispatcher *d, struct batch *b) {
-  if (b->n == 0)
-    return;
-  int64_t now = now_s(d);
-  struct decision *dcs = calloc(b->n, sizeof *dcs);
-  if (!dcs) {
-    /* rows stay 'sending'; recovered at the next start */
-    batch_done(b);
-    return;
-  }
-  /* synchronous backends make their batch durable before it counts as sent */
+/* Synchronous backends make their batch durable before it counts as sent;
+ * a failed flush turns their "sent" into transient failures. */
+static void batch_flush(struct dispatcher *d, struct batch *b) {
   for (size_t i = 0; i < b->n; i++) {
     struct chan *ch = b->v[i].ch;
     if (!ch->ops->flush || ch->flushed_gen == d->batch_gen + 1)
@@ -876,38 +673,43 @@ static void batch_apply(struct dispatcher *d, struct batch *b) {
         }
   }
   d->batch_gen++;
-  for (size_t i = 0; i < b->n; i++)
-    decide(d, &b->v[i], now, &dcs[i]);
-  bool tx = store_begin(d->store) >= 0;
+}
+
+/* Writes the decisions (inside the caller's transaction, or autocommit). */
+static int batch_write(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
   int r = 0;
   for (size_t i = 0; i < b->n && r >= 0; i++)
     r = commit_one(d, &b->v[i], &dcs[i], now);
-  if (tx && (r < 0 || store_commit(d->store) < 0)) {
-    store_rollback(d->store);
-    /* once more, row by row: a bad row must not hold the others back */
-    for (size_t i = 0; i < b->n; i++) {
-      dcs[i].fallback[0] = 0;
-      (void)commit_one(d, &b->v[i], &dcs[i], now);
-    }
-  }
+  return r;
+}
+
+/* Circuit breakers and retry instants learn from the decisions. */
+static void batch_learn(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
   for (size_t i = 0; i < b->n; i++) {
     struct outcome *o = &b->v[i];
-    struct decision *dc = &dcs[i];
-    o->row.status = dc->status;
     if (o->ch->probing && o->row.id == o->ch->probe_row && !o->breaker) {
       /* the probe never reached the receiver: probe with another row */
       o->ch->probing = false;
       o->ch->probe_at = now;
     }
     breaker_update(d, o, now);
+    if (dcs[i].status == REMINDER_RETRY && dcs[i].next < o->ch->retry_min)
+      o->ch->retry_min = dcs[i].next;
+  }
+}
+
+/* After the commit: reports. Frees the batch. */
+static void batch_report(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
+  for (size_t i = 0; i < b->n; i++) {
+    struct outcome *o = &b->v[i];
+    struct decision *dc = &dcs[i];
+    o->row.status = dc->status;
     switch (dc->status) {
     case REMINDER_SENT:
       report(d, DISPATCH_SENT, &o->row, NULL, o->res.provider_id[0] ? o->res.provider_id : NULL,
              0, o->latency_ms);
       break;
     case REMINDER_RETRY:
-      if (dc->next < o->ch->retry_min)
-        o->ch->retry_min = dc->next;
       report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
       break;
     case REMINDER_DEAD:
@@ -928,6 +730,95 @@ static void batch_apply(struct dispatcher *d, struct batch *b) {
   }
   free(dcs);
   batch_done(b);
+}
+
+/* Commits a batch in its own transaction (falling back to one statement per
+ * row when the transaction cannot be had), then reports. Used outside the
+ * loop callback's transaction (synchronous sends must be flushed first, after
+ * their claim was committed). */
+static void batch_apply(struct dispatcher *d, struct batch *b) {
+  if (b->n == 0)
+    return;
+  int64_t now = now_s(d);
+  struct decision *dcs = calloc(b->n, sizeof *dcs);
+  if (!dcs) {
+    /* rows stay 'sending'; recovered at the next start */
+    batch_done(b);
+    return;
+  }
+  batch_flush(d, b);
+  for (size_t i = 0; i < b->n; i++)
+    decide(d, &b->v[i], now, &dcs[i]);
+  bool tx = d->tx_depth == 0 && store_begin(d->store) >= 0;
+  int r = batch_write(d, b, dcs, now);
+  if (tx && (r < 0 || store_commit(d->store) < 0)) {
+    store_rollback(d->store);
+    /* once more, row by row: a bad row must not hold the others back */
+    for (size_t i = 0; i < b->n; i++) {
+      dcs[i].fallback[0] = 0;
+      (void)commit_one(d, &b->v[i], &dcs[i], now);
+    }
+  }
+  batch_learn(d, b, dcs, now);
+  batch_report(d, b, dcs, now);
+}
+
+/* Inside the loop callback's transaction (tx_begin): writes the results of
+ * finished transfers now and reports them after the commit (tx_end). Takes
+ * the batch's contents. */
+static void batch_stage(struct dispatcher *d, struct batch *b) {
+  if (b->n == 0)
+    return;
+  int64_t now = now_s(d);
+  struct decision *dcs = calloc(b->n, sizeof *dcs);
+  struct staged *v = d->n_staged == d->cap_staged
+                         ? realloc(d->staged, (d->cap_staged ? d->cap_staged * 2 : 4) * sizeof *v)
+                         : d->staged;
+  if (!dcs || !v) {
+    free(dcs);
+    batch_apply(d, b); /* no memory to defer: do it now */
+    return;
+  }
+  if (v != d->staged) {
+    d->staged = v;
+    d->cap_staged = d->cap_staged ? d->cap_staged * 2 : 4;
+  }
+  for (size_t i = 0; i < b->n; i++)
+    decide(d, &b->v[i], now, &dcs[i]);
+  (void)batch_write(d, b, dcs, now);
+  batch_learn(d, b, dcs, now);
+  d->staged[d->n_staged++] = (struct staged){.b = *b, .dcs = dcs, .now = now};
+  *b = (struct batch){0};
+}
+
+/* One write transaction per loop callback: the claims, the renders' reads
+ * and the results of finished transfers share it. It is committed before
+ * control returns to the event loop, so a claimed row is 'sending' on disk
+ * before its first byte can leave (curl only sends from the loop). */
+static void tx_begin(struct dispatcher *d) {
+  if (d->tx_depth++ == 0)
+    d->tx_ok = store_begin(d->store) >= 0;
+}
+
+static void tx_end(struct dispatcher *d) {
+  if (--d->tx_depth > 0)
+    return;
+  if (d->tx_ok && store_commit(d->store) < 0) {
+    /* the results are rewritten one by one; claims of this callback are
+     * lost: their rows look due again and may be sent once more with the
+     * same key (at-least-once, see docs/delivery.md) */
+    store_rollback(d->store);
+    for (size_t k = 0; k < d->n_staged; k++)
+      for (size_t i = 0; i < d->staged[k].b.n; i++) {
+        d->staged[k].dcs[i].fallback[0] = 0;
+        (void)commit_one(d, &d->staged[k].b.v[i], &d->staged[k].dcs[i], d->staged[k].now);
+      }
+  }
+  d->tx_ok = false;
+  size_t n = d->n_staged;
+  d->n_staged = 0;
+  for (size_t k = 0; k < n; k++)
+    batch_report(d, &d->staged[k].b, d->staged[k].dcs, d->staged[k].now);
 }
 
 /* ---- starting rows ------------------------------------------------------------------ */
@@ -1003,14 +894,14 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
     goto done;
   }
   x->nx.now = now;
-  easy_common(x->easy, &ch->set, &x->nx, x);
+  dispatch_easy_common(x->easy, &ch->set, &x->nx, x);
   x->req = (struct notify_request){.row = &x->row, .msg = &x->msg, .kind = kind, .now = now};
   if (ch->ops->prepare(ch->state, &x->req, x->easy, &x->nx, &res) < 0) {
     pool_put(ch, x->easy);
     x->easy = NULL;
     goto done;
   }
-  easy_wire(x->easy, &x->nx);
+  dispatch_easy_wire(x->easy, &x->nx);
   if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK) {
     pool_put(ch, x->easy);
     x->easy = NULL;
@@ -1205,20 +1096,23 @@ static void check_done(struct dispatcher *d) {
   }
   if (b.n == 0)
     return;
-  batch_apply(d, &b);
-  free_retired(d);
-  if (d->in_kick)
-    return;
-  /* refill the freed slots */
-  d->in_kick = true;
-  int64_t now = now_s(d);
-  for (size_t i = 0; i < d->n_chans; i++) {
-    struct chan *ch = d->chans[i];
-    if (ch->backlog || ch->retry_min <= now || (ch->open && !ch->probing && ch->probe_at <= now))
-      chan_kick(d, ch, now, &b);
+  /* one transaction: these results and the claims refilling the freed slots */
+  struct batch later = {0};
+  tx_begin(d);
+  batch_stage(d, &b);
+  if (!d->in_kick) {
+    d->in_kick = true;
+    int64_t now = now_s(d);
+    for (size_t i = 0; i < d->n_chans; i++) {
+      struct chan *ch = d->chans[i];
+      if (ch->backlog || ch->retry_min <= now || (ch->open && !ch->probing && ch->probe_at <= now))
+        chan_kick(d, ch, now, &later);
+    }
+    d->in_kick = false;
   }
-  batch_apply(d, &b);
-  d->in_kick = false;
+  tx_end(d);
+  batch_apply(d, &later); /* synchronous sends and rows that failed before sending */
+  free_retired(d);
 }
 
 /* ---- public API ---------------------------------------------------------------------- */
@@ -1230,8 +1124,10 @@ void dispatcher_kick(struct dispatcher *d) {
   int64_t now = now_s(d);
   d->last_poll = now;
   struct batch b = {0};
+  tx_begin(d);
   for (size_t i = 0; i < d->n_chans; i++)
     chan_kick(d, d->chans[i], now, &b);
+  tx_end(d);
   batch_apply(d, &b);
   d->in_kick = false;
 }
@@ -1241,15 +1137,26 @@ void dispatcher_socket_ready(struct dispatcher *d, int fd, int events) {
     return;
   int running = 0;
   curl_multi_socket_action(d->multi, fd, events, &running);
-  check_done(d);
+  /* collect finished transfers once the loop has served every ready socket */
+  if (!d->check_pending) {
+    d->check_pending = true;
+    arm_timer(d);
+  }
 }
 
 void dispatcher_timeout(struct dispatcher *d) {
   if (!d)
     return;
   int running = 0;
+  d->check_pending = false;
+  /* curl's timer is one-shot: once due it is consumed (curl re-arms it
+   * through timer_cb when it wants another). Early calls (for the pending
+   * check) are harmless: curl runs only the timers that expired. */
+  if (d->curl_deadline_ms >= 0 && d->curl_deadline_ms <= clock_monotonic_ms())
+    d->curl_deadline_ms = -1;
   curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(d);
+  arm_timer(d);
 }
 
 size_t dispatcher_in_flight(const struct dispatcher *d) { return d ? d->in_flight : 0; }
@@ -1318,6 +1225,7 @@ int dispatcher_new(struct store *store, struct cal *cal, const struct config *cf
     d->rng = (uint64_t)clock_monotonic_ms() * 0x9E3779B97F4A7C15ull | 1;
   d->retry_dirty = true;
   d->last_poll = now_s(d);
+  d->curl_deadline_ms = -1;
   char err[512] = "";
   int r = render_new(cfg, cal, &d->render, err, sizeof err);
   if (r < 0) {
@@ -1378,6 +1286,7 @@ struct dispatcher *dispatcher_free(struct dispatcher *d) {
   }
   if (d->multi)
     curl_multi_cleanup(d->multi);
+  free(d->staged);
   render_free(d->render);
   free(d);
   return NULL;
@@ -1435,124 +1344,3 @@ int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
   return 0;
 }
 
-/* ---- renewctl send-test ----------------------------------------------------------------- */
-
-static void errs_to_string(const struct config_errors *e, char *err, size_t errlen) {
-  if (!err || !errlen)
-    return;
-  err[0] = 0;
-  size_t off = 0;
-  for (size_t i = 0; i < e->n && off < errlen; i++) {
-    int k = snprintf(err + off, errlen - off, "%s%s:%u: %s", i ? "\n" : "", e->v[i].file,
-                     e->v[i].line, e->v[i].message);
-    if (k < 0)
-      break;
-    off += (size_t)k;
-  }
-}
-
-int dispatch_send_test(const struct config *cfg, struct cal *cal, const char *channel,
-                       const char *to, int64_t now, struct notify_result *ret, char *err,
-                       size_t errlen) {
-  if (!cfg || !cal || isempty(channel) || isempty(to) || !ret)
-    return -EINVAL;
-  const struct config_channel *cc = config_channel(cfg, channel);
-  if (!cc) {
-    snprintf(err, errlen, "no [Channel %s] in the configuration", channel);
-    return -ENOENT;
-  }
-  const struct notifier_ops *ops = backend_for(cc->type);
-  if (!ops) {
-    snprintf(err, errlen, "[Channel %s]: Type=%s has no backend in this build", channel,
-             cc->type ? cc->type : "(none)");
-    return -EOPNOTSUPP;
-  }
-  struct config_errors errs = {0};
-  struct render *rd = NULL;
-  void *state = NULL;
-  struct chan_settings set;
-  struct message msg = {0};
-  struct notify_xfer nx = {0};
-  CURL *easy = NULL;
-  int r = render_new(cfg, cal, &rd, err, errlen);
-  if (r < 0)
-    goto out;
-  struct notify_env env = {.cfg = cfg, .templates = render_templates(rd)};
-  if ((r = ops->check_config(cc, &env, &errs)) < 0 || (r = parse_settings(cc, ops, &set, &errs)) < 0 ||
-      (r = ops->new(cc, &env, &state, &errs)) < 0) {
-    errs_to_string(&errs, err, errlen);
-    goto out;
-  }
-  const struct tier *t = NULL;
-  for (size_t p = 0; p < cfg->n_policies && !t; p++)
-    for (size_t k = 0; k < cfg->policies[p]->n_tiers && !t; k++)
-      if (tier_uses(&cfg->policies[p]->tiers[k], channel))
-        t = &cfg->policies[p]->tiers[k];
-  enum notify_kind kind = ops->send ? notify_kind_of_recipient(to) : ops->kind;
-  const char *tier = t ? t->name : "notice";
-  r = render_sample(rd, tier, t && t->template_name ? t->template_name : tier,
-                    t ? t->audience : AUDIENCE_CUSTOMER, kind, to, now, &msg, err, errlen);
-  if (r < 0)
-    goto out;
-  struct reminder row = {
-      .contract_id = (char *)"C-2027-000123",
-      .term = 1,
-      .tier = (char *)tier,
-      .channel = (char *)channel,
-      .audience = (char *)(t && t->audience == AUDIENCE_OWNER ? "owner" : "customer"),
-      .recipient = (char *)to,
-      .attempts = 1,
-  };
-  uint8_t rnd[16];
-  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
-    memset(rnd, 0x5a, sizeof rnd);
-  char *p = row.idem_key + snprintf(row.idem_key, sizeof row.idem_key, "rk-");
-  for (size_t i = 0; i < sizeof rnd; i++)
-    p += snprintf(p, 3, "%02x", rnd[i]);
-  *ret = (struct notify_result){0};
-  char why[512] = "";
-  if (ops->check_message && ops->check_message(cc, &msg, why, sizeof why) < 0) {
-    ret->status = NOTIFY_PERMANENT;
-    snprintf(ret->error, sizeof ret->error, "%s", why);
-    r = 0;
-    goto out;
-  }
-  struct notify_request req = {.row = &row, .msg = &msg, .kind = kind, .now = now};
-  if (ops->send) {
-    ops->send(state, &req, ret);
-    if (ret->status == NOTIFY_SENT && ops->flush && ops->flush(state, why, sizeof why) < 0) {
-      ret->status = NOTIFY_TRANSIENT;
-      snprintf(ret->error, sizeof ret->error, "%s", why);
-    }
-    r = 0;
-    goto out;
-  }
-  if (!(easy = curl_easy_init())) {
-    r = -ENOMEM;
-    goto out;
-  }
-  nx.now = now;
-  easy_common(easy, &set, &nx, NULL);
-  if (ops->prepare(state, &req, easy, &nx, ret) < 0) {
-    r = 0;
-    goto out;
-  }
-  easy_wire(easy, &nx);
-  CURLcode code = curl_easy_perform(easy);
-  if (nx.refused) {
-    ret->status = NOTIFY_PERMANENT;
-    snprintf(ret->error, sizeof ret->error, "%s", nx.refused_why);
-  } else
-    ops->finish(state, &req, easy, &nx, code, ret);
-  r = 0;
-out:
-  if (easy)
-    curl_easy_cleanup(easy);
-  nx_done(&nx);
-  message_clear(&msg);
-  if (state)
-    ops->free(state);
-  render_free(rd);
-  config_errors_clear(&errs);
-  return r;
-}

@@ -59,8 +59,31 @@ const char *email_domain(const char *addr) {
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* Output is staged in a small local buffer and appended in chunks: a
+ * message body is encoded once per send, so this is on the hot path. */
+struct stage {
+  struct buf *b;
+  char v[4096];
+  size_t n;
+  int r;
+};
+
+static void stage_flush(struct stage *s) {
+  if (s->n > 0 && s->r >= 0)
+    s->r = buf_append(s->b, s->v, s->n);
+  s->n = 0;
+}
+
+static inline void stage_put(struct stage *s, const char *p, size_t n) {
+  if (s->n + n > sizeof s->v)
+    stage_flush(s);
+  memcpy(s->v + s->n, p, n);
+  s->n += n;
+}
+
 /* base64 of data, CRLF after every B64_LINE characters and at the end. */
 static int put_base64(struct buf *b, const unsigned char *p, size_t n) {
+  struct stage s = {.b = b};
   size_t col = 0;
   for (size_t i = 0; i < n; i += 3) {
     uint32_t v = (uint32_t)p[i] << 16;
@@ -68,32 +91,37 @@ static int put_base64(struct buf *b, const unsigned char *p, size_t n) {
       v |= (uint32_t)p[i + 1] << 8;
     if (i + 2 < n)
       v |= p[i + 2];
-    char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < n ? b64[v >> 6 & 63] : '=',
-                 i + 2 < n ? b64[v & 63] : '='};
-    int r = buf_append(b, q, 4);
-    if (r < 0)
-      return r;
+    char q[6] = {b64[v >> 18 & 63],
+                 b64[v >> 12 & 63],
+                 i + 1 < n ? b64[v >> 6 & 63] : '=',
+                 i + 2 < n ? b64[v & 63] : '=',
+                 '\r',
+                 '\n'};
     col += 4;
-    if (col >= B64_LINE && (r = buf_puts(b, "\r\n")) < 0)
-      return r;
-    if (col >= B64_LINE)
+    bool eol = col >= B64_LINE || i + 3 >= n;
+    stage_put(&s, q, eol ? 6 : 4);
+    if (eol)
       col = 0;
   }
-  return col > 0 || n == 0 ? buf_puts(b, "\r\n") : 0;
+  if (n == 0)
+    stage_put(&s, "\r\n", 2);
+  stage_flush(&s);
+  return s.r;
 }
 
 /* Quoted-printable (RFC 2045 §6.7) of text; LF and CRLF become CRLF. Ends
- * with CRLF. Lines beginning with "." or "From " are safe as they are:
- * libcurl dot-stuffs, and "From " is only an mbox problem, but encoding its
- * 'F' costs nothing and spares mbox readers: done. */
-static int put_qp(struct buf *b, const char *s) {
+ * with CRLF. Lines beginning with "." are safe as they are (libcurl
+ * dot-stuffs); an 'F' starting "From " is encoded, which costs nothing and
+ * spares mbox readers. */
+static int put_qp(struct buf *b, const char *text) {
+  static const char hex[] = "0123456789ABCDEF";
+  struct stage s = {.b = b};
   size_t col = 0;
-  int r = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++) {
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
     if (*p == '\r' && p[1] == '\n')
       continue;
     if (*p == '\n') {
-      r = buf_puts(b, "\r\n");
+      stage_put(&s, "\r\n", 2);
       col = 0;
       continue;
     }
@@ -104,19 +132,21 @@ static int put_qp(struct buf *b, const char *s) {
     size_t w = plain ? 1 : 3;
     /* keep room for a soft break "=" unless this is the line's last char */
     if (col + w > (eol ? QP_LINE : QP_LINE - 1)) {
-      if ((r = buf_puts(b, "=\r\n")) < 0)
-        break;
+      stage_put(&s, "=\r\n", 3);
       col = 0;
     }
     if (plain)
-      r = buf_append(b, p, 1);
+      stage_put(&s, (const char *)p, 1);
     else
-      r = buf_printf(b, "=%02X", *p);
+      stage_put(&s, (const char[]){'=', hex[*p >> 4], hex[*p & 15]}, 3);
     col += w;
   }
-  if (r >= 0 && (b->len < 2 || memcmp(b->data + b->len - 2, "\r\n", 2) != 0))
-    r = buf_puts(b, "\r\n");
-  return r;
+  if (col > 0)
+    stage_put(&s, "\r\n", 2);
+  stage_flush(&s);
+  if (s.r >= 0 && (b->len < 2 || memcmp(b->data + b->len - 2, "\r\n", 2) != 0))
+    s.r = buf_puts(b, "\r\n");
+  return s.r;
 }
 
 /* True when more than a sixth of the bytes are not ASCII (QP would be larger
@@ -132,9 +162,11 @@ static bool mostly_binary(const char *s) {
 static bool utf8_ok(const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   while (*p) {
-    size_t n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3
-                                                  : (*p & 0xF8) == 0xF0 ? 4
-                                                                        : 0;
+    size_t n = *p < 0x80             ? 1
+               : (*p & 0xE0) == 0xC0 ? 2
+               : (*p & 0xF0) == 0xE0 ? 3
+               : (*p & 0xF8) == 0xF0 ? 4
+                                     : 0;
     if (n == 0 || (n == 2 && *p < 0xC2))
       return false;
     for (size_t i = 1; i < n; i++)
@@ -258,8 +290,8 @@ int email_format(const struct email *e, char **ret, size_t *ret_len) {
   const char *text = e->text ? e->text : "";
   if (!utf8_ok(text) || (e->html && !utf8_ok(e->html)) || (e->calendar && !utf8_ok(e->calendar)))
     return -EINVAL;
-  if (e->calendar && (!token_ok(e->calendar_method) ||
-                      (e->calendar_filename && !token_ok(e->calendar_filename))))
+  if (e->calendar &&
+      (!token_ok(e->calendar_method) || (e->calendar_filename && !token_ok(e->calendar_filename))))
     return -EINVAL;
 
   struct buf b = {0};
@@ -284,8 +316,8 @@ int email_format(const struct email *e, char **ret, size_t *ret_len) {
       goto fail;
   }
   if (e->html) {
-    if ((r = buf_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n", alt)) <
-            0 ||
+    if ((r = buf_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n",
+                        alt)) < 0 ||
         (!e->calendar &&
          (r = buf_puts(&b, "This is a multi-part message in MIME format.\r\n\r\n")) < 0) ||
         (r = buf_printf(&b, "--%s\r\n", alt)) < 0 ||

@@ -38,23 +38,23 @@ struct email_header {
 
 /* Everything a message is made of. Borrowed for the call. */
 struct email {
-  const char *from_name;     /* display name (UTF-8) or NULL */
-  const char *from_addr;     /* required: addr-spec */
-  const char *reply_to;      /* NULL = none; addr-spec, or "Name <addr>" */
-  const char *to_name;       /* display name (UTF-8) or NULL */
-  const char *to_addr;       /* required: addr-spec */
-  const char *subject;       /* one line, UTF-8; NULL = "(no subject)" */
-  int64_t date;              /* Date: (UTC seconds) */
-  const char *idem_key;      /* required: the outbox key; Message-ID <KEY@host> */
-  const char *msgid_host;    /* host part of the Message-ID; NULL = from_addr's domain */
-  const char *text;          /* text/plain body (UTF-8); NULL = "" */
-  const char *html;          /* text/html body or NULL */
-  const char *calendar;      /* complete VCALENDAR text, or NULL */
-  const char *calendar_method;   /* "PUBLISH" or "REQUEST" (the METHOD of calendar) */
-  const char *calendar_filename; /* e.g. "renewal.ics" (ASCII); NULL = "calendar.ics" */
-  const char *unsubscribe_url;   /* List-Unsubscribe: <URL> + List-Unsubscribe-Post
-                                    (RFC 8058) when not NULL; http(s) URL */
-  bool auto_submitted;           /* Auto-Submitted: auto-generated (RFC 3834) */
+  const char *from_name;            /* display name (UTF-8) or NULL */
+  const char *from_addr;            /* required: addr-spec */
+  const char *reply_to;             /* NULL = none; addr-spec, or "Name <addr>" */
+  const char *to_name;              /* display name (UTF-8) or NULL */
+  const char *to_addr;              /* required: addr-spec */
+  const char *subject;              /* one line, UTF-8; NULL = "(no subject)" */
+  int64_t date;                     /* Date: (UTC seconds) */
+  const char *idem_key;             /* required: the outbox key; Message-ID <KEY@host> */
+  const char *msgid_host;           /* host part of the Message-ID; NULL = from_addr's domain */
+  const char *text;                 /* text/plain body (UTF-8); NULL = "" */
+  const char *html;                 /* text/html body or NULL */
+  const char *calendar;             /* complete VCALENDAR text, or NULL */
+  const char *calendar_method;      /* "PUBLISH" or "REQUEST" (the METHOD of calendar) */
+  const char *calendar_filename;    /* e.g. "renewal.ics" (ASCII); NULL = "calendar.ics" */
+  const char *unsubscribe_url;      /* List-Unsubscribe: <URL> + List-Unsubscribe-Post
+                                       (RFC 8058) when not NULL; http(s) URL */
+  bool auto_submitted;              /* Auto-Submitted: auto-generated (RFC 3834) */
   const struct email_header *extra; /* n_extra more headers (X-Renewd-* ...) */
   size_t n_extra;
 };

@@ -66,7 +66,8 @@ int linkkeys_parse(const char *text, size_t len, struct linkkeys **ret, char *er
       linkkeys_free(k);
       return -EINVAL;
     }
-    k->keys[k->n++] = (struct sign_key){.data = (const uint8_t *)k->text + start, .len = end - start};
+    k->keys[k->n++] =
+        (struct sign_key){.data = (const uint8_t *)k->text + start, .len = end - start};
   }
   if (k->n == 0) {
     snprintf(err, errlen, "no link key in the file");
@@ -82,8 +83,8 @@ int linkkeys_load(const char *path_or_credential, struct linkkeys **ret, char *e
   int r = read_secret(path_or_credential, &text);
   if (r < 0) {
     if (err && errlen)
-      snprintf(err, errlen, "cannot read %s: %s", path_or_credential ? path_or_credential : "(none)",
-               strerror(-r));
+      snprintf(err, errlen, "cannot read %s: %s",
+               path_or_credential ? path_or_credential : "(none)", strerror(-r));
     return r;
   }
   size_t len = strlen(text);

@@ -27,7 +27,7 @@
 #define LINKKEY_MAX 8
 
 struct linkkeys {
-  char *text;                        /* the file's bytes, keys point into it; wiped on free */
+  char *text; /* the file's bytes, keys point into it; wiped on free */
   size_t text_len;
   struct sign_key keys[LINKKEY_MAX]; /* [0] signs; all verify */
   size_t n;                          /* >= 1 */

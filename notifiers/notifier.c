@@ -34,10 +34,16 @@ int notify_error(struct config_errors *errs, const struct config_channel *ch,
     return -EINVAL;
   const char *file = kv ? kv->file : ch->file;
   unsigned line = kv ? kv->line : ch->line;
-  if (kv)
-    config_errors_add(errs, file ? file : "?", line, "[Channel %s] %s=: %s", ch->name, kv->key, msg);
+  /* [Ops] is kept as a channel without a type */
+  char sect[160];
+  if (ch->type)
+    snprintf(sect, sizeof sect, "[Channel %s]", ch->name);
   else
-    config_errors_add(errs, file ? file : "?", line, "[Channel %s]: %s", ch->name, msg);
+    snprintf(sect, sizeof sect, "[%s]", ch->name ? ch->name : "Ops");
+  if (kv)
+    config_errors_add(errs, file ? file : "?", line, "%s %s=: %s", sect, kv->key, msg);
+  else
+    config_errors_add(errs, file ? file : "?", line, "%s: %s", sect, msg);
   return -EINVAL;
 }
 

@@ -2,7 +2,7 @@
  * notifier_ops), and the per-transfer state the dispatcher shares with it.
  *
  * One backend per channel Type= (sink, smtp, sms, webhook); the dispatcher
- * keeps them in ONE table (notifier_backends[] in dispatch.c) and picks one
+ * keeps them in ONE table (notifier_backends[] in dispatch_setup.c) and picks one
  * by name, so adding a channel type adds a file and a table line, never an
  * if-chain.
  *
@@ -21,7 +21,7 @@
  *
  * WHAT A NEW BACKEND (e.g. notifiers/smtp.c) IMPLEMENTS:
  *   1. `const struct notifier_ops notifier_smtp_ops = { .type = "smtp", ... }`
- *      declared below, and one line in notifier_backends[] in dispatch.c, plus
+ *      declared below, and one line in notifier_backends[] in dispatch_setup.c, plus
  *      its .c in the notify_dispatch SOURCES (notifiers/CMakeLists.txt);
  *   2. check_config(): every key of the section (config_channel.options)
  *      either known to the backend or to the dispatcher (notify_common_key())

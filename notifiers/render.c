@@ -20,6 +20,7 @@ struct render {
   struct templates *tmpl;   /* NULL when the directory is missing */
   struct linkkeys *keys;    /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
   char *locale;             /* render_set_locale() override (renewctl preview), or NULL */
+  struct tmpl *builtin[3][4]; /* compiled built-in templates [customer/owner/ops][part], lazily */
 };
 
 /* ---- built-in templates: used when the directory has none of that name ---- */
@@ -121,6 +122,9 @@ struct render *render_free(struct render *rd) {
   if (!rd)
     return NULL;
   templates_free(rd->tmpl);
+  for (size_t i = 0; i < 3; i++)
+    for (size_t k = 0; k < 4; k++)
+      tmpl_free(rd->builtin[i][k]);
   free(rd->locale);
   linkkeys_free(rd->keys);
   free(rd);
@@ -250,17 +254,24 @@ static int add_links(struct render *rd, json_t *root, const char *contract_id, i
   return 0;
 }
 
-/* JSON string literal of s ("\"...\""), for JSON body templates. */
+/* JSON string literal of s ("\"...\""), for JSON body templates. UTF-8 passes
+ * through; quotes, backslashes and control characters are escaped. */
 static int add_json_literal(json_t *jobj, const char *key, const char *s) {
-  json_t *str = json_string(s ? s : "");
-  if (!str)
-    return -ENOMEM;
-  char *lit = json_dumps(str, JSON_ENCODE_ANY);
-  json_decref(str);
-  if (!lit)
-    return -ENOMEM;
-  int r = json_object_set_new(jobj, key, json_string(lit)) < 0 ? -ENOMEM : 0;
-  free(lit);
+  struct buf b = {0};
+  int r = buf_puts(&b, "\"");
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); r >= 0 && *p; p++) {
+    if (*p == '"' || *p == '\\')
+      r = buf_printf(&b, "\\%c", *p);
+    else if (*p < 0x20)
+      r = buf_printf(&b, "\\u%04x", *p);
+    else
+      r = buf_append(&b, p, 1);
+  }
+  if (r >= 0)
+    r = buf_puts(&b, "\"");
+  if (r >= 0)
+    r = json_object_set_new(jobj, key, json_string(b.data)) < 0 ? -ENOMEM : 0;
+  buf_free(&b);
   return r;
 }
 
@@ -375,13 +386,19 @@ fail:
 
 /* ---- rendering the parts ----------------------------------------------------------- */
 
-static int render_builtin_part(const char *text, json_t *data, bool html, char **ret, char *err,
-                               size_t errlen) {
+/* Renders one built-in part, compiling it on first use into *slot. */
+static int render_builtin_part(struct tmpl **slot, const char *text, json_t *data, bool html,
+                               char **ret, char *err, size_t errlen) {
   if (!text) {
     *ret = NULL;
     return 0;
   }
-  return tmpl_render(text, data, NULL, html, ret, err, errlen);
+  if (!*slot) {
+    int r = tmpl_compile(text, slot, err, errlen);
+    if (r < 0)
+      return r;
+  }
+  return tmpl_render_compiled(*slot, data, NULL, html, ret, err, errlen);
 }
 
 int render_template(struct render *rd, const char *name, const char *part, const char *locale,
@@ -429,16 +446,20 @@ static int render_parts(struct render *rd, const char *name, bool ops_alert,
       }
     }
     m->template_name = strdup(name);
+  } else if (kind == NOTIFY_WEBHOOK) {
+    /* the event JSON is the message; no built-in prose for machines */
+    m->template_name = strdup("(event only)");
+    return m->template_name ? 0 : -ENOMEM;
   } else {
-    const struct builtin *b = ops_alert ? &builtin_ops
-                              : audience == AUDIENCE_OWNER ? &builtin_owner
-                                                           : &builtin_customer;
-    if ((r = render_builtin_part(b->subject, m->data, false, &m->subject, err, errlen)) < 0 ||
-        (r = render_builtin_part(b->text, m->data, false, &m->text, err, errlen)) < 0 ||
+    size_t which = ops_alert ? 2 : audience == AUDIENCE_OWNER ? 1 : 0;
+    const struct builtin *b = which == 2 ? &builtin_ops : which == 1 ? &builtin_owner : &builtin_customer;
+    struct tmpl **slots = rd->builtin[which];
+    if ((r = render_builtin_part(&slots[0], b->subject, m->data, false, &m->subject, err, errlen)) < 0 ||
+        (r = render_builtin_part(&slots[1], b->text, m->data, false, &m->text, err, errlen)) < 0 ||
         (kind == NOTIFY_EMAIL &&
-         (r = render_builtin_part(b->html, m->data, true, &m->html, err, errlen)) < 0) ||
+         (r = render_builtin_part(&slots[2], b->html, m->data, true, &m->html, err, errlen)) < 0) ||
         (kind == NOTIFY_SMS &&
-         (r = render_builtin_part(b->sms, m->data, false, &m->sms, err, errlen)) < 0))
+         (r = render_builtin_part(&slots[3], b->sms, m->data, false, &m->sms, err, errlen)) < 0))
       return r;
     m->template_name = strdup("(built-in)");
   }
@@ -499,7 +520,7 @@ static int build_event(const struct message *m, const struct reminder *row, int6
     r = -ENOMEM;
   json_decref(data);
   if (r == 0) {
-    *ret = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    *ret = json_dumps(ev, JSON_COMPACT);
     if (!*ret)
       r = -ENOMEM;
   }

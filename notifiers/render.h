@@ -61,7 +61,9 @@ struct message {
   char *text;            /* plain text part */
   char *html;            /* HTML part (email only) */
   char *sms;             /* SMS text: the sms part, else the text part */
-  char *event;           /* webhook event body (JSON, compact) */
+  char *event;           /* webhook event body (JSON, compact); its "message" holds
+                            subject/text only when a template file rendered them
+                            (webhooks get no built-in prose) */
   const char *event_type; /* "reminder.due", "escalation.raised", "delivery.failed" (static) */
   json_t *data;          /* the template context (own reference) */
   char *locale;          /* locale used for rendering */

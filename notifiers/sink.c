@@ -4,6 +4,8 @@
  *   Type=sink
  *   Maildir=/var/lib/renewd/maildir   (required; tmp/ new/ cur/ are created)
  *   From=renewd <renewd@example.com>  (optional; default RENDER_DEFAULT_FROM)
+ *   Sync=yes                          (no: skip syncfs/fsync, for demos on busy disks;
+ *                                     a crash may then lose messages already marked sent)
  *
  * Each message is written to tmp/<unique>; flush() (called by the dispatcher
  * before it commits the batch's results) makes the batch durable with one
@@ -32,11 +34,12 @@ struct sink {
   int tmp_fd;      /* tmp/ */
   int new_fd;      /* new/ */
   unsigned serial; /* unique names within this process */
+  bool sync;       /* Sync=: make batches durable before they count as sent */
   char **pending;  /* names written to tmp/ since the last flush */
   size_t n_pending, cap_pending;
 };
 
-static const char *const sink_known[] = {"Maildir", "From", NULL};
+static const char *const sink_known[] = {"Maildir", "From", "Sync", NULL};
 static const char *const sink_required[] = {"Maildir", NULL};
 
 static int sink_check_config(const struct config_channel *ch, const struct notify_env *env,
@@ -45,6 +48,8 @@ static int sink_check_config(const struct config_channel *ch, const struct notif
   const struct config_kv *kv = config_channel_lookup(ch, "Maildir");
   if (kv && kv->value[0] != '/')
     r = notify_error(errs, ch, kv, "must be an absolute path");
+  if ((kv = config_channel_lookup(ch, "Sync")) && parse_boolean(kv->value) < 0)
+    r = notify_error(errs, ch, kv, "expected yes or no");
   if ((kv = config_channel_lookup(ch, "From")) && !render_from_valid(kv->value))
     r = notify_error(errs, ch, kv, "expected an address, e.g. \"Renewals <renewals@example.com>\"");
   return r;
@@ -95,6 +100,8 @@ static int sink_new(const struct config_channel *ch, const struct notify_env *en
   s->tmp_fd = s->new_fd = -1;
   s->path = strdup(kv->value);
   s->from = strdup_or_null(config_channel_get(ch, "From"));
+  const char *sync = config_channel_get(ch, "Sync");
+  s->sync = !sync || parse_boolean(sync) != 0;
   if (!s->path) {
     sink_free(s);
     return -ENOMEM;
@@ -191,7 +198,7 @@ static int sink_flush(void *state, char *err, size_t errlen) {
   int r = 0;
   if (s->n_pending == 0)
     return 0;
-  if (syncfs(s->tmp_fd) < 0)
+  if (s->sync && syncfs(s->tmp_fd) < 0)
     r = -errno;
   for (size_t i = 0; i < s->n_pending; i++) {
     if (r >= 0 && renameat(s->tmp_fd, s->pending[i], s->new_fd, s->pending[i]) < 0)
@@ -201,7 +208,7 @@ static int sink_flush(void *state, char *err, size_t errlen) {
     free(s->pending[i]);
   }
   s->n_pending = 0;
-  if (r >= 0 && fsync(s->new_fd) < 0)
+  if (r >= 0 && s->sync && fsync(s->new_fd) < 0)
     r = -errno;
   if (r < 0)
     snprintf(err, errlen, "Maildir %s: %s", s->path, strerror(-r));

@@ -23,8 +23,8 @@
 #include "notifiers/render.h"
 #include "notifiers/templates.h"
 
-#define CALLBACK_TIER "callback"   /* owner tier that gets a meeting request */
-#define MEETING_LENGTH (30 * 60)   /* seconds */
+#define CALLBACK_TIER "callback" /* owner tier that gets a meeting request */
+#define MEETING_LENGTH (30 * 60) /* seconds */
 #define REPLY_MAX 512
 
 /* Parsed [Channel] keys. */
@@ -59,7 +59,7 @@ struct smtp_xfer {
 };
 
 static const char *const smtp_known[] = {
-    "URL",  "From",      "ReplyTo",  "Username", "PasswordFile", "RequireTLS",
+    "URL",    "From",      "ReplyTo",  "Username",      "PasswordFile", "RequireTLS",
     "CAFile", "TLSVerify", "Calendar", "CalendarAlarm", NULL,
 };
 static const char *const smtp_required[] = {"URL", "From", NULL};
@@ -217,8 +217,8 @@ static bool tier_uses(const struct tier *t, const char *chname) {
 
 /* Every template this channel may send needs a subject and a text part in
  * the fallback locale (the last resort of every locale chain). */
-static int check_template(const struct config_channel *ch, struct templates *t,
-                          const char *tier, const char *name, struct config_errors *errs) {
+static int check_template(const struct config_channel *ch, struct templates *t, const char *tier,
+                          const char *name, struct config_errors *errs) {
   static const char *const parts[] = {"subject", "text"};
   int r = 0;
   for (size_t i = 0; i < ELEMENTSOF(parts); i++)
@@ -449,8 +449,10 @@ static int build_message(const struct smtp_settings *set, const struct notify_re
   char step[16];
   snprintf(step, sizeof step, "%" PRId32, row->step);
   const struct email_header extra[] = {
-      {"X-Renewd-Contract", row->contract_id}, {"X-Renewd-Tier", row->tier},
-      {"X-Renewd-Step", step},                 {"X-Renewd-Channel", row->channel},
+      {"X-Renewd-Contract", row->contract_id},
+      {"X-Renewd-Tier", row->tier},
+      {"X-Renewd-Step", step},
+      {"X-Renewd-Channel", row->channel},
       {"X-Renewd-Audience", row->audience},
   };
   bool customer = !streq_ptr(row->audience, "owner") && !streq_ptr(row->tier, RENDER_OPS_TIER);
@@ -535,7 +537,7 @@ static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, voi
     return 0; /* not a reply, or a continuation line ("250-...") */
   char *dst = data[0] == '2' && data[1] == '5' && data[2] == '0' ? x->ok
               : data[0] == '4' || data[0] == '5'                 ? x->err
-                                                                  : NULL;
+                                                                 : NULL;
   if (!dst)
     return 0;
   while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
@@ -577,7 +579,8 @@ static int smtp_prepare(void *state, const struct notify_request *req, CURL *eas
   curl_easy_setopt(easy, CURLOPT_URL, set->url);
   curl_easy_setopt(easy, CURLOPT_MAIL_FROM, set->from_addr);
   if (!set->smtps)
-    curl_easy_setopt(easy, CURLOPT_USE_SSL, (long)(set->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+    curl_easy_setopt(easy, CURLOPT_USE_SSL,
+                     (long)(set->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
   if (set->username) {
     curl_easy_setopt(easy, CURLOPT_USERNAME, set->username);
     curl_easy_setopt(easy, CURLOPT_PASSWORD, s->password ? s->password : "");

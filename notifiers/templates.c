@@ -390,8 +390,9 @@ static void check_report(struct check_ctx *c, const char *key, unsigned line, co
 static int check_partial_ref(void *ud, const char *name, unsigned line) {
   struct check_ctx *c = ud;
   struct entry *e = NULL;
-  int r = valid_name(name) ? find(c->t, c->chain, c->n_chain, "partials/", name, ".mustache", &e, NULL)
-                           : -ENOENT;
+  int r = -ENOENT;
+  if (valid_name(name))
+    r = find(c->t, c->chain, c->n_chain, "partials/", name, ".mustache", &e, NULL);
   if (r == -ENOMEM)
     return r;
   if (r == -ENOENT) {
@@ -448,8 +449,11 @@ static int check_dir(struct check_ctx *c, const struct locale_dir *l, const char
     _cleanup_free_ char *stem = strndup(n, len - 9);
     if (!key || !stem)
       return -ENOMEM;
-    char *dot = strrchr(stem, '.');
-    bool ok = *sub ? valid_name(stem) : dot && dot > stem && (*dot = 0, valid_name(stem) && valid_name(dot + 1));
+    /* partials/NAME.mustache, or NAME.PART.mustache */
+    char *dot = *sub ? NULL : strrchr(stem, '.');
+    if (dot)
+      *dot = 0;
+    bool ok = *sub ? valid_name(stem) : dot && valid_name(stem) && valid_name(dot + 1);
     if (!ok) {
       check_report(c, key, 0,
                    *sub ? "not a valid partial name (letters, digits, '_', '-', '.')"

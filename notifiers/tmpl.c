@@ -1073,8 +1073,8 @@ static int walk_partials(const struct node *n, int (*fn)(void *, const char *, u
   return 0;
 }
 
-int tmpl_foreach_partial(const struct tmpl *t,
-                         int (*fn)(void *ud, const char *name, unsigned line), void *ud) {
+int tmpl_foreach_partial(const struct tmpl *t, int (*fn)(void *ud, const char *name, unsigned line),
+                         void *ud) {
   if (!t || !fn)
     return -EINVAL;
   return walk_partials(&t->root, fn, ud);

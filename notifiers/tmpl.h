@@ -79,5 +79,5 @@ int tmpl_render(const char *template, json_t *data, const struct tmpl_partials *
  * blocks included whatever the data (dynamic {{>*x}} names are skipped).
  * For config checks. Stops at and returns the first negative value fn
  * returns; else 0. */
-int tmpl_foreach_partial(const struct tmpl *t,
-                         int (*fn)(void *ud, const char *name, unsigned line), void *ud);
+int tmpl_foreach_partial(const struct tmpl *t, int (*fn)(void *ud, const char *name, unsigned line),
+                         void *ud);

@@ -13,6 +13,8 @@ packages=(
   nginx-light postfix
   prometheus scdoc man-db
   curl
+  tidy groff-base
+  fonts-wqy-microhei
 )
 
 SUDO=""

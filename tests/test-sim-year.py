@@ -654,6 +654,7 @@ def body(wd):
     times = [SIM_START] + BOUNDARIES + [SIM_END]
     runtime = 0.0
     for k in range(len(times) - 1):
+        write(conf, config_text(wd, db, free_port()))  # a port free now (the HTTP listener binds it)
         runtime += simulate(a.renewd, conf, db, times[k], times[k + 1], wd, k + 1)
         if k + 1 < len(times) - 1:
             b = times[k + 1]

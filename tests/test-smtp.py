@@ -16,13 +16,15 @@ email package (email.policy.default).
      message (but for Date).
   2. STARTTLS required + AUTH: delivered over TLS as the configured user,
      CAFile= trusting the test's self-signed certificate; the password is in
-     neither the log nor the store. A wrong password: 535, dead at once.
+     neither the log nor the store; `renewctl send-test` through the same
+     channel. A wrong password: 535, dead at once. Without CAFile= the
+     self-signed certificate is refused: dead at once.
   3. smtps:// (implicit TLS).
   4. 451 for the first message: retried, delivered once after two attempts.
   5. 550 for one recipient: that row is dead (renewctl outbox --state dead
      when renewctl has it), the other is delivered.
   6. connection reuse: 12 messages at MaxConcurrent=2 over at most 2
-     connections... or at least far fewer connections than messages.
+     connections (counted by the server).
 
 Usage: test-smtp.py RENEWD RENEWCTL
 """
@@ -299,6 +301,16 @@ def case_tls_auth(wd):
         with open(db, "rb") as f:
             check(PASSWORD.encode() not in f.read(), "the password is not in the store")
         parse(msgs[0][0])  # parses
+
+        # renewctl send-test through the same channel: sample data, STARTTLS + AUTH
+        p = run([RENEWCTL, "--config", conf, "send-test", "--channel", "email", "--to", "probe@example.com"])
+        check("sent to probe@example.com" in p.stdout and "provider id Q" in p.stdout,
+              f"send-test over STARTTLS+AUTH: {p.stdout}")
+        raw, meta = srv.messages()[-1]
+        check(meta["rcpt_tos"] == ["probe@example.com"] and meta["tls"] and meta["auth_login"] == "renewd",
+              "send-test: delivered over TLS, authenticated")
+        check(parse(raw)["Subject"].startswith("Your Enterprise Support Plan expires on"),
+              f"send-test: the sample notice ({parse(raw)['Subject']})")
 
         # a wrong password: 535 is permanent
         srv2 = SmtpServer(wd("mail-badpw"), tls=True, require_tls=True, auth=("renewd", "other")).start()

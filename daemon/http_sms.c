@@ -1,0 +1,322 @@
+/* http_sms: POST /sms/inbound, Twilio's inbound message webhook.
+ *
+ * Authentication: X-Twilio-Signature must be the base64 HMAC-SHA1 (key: the
+ * AuthTokenFile= of the first [Channel] with Type=sms and Provider=twilio)
+ * over PublicURL + "/sms/inbound" followed by the POST parameters sorted by
+ * name (notifiers/sign.h, sign_twilio_verify()); otherwise 403 and nothing
+ * is read.
+ *
+ * The sender is found by phone number (customers.phone, E.164) and the answer
+ * goes to the customer's open contract (active, reminding, snoozed, callback
+ * or lapsed; one already in its ladder first, then the most recently
+ * updated). The whole body, blanks around it ignored, case-insensitive:
+ *   STOP STOPALL UNSUBSCRIBE CANCEL END QUIT REVOKE OPTOUT (退订)  opt out of SMS
+ *   START UNSTOP (订阅)                                            opt in again
+ *   HELP INFO (帮助)                                               help text
+ *   RENEW YES (续约)                                               renew_intent: owner alerted
+ *   CALL (回电)                                                    callback: owner alerted
+ * anything else is a "message" forwarded to the sales owner. The reply is
+ * TwiML (<Response><Message>...</Message></Response>) in the customer's
+ * language (zh* = Simplified Chinese, else English); an unknown sender gets an
+ * empty <Response/> (or the help text for HELP). Twilio retries a webhook
+ * that failed: the MessageSid is the answer's idempotency key ("sms-" + sid),
+ * so a retry records nothing twice.
+ *
+ * Owns nothing beyond one request; blocks on the store only. */
+#include <inttypes.h>
+
+#include "daemon/http_internal.h"
+#include "notifiers/sign.h"
+
+/* ---- keywords ------------------------------------------------------------------- */
+
+static const struct {
+  const char *word;
+  enum http_sms_keyword kw;
+} keywords[] = {
+    {"STOP", SMS_KW_STOP},
+    {"STOPALL", SMS_KW_STOP},
+    {"UNSUBSCRIBE", SMS_KW_STOP},
+    {"CANCEL", SMS_KW_STOP},
+    {"END", SMS_KW_STOP},
+    {"QUIT", SMS_KW_STOP},
+    {"REVOKE", SMS_KW_STOP},
+    {"OPTOUT", SMS_KW_STOP},
+    {"\xe9\x80\x80\xe8\xae\xa2", SMS_KW_STOP},
+    {"START", SMS_KW_START},
+    {"UNSTOP", SMS_KW_START},
+    {"\xe8\xae\xa2\xe9\x98\x85", SMS_KW_START},
+    {"HELP", SMS_KW_HELP},
+    {"INFO", SMS_KW_HELP},
+    {"\xe5\xb8\xae\xe5\x8a\xa9", SMS_KW_HELP},
+    {"RENEW", SMS_KW_RENEW},
+    {"YES", SMS_KW_RENEW},
+    {"\xe7\xbb\xad\xe7\xba\xa6", SMS_KW_RENEW},
+    {"CALL", SMS_KW_CALL},
+    {"\xe5\x9b\x9e\xe7\x94\xb5", SMS_KW_CALL},
+};
+
+static bool blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+enum http_sms_keyword http_sms_keyword(const char *body) {
+  if (!body)
+    return SMS_KW_NONE;
+  while (blank(*body))
+    body++;
+  size_t n = strlen(body);
+  while (n && blank(body[n - 1]))
+    n--;
+  if (n == 0 || n > 16)
+    return SMS_KW_NONE;
+  char w[17];
+  for (size_t i = 0; i < n; i++)
+    w[i] = (char)(body[i] >= 'a' && body[i] <= 'z' ? body[i] - 32 : body[i]);
+  w[n] = 0;
+  for (size_t i = 0; i < ELEMENTSOF(keywords); i++)
+    if (streq(w, keywords[i].word))
+      return keywords[i].kw;
+  return SMS_KW_NONE;
+}
+
+/* ---- replies ----------------------------------------------------------------------- */
+
+struct sms_strings {
+  const char *stop, *start, *help, *renew, *call, *message, *refused, *error;
+};
+
+static const struct sms_strings sms_en = {
+    .stop = "You are unsubscribed from renewal reminders by SMS. Reply START to subscribe again.",
+    .start = "You will receive renewal reminders by SMS again. Reply STOP to unsubscribe.",
+    .help = "Renewal reminders: reply RENEW to renew, CALL to get a call back, STOP to "
+            "unsubscribe.",
+    .renew = "Thank you! Your account manager will contact you to complete the renewal.",
+    .call = "Thank you! Your account manager will call you soon.",
+    .message = "Thank you, we have passed your message on to your account manager.",
+    .refused = "This contract can no longer be changed by SMS. Please contact your account "
+               "manager.",
+    .error = "Sorry, we could not process your message. Please try again later.",
+};
+
+static const struct sms_strings sms_zh = {
+    .stop = "您已退订短信续约提醒。回复 START 可重新订阅。",
+    .start = "您将重新通过短信收到续约提醒。回复 STOP 可退订。",
+    .help = "续约提醒：回复 RENEW 续约，回复 CALL 请求回电，回复 STOP 退订。",
+    .renew = "谢谢！您的客户经理将与您联系以完成续约。",
+    .call = "谢谢！您的客户经理将很快给您回电。",
+    .message = "谢谢，我们已将您的消息转交给您的客户经理。",
+    .refused = "此合同已无法通过短信更改。请联系您的客户经理。",
+    .error = "抱歉，我们无法处理您的消息。请稍后重试。",
+};
+
+static void twiml(struct http_reply *rep, const char *message) {
+  buf_reset(&rep->body);
+  rep->status = 200;
+  rep->content_type = "text/xml; charset=utf-8";
+  int r = buf_puts(&rep->body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+  if (r >= 0 && isempty(message))
+    r = buf_puts(&rep->body, "<Response/>\n");
+  else if (r >= 0 && (r = buf_puts(&rep->body, "<Response><Message>")) >= 0 &&
+           (r = http_html_escape(&rep->body, message)) >= 0)
+    r = buf_puts(&rep->body, "</Message></Response>\n");
+  if (r < 0)
+    http_reply_text(rep, 500, "out of memory\n");
+}
+
+/* ---- the contract an SMS is about ---------------------------------------------------------- */
+
+struct pick {
+  char *id; /* best so far; owned */
+  int rank; /* 3 in ladder, 2 active, 1 other state */
+  int64_t updated;
+};
+
+static int pick_cb(const struct contract *c, const struct customer *cu, void *ud) {
+  struct pick *p = ud;
+  int rank;
+  switch (c->state) {
+  case CONTRACT_REMINDING:
+  case CONTRACT_SNOOZED:
+  case CONTRACT_CALLBACK:
+  case CONTRACT_LAPSED:
+    rank = 3;
+    break;
+  case CONTRACT_ACTIVE:
+    rank = 2;
+    break;
+  default:
+    rank = 1;
+  }
+  if (p->id && (rank < p->rank || (rank == p->rank && c->updated_at <= p->updated)))
+    return 0;
+  char *id = strdup(c->id);
+  if (!id)
+    return -ENOMEM;
+  free(p->id);
+  *p = (struct pick){.id = id, .rank = rank, .updated = c->updated_at};
+  return 0;
+}
+
+/* ---- handler ----------------------------------------------------------------------------------
+ */
+
+void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *method,
+                     const struct http_request *rq, struct http_reply *rep) {
+  char ct[64];
+  http_content_type(c, ct, sizeof ct);
+  _cleanup_(http_form_clear) struct http_form f = {0};
+  if (!streq(ct, "application/x-www-form-urlencoded")) {
+    http_reply_text(rep, 415, "expected application/x-www-form-urlencoded\n");
+    return;
+  }
+  if (http_form_parse(rq->body.data, rq->body.len, &f) < 0) {
+    http_reply_text(rep, 400, "malformed form body\n");
+    return;
+  }
+
+  /* authenticity first: nothing of an unsigned request is used */
+  const char *sig = http_header(c, "X-Twilio-Signature");
+  if (!h->sms_token || isempty(sig)) {
+    log_notice(h->deps.log, "http: inbound SMS refused: %s",
+               h->sms_token ? "no X-Twilio-Signature" : "no Twilio AuthTokenFile= configured");
+    http_reply_text(rep, 403, "forbidden\n");
+    return;
+  }
+  _cleanup_free_ struct sign_param *params = calloc(f.n ? f.n : 1, sizeof *params);
+  _cleanup_free_ char *url = strprintf(
+      "%s/sms/inbound", h->deps.cfg->daemon.public_url ? h->deps.cfg->daemon.public_url : "");
+  if (!params || !url) {
+    http_reply_text(rep, 500, "out of memory\n");
+    return;
+  }
+  for (size_t i = 0; i < f.n; i++)
+    params[i] = (struct sign_param){.name = f.names[i], .value = f.values[i]};
+  if (sign_twilio_verify(h->sms_token, url, params, f.n, sig) != 0) {
+    log_notice(h->deps.log,
+               "http: inbound SMS refused: X-Twilio-Signature does not match "
+               "(signed URL must be %s)",
+               url);
+    http_reply_text(rep, 403, "forbidden\n");
+    return;
+  }
+
+  const char *from = http_form_get(&f, "From"), *body = http_form_get(&f, "Body");
+  const char *sid = http_form_get(&f, "MessageSid");
+  if (isempty(sid))
+    sid = http_form_get(&f, "SmsSid");
+  if (isempty(from)) {
+    http_reply_text(rep, 400, "missing From\n");
+    return;
+  }
+  char phone[17];
+  enum http_sms_keyword kw = http_sms_keyword(body);
+  _cleanup_(customer_clear) struct customer cu = {0};
+  int r = validate_e164(from, phone) < 0 ? -ENOENT
+                                         : store_customer_find_by_phone(h->deps.store, phone, &cu);
+  if (r == -ENOENT) {
+    log_info(h->deps.log, "http: inbound SMS from an unknown number (%s)",
+             kw == SMS_KW_NONE ? "message" : "keyword");
+    twiml(rep, kw == SMS_KW_HELP ? sms_en.help : NULL);
+    return;
+  }
+  if (r < 0) {
+    log_error(h->deps.log, "http: inbound SMS: cannot look up the sender: %s",
+              store_last_error(h->deps.store));
+    http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
+    return;
+  }
+  const struct sms_strings *t = http_locale_is_zh(cu.locale) ? &sms_zh : &sms_en;
+
+  struct pick pk = {0};
+  struct store_contract_filter flt = {.state = -1, .customer_id = cu.id};
+  r = store_contract_foreach(h->deps.store, &flt, pick_cb, &pk);
+  _cleanup_free_ char *contract_id = pk.id;
+  if (r < 0) {
+    http_reply_text(rep, 500, "store error\n");
+    return;
+  }
+  int64_t now = http_now(h);
+  if (!contract_id) {
+    /* no contract to hang the answer on: opt-outs still apply to the customer */
+    if (kw == SMS_KW_STOP || kw == SMS_KW_START) {
+      unsigned optout = kw == SMS_KW_STOP ? cu.optout | OPTOUT_SMS : cu.optout & ~OPTOUT_SMS;
+      if (optout != cu.optout && store_customer_set_optout(h->deps.store, cu.id, optout, now) < 0) {
+        http_reply_text(rep, 500, "store error\n");
+        return;
+      }
+      twiml(rep, kw == SMS_KW_STOP ? t->stop : t->start);
+    } else
+      twiml(rep, kw == SMS_KW_HELP ? t->help : NULL);
+    return;
+  }
+
+  _cleanup_(contract_clear) struct contract co = {0};
+  struct http_policy pol;
+  r = store_contract_get(h->deps.store, contract_id, &co);
+  if (r < 0) {
+    http_reply_text(rep, 500, "store error\n");
+    return;
+  }
+  http_policy_load(h, &co, &cu, &pol);
+  _cleanup_free_ char *key = !isempty(sid) ? strprintf("sms-%.64s", sid) : NULL;
+  struct lifecycle_answer a = {
+      .contract_id = contract_id,
+      .source = LIFECYCLE_SOURCE_SMS,
+      .channel = "sms",
+      .idem_key = key,
+      .policy = &pol.lp,
+  };
+  const char *ok;
+  switch (kw) {
+  case SMS_KW_STOP:
+    a.kind = LIFECYCLE_UNSUBSCRIBED, ok = t->stop;
+    break;
+  case SMS_KW_START:
+    a.kind = LIFECYCLE_RESUBSCRIBED, ok = t->start;
+    break;
+  case SMS_KW_HELP:
+    a.kind = LIFECYCLE_HELP, ok = t->help;
+    break;
+  case SMS_KW_RENEW:
+    a.kind = LIFECYCLE_RENEW_INTENT, ok = t->renew;
+    break;
+  case SMS_KW_CALL:
+    a.kind = LIFECYCLE_CALLBACK, ok = t->call;
+    break;
+  default:
+    a.kind = LIFECYCLE_MESSAGE, ok = t->message;
+    a.detail = body;
+    break;
+  }
+  _cleanup_free_ char *text = NULL;
+  if (a.detail && strlen(a.detail) > 1600 && (text = strndup(a.detail, 1600)))
+    a.detail = text;
+  struct lifecycle_result res = {0};
+  char err[512];
+  struct log_ctx lc = {.contract_id = contract_id, .channel = "sms"};
+  r = lifecycle_apply(h->deps.store, &a, now, &res, err, sizeof err);
+  http_policy_done(&pol);
+  if (r == -EPERM || r == -EALREADY) {
+    log_msg(h->deps.log, LOG_INFO, &lc, "inbound SMS %s not recorded: %s",
+            lifecycle_kind_to_string(a.kind), err);
+    twiml(rep, r == -EALREADY && a.kind == LIFECYCLE_CALLBACK ? t->call : t->refused);
+    return;
+  }
+  if (r < 0) {
+    log_msg(h->deps.log, LOG_ERR, &lc, "inbound SMS %s failed: %s",
+            lifecycle_kind_to_string(a.kind), err);
+    if (r == -EINVAL || r == -EEXIST)
+      twiml(rep, t->error);
+    else
+      http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
+    return;
+  }
+  if (!res.already_recorded) {
+    log_msg(h->deps.log, LOG_INFO, &lc, "answer recorded: %s via sms (response %" PRId64 ")",
+            lifecycle_kind_to_string(a.kind), res.response_id);
+    http_changed(h, contract_id);
+  }
+  lifecycle_result_clear(&res);
+  twiml(rep, ok);
+}
