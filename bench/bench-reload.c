@@ -20,7 +20,7 @@
  * Prints both times, the ratio (b)/(a) (target <= 1) and the longest
  * iteration (target < 50 ms). Run by hand on an otherwise idle machine;
  * --keep leaves the directory (logs, stores). BENCH_DIR= picks the parent
- * directory (default /tmp). */
+ * directory (default /tmp); RENEWD= another renewd binary to measure. */
 #include "bench/bench-daemon.h"
 
 #ifndef RENEWD_PATH
@@ -174,11 +174,11 @@ int main(int argc, char **argv) {
   kill(d.pid, SIGHUP);
   renewd_wait_line(&d, "configuration reloaded", 600e3, NULL, 0);
   double t1 = renewd_wait_line(&d, "refill done in", 3600e3, line, sizeof line);
-  long daemon_ms = -1, planned = -1, slice = -1;
+  long daemon_ms = -1, planned = -1, slice = -1, commit = -1;
   const char *p = strstr(line, "refill done in");
   if (p)
-    sscanf(p, "refill done in %ld ms (%ld contracts planned, longest slice %ld ms)", &daemon_ms,
-           &planned, &slice);
+    sscanf(p, "refill done in %ld ms (%ld contracts planned, longest slice %ld ms, longest commit %ld ms)",
+           &daemon_ms, &planned, &slice, &commit);
   int rc = renewd_stop(&d, loop_line, sizeof loop_line);
   if (rc != 0)
     die("renewd exited with %d (see %s)", rc, log_path);
@@ -212,7 +212,9 @@ int main(int argc, char **argv) {
   printf("  longest event-loop iteration after READY (reload included): %.1f ms "
          "(target < 50 ms)  %s\n",
          longest, longest >= 0 && longest < 50 ? "ok" : "MISSED");
-  printf("  longest scheduler slice of the reload (sched_work): %ld ms\n", slice);
+  printf("  longest scheduler slice of the reload (sched_work): %ld ms, of which the longest "
+         "commit: %ld ms\n",
+         slice, commit);
   if (keep)
     printf("  kept %s\n", dir);
   else

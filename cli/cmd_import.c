@@ -149,14 +149,16 @@ static uint64_t hash_customer(const struct customer *cu) {
 /* ---- per-row bookkeeping --------------------------------------------------------- */
 
 /* Where rows are, for re-reading: the file offset and line of every
- * ROWS_CHUNK-th row (a re-read seeks there and parses forward), plus one
- * "rejected" bit per row. */
+ * ROWS_CHUNK-th row (a re-read seeks there and parses forward), plus two bits
+ * per row: "rejected", and "first valid row of its customer" (pass 2 writes
+ * the customer there, without looking it up). */
 #define ROWS_CHUNK 64
 
 struct rows {
   uint64_t *offset;  /* per chunk: file offset of its first row */
   uint32_t *line;    /* per chunk: physical line of its first row */
   uint8_t *rejected; /* bitmap, one bit per row */
+  uint8_t *cu_first; /* bitmap: the row is the first valid one of its customer */
   size_t n;          /* rows */
   size_t cap;        /* rows the arrays can describe (a multiple of ROWS_CHUNK) */
 };
@@ -165,6 +167,7 @@ static void rows_done(struct rows *r) {
   free(r->offset);
   free(r->line);
   free(r->rejected);
+  free(r->cu_first);
   *r = (struct rows){0};
 }
 
@@ -184,7 +187,12 @@ static int rows_add(struct rows *r, uint64_t offset, unsigned line) {
       memset(b + r->cap / 8, 0, (cap - r->cap) / 8);
       r->rejected = b;
     }
-    if (!o || !l || !b)
+    uint8_t *c = realloc(r->cu_first, cap / 8);
+    if (c) {
+      memset(c + r->cap / 8, 0, (cap - r->cap) / 8);
+      r->cu_first = c;
+    }
+    if (!o || !l || !b || !c)
       return -ENOMEM;
     r->cap = cap;
   }
@@ -201,6 +209,12 @@ static void rows_reject(struct rows *r, size_t ord) {
 }
 static bool rows_rejected(const struct rows *r, size_t ord) {
   return r->rejected[ord / 8] & (1u << (ord % 8));
+}
+static void rows_set_cu_first(struct rows *r, size_t ord) {
+  r->cu_first[ord / 8] |= 1u << (ord % 8);
+}
+static bool rows_cu_first(const struct rows *r, size_t ord) {
+  return r->cu_first[ord / 8] & (1u << (ord % 8));
 }
 
 /* ---- the import ---------------------------------------------------------------------- */
@@ -232,6 +246,7 @@ struct import {
   struct rows rows;
 
   struct store *store; /* pass 2; NULL in a dry run without a store */
+  bool bulk;           /* pass 2 is one bulk transaction (store_bulk_begin) */
   int64_t now;
 
   /* counters */
@@ -513,6 +528,7 @@ static int check_row(struct import *im, const struct csv_record *rec, uint32_t o
       size_t j = idtab_insert(&im->customers, cu_fp, ord);
       im->customers.content[j] = cu_content;
       im->customers.status[j] = STORE_UNCHANGED;
+      rows_set_cu_first(&im->rows, ord);
     }
     return 0;
   }
@@ -595,40 +611,67 @@ static int dry_contract(struct import *im, const struct contract *co) {
   return d ? STORE_UPDATED : STORE_UNCHANGED;
 }
 
-/* Pass 2 for one valid row. Returns 0 or a negative errno. */
-static int write_row(struct import *im, const struct csv_record *rec, uint32_t ord) {
-  const char *fields[_VCOL_MAX];
-  struct customer cu;
-  struct contract co;
-  int r;
-
-  row_fields(im, rec, fields);
-  if ((r = validate_row(im->v, fields, &cu, &co, NULL)) != 0)
-    return r < 0 ? r : -ESTALE;
-
-  /* the customer: written by the first row carrying it */
+/* The pass-1 slot of customer cu (its upsert result lives there), or -ESTALE. */
+static int customer_slot(struct import *im, const struct customer *cu, size_t *ret) {
   struct idtab *t = &im->customers;
-  uint32_t fp = (uint32_t)hash_id(cu.id, strlen(cu.id));
-  uint64_t content = hash_customer(&cu);
+  if (!t->cap)
+    return -ESTALE;
+  uint32_t fp = (uint32_t)hash_id(cu->id, strlen(cu->id));
+  uint64_t content = hash_customer(cu);
   size_t j = idtab_home(t, fp);
   while (t->ord1[j] && !(t->fp[j] == fp && t->content[j] == content))
     j = idtab_next(t, j);
   if (!t->ord1[j])
     return -ESTALE;
-  if (t->ord1[j] == ord + 1) {
+  *ret = j;
+  return 0;
+}
+
+/* Pass 2 for one valid row. Returns 0 or a negative errno. */
+static int write_row(struct import *im, const struct csv_record *rec, uint32_t ord) {
+  const char *fields[_VCOL_MAX];
+  struct customer cu;
+  struct contract co;
+  size_t j;
+  int r, cu_result = -1;
+
+  row_fields(im, rec, fields);
+  if ((r = validate_row(im->v, fields, &cu, &co, NULL)) != 0)
+    return r < 0 ? r : -ESTALE;
+
+  /* the customer: written by the first row carrying it (marked in pass 1) */
+  if (rows_cu_first(&im->rows, ord)) {
     r = im->dry_run ? dry_customer(im, &cu) : store_customer_upsert(im->store, &cu, im->now);
     if (r < 0)
       return r;
-    t->status[j] = (uint8_t)r;
+    cu_result = r;
+    if (!im->bulk) {
+      if ((r = customer_slot(im, &cu, &j)) < 0)
+        return r;
+      im->customers.status[j] = (uint8_t)cu_result;
+    }
   }
-  int cu_result = t->status[j];
 
   r = im->dry_run ? dry_contract(im, &co) : store_contract_upsert(im->store, &co, im->now);
   if (r < 0)
     return r;
-  if (r == STORE_INSERTED)
+  if (r == STORE_INSERTED) {
     im->inserted++;
-  else if (r == STORE_UPDATED || cu_result != STORE_UNCHANGED)
+    return 0;
+  }
+  if (r == STORE_UPDATED) {
+    im->updated++;
+    return 0;
+  }
+  /* an unchanged contract counts as updated when its customer was */
+  if (cu_result < 0) {
+    if (im->bulk) /* cannot happen: the contracts table was empty, ids unique */
+      return -EEXIST;
+    if ((r = customer_slot(im, &cu, &j)) < 0)
+      return r;
+    cu_result = im->customers.status[j];
+  }
+  if (cu_result != STORE_UNCHANGED)
     im->updated++;
   else
     im->unchanged++;
@@ -655,9 +698,22 @@ static int pass_write(struct import *im) {
   } else if ((ex = cli_open_store(im->cli, 0, &im->store)))
     return ex;
 
+  /* the contract id table is only needed by pass 1 */
+  idtab_done(&im->contracts);
   im->phase = im->dry_run ? "comparing" : "writing";
   im->now = time(NULL);
   im->n_rows = 0;
+  if (!im->dry_run) {
+    /* a first import (no contracts yet) is one transaction that builds the
+     * indexes at the end; otherwise batches of IMPORT_BATCH rows */
+    if ((r = store_load_begin(im->store)) < 0 || (r = store_bulk_begin(im->store)) < 0)
+      goto fail;
+    im->bulk = r > 0;
+    if (im->bulk) {
+      idtab_done(&im->customers); /* every contract is inserted: no status needed */
+      in_txn = 1;
+    }
+  }
   if ((r = csv_seek(im->r, im->rows.offset[0], im->rows.line[0])) < 0)
     goto fail;
   for (uint32_t ord = 0; ord < im->rows.n; ord++) {
@@ -674,7 +730,7 @@ static int pass_write(struct import *im) {
       goto fail;
     if ((r = write_row(im, &rec, ord)) < 0)
       goto fail;
-    if (!im->dry_run && ++in_txn == IMPORT_BATCH) {
+    if (!im->dry_run && !im->bulk && ++in_txn == IMPORT_BATCH) {
       if ((r = store_commit(im->store)) < 0)
         goto fail;
       in_txn = 0;
@@ -682,7 +738,14 @@ static int pass_write(struct import *im) {
     if ((im->n_rows & 255) == 0)
       progress_update(im, false);
   }
+  if (im->bulk) {
+    im->phase = "indexing";
+    progress_update(im, true);
+  }
   if (in_txn > 0 && (r = store_commit(im->store)) < 0)
+    goto fail;
+  in_txn = 0;
+  if (!im->dry_run && (r = store_load_end(im->store)) < 0)
     goto fail;
   progress_update(im, true);
   progress_clear(im);
@@ -692,13 +755,15 @@ fail:
   progress_clear(im);
   if (in_txn > 0)
     store_rollback(im->store);
+  if (!im->dry_run && im->store)
+    (void)store_load_end(im->store);
   if (r == -ESTALE)
     cli_error("%s: the file changed while being imported", im->path);
   else
     cli_error("%s:%u: cannot %s: %s%s%s", im->path, line, im->dry_run ? "read store" : "write",
               r == -EBUSY ? "database is locked" : strerror(-r), im->store ? ": " : "",
               im->store ? store_last_error(im->store) : "");
-  if (!im->dry_run && im->inserted + im->updated > 0)
+  if (!im->dry_run && !im->bulk && im->inserted + im->updated > 0)
     fprintf(stderr, "%s: rows before line %u were written in earlier transactions\n", im->path,
             line - (line > 0));
   return r == -EBUSY ? EX_UNAVAILABLE : EX_IOERR;

@@ -156,7 +156,7 @@ int cmd_report(struct cli *c, int argc, char **argv) {
     }
     return 0;
   }
-  r = html ? report_render_html(rep, stdout)
+  r = html      ? report_render_html(rep, stdout)
       : c->json ? report_render_json(rep, stdout)
       : csv     ? report_render_csv(rep, stdout)
                 : report_render_table(rep, stdout);

@@ -548,9 +548,12 @@ static void load_daemon(struct loader *l) {
   if ((e = get(s, "TimeZone"))) {
     if (!valid_zone_name(e->value))
       bad_value(l, e, "invalid time zone name");
-    else if (l->cal && !cal_zone(l->cal, e->value))
-      bad_value(l, e, "unknown time zone");
-    else if (free_and_strdup(&d->time_zone, e->value) < 0)
+    else if (l->cal && !cal_zone(l->cal, e->value)) {
+      if (errno == ENOMEM)
+        nomem(l);
+      else
+        bad_value(l, e, "unknown time zone");
+    } else if (free_and_strdup(&d->time_zone, e->value) < 0)
       nomem(l);
   }
   set_timespan(l, get(s, "Horizon"), &d->horizon, true);
@@ -837,7 +840,7 @@ static void load_tiers(struct loader *l) {
 
 static struct ltier *find_tier(struct loader *l, const char *name) {
   for (size_t i = 0; i < l->n_tiers; i++)
-    if (streq(l->tiers[i].t.name, name))
+    if (streq_ptr(l->tiers[i].t.name, name)) /* name NULL after an OOM */
       return &l->tiers[i];
   return NULL;
 }

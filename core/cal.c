@@ -512,23 +512,33 @@ struct cal *cal_free(struct cal *c) {
 }
 
 const struct cal_zone *cal_zone(struct cal *c, const char *tzid) {
-  if (!c || !tzid || !zone_name_valid(tzid))
+  if (!c || !tzid || !zone_name_valid(tzid)) {
+    errno = ENOENT;
     return NULL;
+  }
   uint64_t h = hash_name(tzid);
   if (c->zones_cap) {
     for (size_t j = h & (c->zones_cap - 1); c->zones[j]; j = (j + 1) & (c->zones_cap - 1))
-      if (streq(c->zones[j]->name, tzid))
+      if (streq(c->zones[j]->name, tzid)) {
+        if (c->zones[j]->unknown)
+          errno = ENOENT;
         return c->zones[j]->unknown ? NULL : c->zones[j];
+      }
   }
 
   icaltimezone *tz = icaltimezone_get_builtin_timezone(tzid);
-  if (!tz && c->n_unknown >= UNKNOWN_ZONES_MAX)
+  if (!tz && c->n_unknown >= UNKNOWN_ZONES_MAX) {
+    errno = ENOENT;
     return NULL;
-  if (2 * (c->n_zones + 1) > c->zones_cap && zones_grow(c) < 0)
+  }
+  if (2 * (c->n_zones + 1) > c->zones_cap && zones_grow(c) < 0) {
+    errno = ENOMEM;
     return NULL;
+  }
   struct cal_zone *z = calloc(1, sizeof *z);
   if (!z || !(z->name = strdup(tzid))) {
     free(z);
+    errno = ENOMEM;
     return NULL;
   }
   z->unknown = !tz;
@@ -540,6 +550,7 @@ const struct cal_zone *cal_zone(struct cal *c, const char *tzid) {
   c->n_zones++;
   if (z->unknown) {
     c->n_unknown++;
+    errno = ENOENT;
     return NULL;
   }
   return z;
@@ -1332,7 +1343,10 @@ static int ics_scan_lines(struct hol_ctx *x, const char *text, struct ics_lines 
       else if (prop == PROP_RRULE) {
         struct icalrecurrencetype rule;
         char msg[160];
-        if (!v || rrule_parse_struct(v, &rule, msg, sizeof msg) < 0)
+        int q = v ? rrule_parse_struct(v, &rule, msg, sizeof msg) : -EINVAL;
+        if (q == -ENOMEM)
+          r = q;
+        else if (q < 0)
           r = hol_err(x, first, -EINVAL, "RRULE: %s", v ? msg : "no value");
       }
     }

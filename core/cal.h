@@ -51,7 +51,9 @@ struct cal *cal_free(struct cal *c);
 
 /* Returns the zone for an IANA name ("Europe/Berlin", "UTC"; case-sensitive,
  * links such as "US/Eastern" work), loading it on first use; NULL when the
- * name is unknown or not a zone name ("../x"). Valid until cal_free(). */
+ * name is unknown or not a zone name ("../x"; errno = ENOENT) or when memory
+ * ran out (errno = ENOMEM; not cached, a later call retries). Valid until
+ * cal_free(). */
 const struct cal_zone *cal_zone(struct cal *c, const char *tzid);
 const char *cal_zone_name(const struct cal_zone *z);
 

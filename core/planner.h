@@ -85,7 +85,7 @@ struct planner_event {
   int32_t step;          /* REMINDER, SKIPPED: occurrence inside the tier */
   const char *channel;   /* REMINDER, SKIPPED */
   const char *audience;  /* REMINDER, SKIPPED: "customer" or "owner" */
-  const char *recipient; /* REMINDER: address, number or URL */
+  const char *recipient; /* REMINDER: address, number or URL (url_redact(): scheme and host) */
   const char *reason;    /* SKIPPED: why; NO_POLICY: the segment ("" when none) */
   int64_t reminder_id;   /* REMINDER, SKIPPED: the outbox row */
   bool catch_up;         /* REMINDER: a missed occurrence sent late */

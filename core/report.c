@@ -156,9 +156,9 @@ struct report_builder {
   struct report_options o;
   int64_t week0; /* Monday 00:00 UTC on or before from */
   struct gacc total;
-  struct dim tiers, channels;             /* struct report_touch */
-  struct dim segments, owners, policies;  /* struct gacc */
-  struct dim reasons;                     /* struct racc */
+  struct dim tiers, channels;            /* struct report_touch */
+  struct dim segments, owners, policies; /* struct gacc */
+  struct dim reasons;                    /* struct racc */
   struct report_week *weeks;
   size_t n_weeks;
 };
@@ -437,8 +437,8 @@ int report_builder_add(struct report_builder *b, const struct store_report_term 
   } else if (decline || t->state == CONTRACT_DECLINED) {
     x.outcome = OUT_DECLINED;
     x.lost = decline && decline->kind && streq(decline->kind, "lost");
-    ssize_t i = dim_get(&b->reasons, decline && !isempty(decline->reason) ? decline->reason
-                                                                          : "unspecified");
+    ssize_t i = dim_get(&b->reasons,
+                        decline && !isempty(decline->reason) ? decline->reason : "unspecified");
     if (i < 0)
       return (int)i;
     ((struct racc *)b->reasons.v)[i].count++;

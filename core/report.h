@@ -79,21 +79,21 @@ int64_t report_rate_bp(int64_t num, int64_t den);
 
 /* The funnel of a set of terms (all of them, or one segment/owner/policy). */
 struct report_funnel {
-  int64_t terms;             /* terms whose expiry lies in the period */
-  int64_t reminded;          /* customer reminder sent */
-  int64_t answered;          /* an answer (not lost, (un|re)subscribed, help) */
-  int64_t prompted;          /* answered after a reminder (credited to a tier) */
-  int64_t renewed;           /* outcome renewed */
-  int64_t renewed_external;  /*   of them: no answer, a new term started (import) */
-  int64_t declined;          /* outcome declined (customer) or lost (owner) */
-  int64_t lost;              /*   of them: closed as lost by the owner or staff */
-  int64_t lapsed;            /* outcome lapsed */
-  int64_t open;              /* outcome open; renewed+declined+lapsed+open = terms */
-  int64_t snoozed;           /* terms with at least one snooze */
-  int64_t callback;          /* terms with at least one "call me" */
-  int64_t escalations;       /* owner-audience reminders sent */
-  int64_t escalated;         /* terms with at least one of them */
-  int64_t escalated_renewed; /*   of them: renewed */
+  int64_t terms;                   /* terms whose expiry lies in the period */
+  int64_t reminded;                /* customer reminder sent */
+  int64_t answered;                /* an answer (not lost, (un|re)subscribed, help) */
+  int64_t prompted;                /* answered after a reminder (credited to a tier) */
+  int64_t renewed;                 /* outcome renewed */
+  int64_t renewed_external;        /*   of them: no answer, a new term started (import) */
+  int64_t declined;                /* outcome declined (customer) or lost (owner) */
+  int64_t lost;                    /*   of them: closed as lost by the owner or staff */
+  int64_t lapsed;                  /* outcome lapsed */
+  int64_t open;                    /* outcome open; renewed+declined+lapsed+open = terms */
+  int64_t snoozed;                 /* terms with at least one snooze */
+  int64_t callback;                /* terms with at least one "call me" */
+  int64_t escalations;             /* owner-audience reminders sent */
+  int64_t escalated;               /* terms with at least one of them */
+  int64_t escalated_renewed;       /*   of them: renewed */
   int64_t renewal_rate_bp;         /* renewed / terms */
   int64_t decided_renewal_rate_bp; /* renewed / (renewed + declined + lapsed) */
   int64_t response_rate_bp;        /* prompted / reminded */
@@ -110,18 +110,18 @@ struct report_reason {
 /* One tier or one channel. */
 struct report_touch {
   char *name;
-  int64_t reached;   /* terms with a customer reminder sent here */
-  int64_t sent;      /* customer reminders sent here */
-  int64_t answers;   /* first answers triggered here */
-  int64_t renewals;  /* renewals triggered here */
-  int64_t owner_sent; /* owner-audience reminders sent here (escalations) */
-  int64_t attempted; /* reminders of any audience with a delivery attempt: sent,
-                        dead, or attempts > 0 */
-  int64_t dead;      /* of them: dead letters */
+  int64_t reached;          /* terms with a customer reminder sent here */
+  int64_t sent;             /* customer reminders sent here */
+  int64_t answers;          /* first answers triggered here */
+  int64_t renewals;         /* renewals triggered here */
+  int64_t owner_sent;       /* owner-audience reminders sent here (escalations) */
+  int64_t attempted;        /* reminders of any audience with a delivery attempt: sent,
+                               dead, or attempts > 0 */
+  int64_t dead;             /* of them: dead letters */
   int64_t response_rate_bp; /* answers / reached */
   int64_t renewal_rate_bp;  /* renewals / reached */
   int64_t failure_rate_bp;  /* dead / attempted */
-  int64_t lead_sum;  /* internal: sum of (expiry - sent_at) over sends, for ordering */
+  int64_t lead_sum;         /* internal: sum of (expiry - sent_at) over sends, for ordering */
   int64_t lead_n;
 };
 

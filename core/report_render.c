@@ -34,7 +34,8 @@ struct field {
   size_t off; /* of the int64_t in its struct */
 };
 
-#define FF(k, l, kind) {#k, l, kind, offsetof(struct report_funnel, k)}
+#define FF(k, l, kind)                                                                             \
+  { #k, l, kind, offsetof(struct report_funnel, k) }
 static const struct field funnel_fields[] = {
     FF(terms, "terms expiring in the period", K_COUNT),
     FF(reminded, "reminded", K_COUNT),
@@ -63,12 +64,13 @@ static const struct field funnel_fields[] = {
 #undef FF
 /* The group tables show these funnel fields (indexes into funnel_fields). */
 static const size_t group_columns[] = {0, 1, 2, 4, 6, 8, 9, 17, 15, 18};
-static const char *const group_headers[] = {"TERMS",  "REMINDED", "ANSWERED", "RENEWED",
-                                            "DECLINED", "LAPSED", "OPEN",     "RESPONSE",
+static const char *const group_headers[] = {"TERMS",    "REMINDED",   "ANSWERED", "RENEWED",
+                                            "DECLINED", "LAPSED",     "OPEN",     "RESPONSE",
                                             "RENEWAL",  "MEDIAN DAYS"};
 _Static_assert(ELEMENTSOF(group_columns) == ELEMENTSOF(group_headers), "one header per column");
 
-#define TF(k, l, kind) {#k, l, kind, offsetof(struct report_touch, k)}
+#define TF(k, l, kind)                                                                             \
+  { #k, l, kind, offsetof(struct report_touch, k) }
 static const struct field touch_fields[] = {
     TF(reached, "terms reached", K_COUNT),
     TF(sent, "customer reminders sent", K_COUNT),
@@ -83,12 +85,13 @@ static const struct field touch_fields[] = {
      offsetof(struct report_touch, failure_rate_bp)},
 };
 #undef TF
-static const char *const touch_headers[] = {"REACHED", "SENT",      "ANSWERS", "RESPONSE",
-                                            "RENEWALS", "RENEWAL",  "ESCAL.",  "ATTEMPTED",
+static const char *const touch_headers[] = {"REACHED",  "SENT",    "ANSWERS", "RESPONSE",
+                                            "RENEWALS", "RENEWAL", "ESCAL.",  "ATTEMPTED",
                                             "DEAD",     "FAILURE"};
 _Static_assert(ELEMENTSOF(touch_fields) == ELEMENTSOF(touch_headers), "one header per column");
 
-#define WF(k, l, kind) {#k, l, kind, offsetof(struct report_week, k)}
+#define WF(k, l, kind)                                                                             \
+  { #k, l, kind, offsetof(struct report_week, k) }
 static const struct field week_fields[] = {
     WF(terms, "terms", K_COUNT),
     WF(reminded, "reminded", K_COUNT),
@@ -406,7 +409,8 @@ int report_render_table(const struct report *r, FILE *out) {
 
   switch (r->by) {
   case REPORT_BY_TIER:
-    k = table_touches(out, "By tier (answers and renewals credited to the last reminder before them)",
+    k = table_touches(out,
+                      "By tier (answers and renewals credited to the last reminder before them)",
                       "TIER", r->tiers, r->n_tiers);
     if (k >= 0)
       k = table_touches(out, "By channel", "CHANNEL", r->channels, r->n_channels);
@@ -464,8 +468,7 @@ static void json_fields(FILE *out, const struct field *f, size_t n, const void *
   char v[32];
   for (size_t i = 0; i < n; i++) {
     fmt_field(&f[i], base, has_median, false, v);
-    fprintf(out, "%s\n%s\"%s\": %s", first && i == 0 ? "" : ",", indent, f[i].key,
-            *v ? v : "null");
+    fprintf(out, "%s\n%s\"%s\": %s", first && i == 0 ? "" : ",", indent, f[i].key, *v ? v : "null");
   }
 }
 
@@ -485,8 +488,8 @@ static void json_groups(FILE *out, const char *key, const struct report_group *v
   for (size_t k = 0; k < n; k++) {
     fprintf(out, "%s\n    {\n      \"name\": ", k ? "," : "");
     json_str(out, v[k].name);
-    json_fields(out, funnel_fields, ELEMENTSOF(funnel_fields), &v[k].f, v[k].f.has_median,
-                "      ", false);
+    json_fields(out, funnel_fields, ELEMENTSOF(funnel_fields), &v[k].f, v[k].f.has_median, "      ",
+                false);
     fputs("\n    }", out);
   }
   fputs(n ? "\n  ]" : "]", out);
@@ -496,15 +499,16 @@ int report_render_json(const struct report *r, FILE *out) {
   if (!r || !out)
     return -EINVAL;
   char d1[11], d2[11], t1[21], t2[21], t3[21];
-  fprintf(out,
-          "{\n  \"report_version\": 1,\n  \"period\": {\n    \"from\": \"%s\",\n    \"to\": \"%s\",\n"
-          "    \"from_at\": \"%s\",\n    \"until_at\": \"%s\"\n  },\n"
-          "  \"generated_at\": \"%s\",\n  \"by\": \"%s\",\n  \"funnel\": {",
-          fmt_date(r->from, d1), fmt_last_day(r, d2), format_rfc3339(r->from, t1),
-          format_rfc3339(r->until, t2), format_rfc3339(r->generated_at, t3),
-          report_by_to_string(r->by));
-  json_fields(out, funnel_fields, ELEMENTSOF(funnel_fields), &r->total, r->total.has_median,
-              "    ", true);
+  fprintf(
+      out,
+      "{\n  \"report_version\": 1,\n  \"period\": {\n    \"from\": \"%s\",\n    \"to\": \"%s\",\n"
+      "    \"from_at\": \"%s\",\n    \"until_at\": \"%s\"\n  },\n"
+      "  \"generated_at\": \"%s\",\n  \"by\": \"%s\",\n  \"funnel\": {",
+      fmt_date(r->from, d1), fmt_last_day(r, d2), format_rfc3339(r->from, t1),
+      format_rfc3339(r->until, t2), format_rfc3339(r->generated_at, t3),
+      report_by_to_string(r->by));
+  json_fields(out, funnel_fields, ELEMENTSOF(funnel_fields), &r->total, r->total.has_median, "    ",
+              true);
   fputs("\n  },\n  \"decline_reasons\": [", out);
   for (size_t i = 0; i < r->n_reasons; i++) {
     fprintf(out, "%s\n    {\"reason\": ", i ? "," : "");
@@ -519,7 +523,8 @@ int report_render_json(const struct report *r, FILE *out) {
   json_groups(out, "policies", r->policies, r->n_policies);
   fputs(",\n  \"weeks\": [", out);
   for (size_t k = 0; k < r->n_weeks; k++) {
-    fprintf(out, "%s\n    {\n      \"start\": \"%s\"", k ? "," : "", fmt_date(r->weeks[k].start, d1));
+    fprintf(out, "%s\n    {\n      \"start\": \"%s\"", k ? "," : "",
+            fmt_date(r->weeks[k].start, d1));
     json_fields(out, week_fields, ELEMENTSOF(week_fields), &r->weeks[k], false, "      ", false);
     fputs("\n    }", out);
   }
@@ -682,15 +687,15 @@ static const char html_css[] =
     ".legend{font-size:.9rem;color:#3d4650;margin:4px 0 0}"
     "footer{color:#3d4650;font-size:.85rem}";
 
-#define C_BAR "#1f66b3"   /* bars and the renewal line: 5.9:1 on white */
-#define C_ALT "#a34700"   /* the response line: 5.6:1 on white */
+#define C_BAR "#1f66b3" /* bars and the renewal line: 5.9:1 on white */
+#define C_ALT "#a34700" /* the response line: 5.6:1 on white */
 #define C_GRID "#d5dbe1"
 #define C_AXIS "#5b6570"
 #define C_TRACK "#eef2f5"
 
 struct bar {
   const char *label;
-  int64_t value;  /* bar length: a count (of max) or a rate in basis points */
+  int64_t value;    /* bar length: a count (of max) or a rate in basis points */
   const char *text; /* value text at the bar's end */
 };
 
@@ -734,8 +739,8 @@ static void svg_hbars(FILE *out, const char *id, const char *title, const char *
     if (len > 0)
       fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"20\" fill=\"" C_BAR "\"/>",
               label_w, y + 5, len);
-    fprintf(out, "<text x=\"%d\" y=\"%d\" font-size=\"13\" font-weight=\"600\">", label_w + bar_w + 8,
-            y + 19);
+    fprintf(out, "<text x=\"%d\" y=\"%d\" font-size=\"13\" font-weight=\"600\">",
+            label_w + bar_w + 8, y + 19);
     html_str(out, b[i].text);
     fputs("</text></g>\n", out);
   }
@@ -765,8 +770,8 @@ static void html_rate_chart_touch(FILE *out, const char *id, const char *what,
   struct buf desc = {0};
   if (b && texts) {
     size_t j = 0;
-    (void)buf_printf(&desc, "Renewals credited to each %s as a share of the terms it reached: ",
-                     what);
+    (void)buf_printf(&desc,
+                     "Renewals credited to each %s as a share of the terms it reached: ", what);
     for (size_t i = 0; i < n; i++) {
       if (v[i].reached == 0)
         continue;
@@ -867,8 +872,8 @@ static void html_funnel(FILE *out, const struct report *r) {
     acc += ov[i];
     int xb = x0 + (int)((int64_t)bw * acc / f->terms);
     if (xb > xa)
-      fprintf(out, "<rect x=\"%d\" y=\"8\" width=\"%d\" height=\"24\" fill=\"%s\"/>\n", xa,
-              xb - xa, colors[i]);
+      fprintf(out, "<rect x=\"%d\" y=\"8\" width=\"%d\" height=\"24\" fill=\"%s\"/>\n", xa, xb - xa,
+              colors[i]);
   }
   int lx = x0;
   for (size_t i = 0; i < ELEMENTSOF(ov); i++) {
@@ -957,36 +962,37 @@ static void html_trend(FILE *out, const struct report *r) {
       if (s == 0)
         fprintf(out, "<circle cx=\"%d\" cy=\"%d\" r=\"4\" fill=\"%s\"/>", x, y, color);
       else
-        fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"8\" height=\"8\" fill=\"%s\"/>", x - 4,
-                y - 4, color);
+        fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"8\" height=\"8\" fill=\"%s\"/>", x - 4, y - 4,
+                color);
     }
     fputc('\n', out);
   }
   /* legend */
-  fprintf(out,
-          "<g font-size=\"13\"><line x1=\"%d\" y1=\"16\" x2=\"%d\" y2=\"16\" stroke=\"" C_BAR
-          "\" stroke-width=\"2.5\"/><circle cx=\"%d\" cy=\"16\" r=\"4\" fill=\"" C_BAR "\"/>"
-          "<text x=\"%d\" y=\"20\">Renewal rate (renewed / terms)</text>"
-          "<line x1=\"%d\" y1=\"16\" x2=\"%d\" y2=\"16\" stroke=\"" C_ALT
-          "\" stroke-width=\"2.5\" stroke-dasharray=\"7 4\"/><rect x=\"%d\" y=\"12\" width=\"8\" "
-          "height=\"8\" fill=\"" C_ALT "\"/>"
-          "<text x=\"%d\" y=\"20\">Response rate (answered after a reminder / reminded)</text></g>\n",
-          ml, ml + 30, ml + 15, ml + 38, ml + 300, ml + 330, ml + 311, ml + 338);
+  fprintf(
+      out,
+      "<g font-size=\"13\"><line x1=\"%d\" y1=\"16\" x2=\"%d\" y2=\"16\" stroke=\"" C_BAR
+      "\" stroke-width=\"2.5\"/><circle cx=\"%d\" cy=\"16\" r=\"4\" fill=\"" C_BAR "\"/>"
+      "<text x=\"%d\" y=\"20\">Renewal rate (renewed / terms)</text>"
+      "<line x1=\"%d\" y1=\"16\" x2=\"%d\" y2=\"16\" stroke=\"" C_ALT
+      "\" stroke-width=\"2.5\" stroke-dasharray=\"7 4\"/><rect x=\"%d\" y=\"12\" width=\"8\" "
+      "height=\"8\" fill=\"" C_ALT "\"/>"
+      "<text x=\"%d\" y=\"20\">Response rate (answered after a reminder / reminded)</text></g>\n",
+      ml, ml + 30, ml + 15, ml + 38, ml + 300, ml + 330, ml + 311, ml + 338);
   fputs("</svg>\n</section>\n", out);
 }
 
 /* Column headers of the HTML tables (short; the definitions are in the
  * funnel table and the man page). */
 static const char *const html_touch_headers[] = {
-    "reached", "sent", "answers", "response rate", "renewals", "renewal rate", "escalations",
-    "attempted", "dead", "failure rate"};
+    "reached",      "sent",        "answers",   "response rate", "renewals",
+    "renewal rate", "escalations", "attempted", "dead",          "failure rate"};
 _Static_assert(ELEMENTSOF(html_touch_headers) == ELEMENTSOF(touch_fields), "one per field");
 static const char *const html_group_headers[] = {
-    "terms", "reminded", "answered", "renewed", "declined", "lapsed", "open", "response rate",
-    "renewal rate", "median days before expiry"};
+    "terms",  "reminded", "answered",      "renewed",      "declined",
+    "lapsed", "open",     "response rate", "renewal rate", "median days before expiry"};
 _Static_assert(ELEMENTSOF(html_group_headers) == ELEMENTSOF(group_columns), "one per column");
-static const char *const html_week_headers[] = {"terms",   "reminded",      "answered after a reminder",
-                                                "renewed", "renewal rate",  "response rate"};
+static const char *const html_week_headers[] = {
+    "terms", "reminded", "answered after a reminder", "renewed", "renewal rate", "response rate"};
 _Static_assert(ELEMENTSOF(html_week_headers) == ELEMENTSOF(week_fields), "one per field");
 
 static void html_table_head(FILE *out, const char *caption, const char *first,
@@ -1045,8 +1051,8 @@ static void html_tables(FILE *out, const struct report *r) {
     const struct report_touch *v;
     size_t n;
   } touches[] = {
-      {"By tier (answers and renewals credited to the last reminder before them)", "tier",
-       r->tiers, r->n_tiers},
+      {"By tier (answers and renewals credited to the last reminder before them)", "tier", r->tiers,
+       r->n_tiers},
       {"By channel", "channel", r->channels, r->n_channels},
   };
   for (size_t k = 0; k < ELEMENTSOF(touches); k++) {
@@ -1152,7 +1158,8 @@ int report_render_html(const struct report *r, FILE *out) {
   fputs("</tbody></table>\n</section>\n</div>\n", out);
   html_trend(out, r);
   html_tables(out, r);
-  fputs("<footer>Definitions: see renewctl(1), section REPORT. Rates are rounded to 0.01 %.</footer>\n"
+  fputs("<footer>Definitions: see renewctl(1), section REPORT. Rates are rounded to 0.01 "
+        "%.</footer>\n"
         "</main>\n</body>\n</html>\n",
         out);
   return finish_output(out);

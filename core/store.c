@@ -546,6 +546,8 @@ int store_begin(struct store *s) {
 int store_commit(struct store *s) {
   if (!s)
     return -EINVAL;
+  if (s->bulk) /* recreate what store_bulk_begin() dropped, then commit */
+    return store_bulk_commit(s);
   s->seq_valid = false;
   return exec_stmt(s, STMT_COMMIT);
 }
@@ -554,9 +556,9 @@ int store_rollback(struct store *s) {
   if (!s)
     return -EINVAL;
   s->seq_valid = false;
-  if (sqlite3_get_autocommit(s->db))
-    return 0;
-  return exec_stmt(s, STMT_ROLLBACK);
+  int r = sqlite3_get_autocommit(s->db) ? 0 : exec_stmt(s, STMT_ROLLBACK);
+  bulk_reset(s); /* the rollback restored what a bulk load dropped */
+  return r;
 }
 
 int store_data_version(struct store *s, int64_t *ret) {
@@ -591,6 +593,7 @@ struct store *store_free(struct store *s) {
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close_v2(s->db);
   }
+  bulk_reset(s);
   free(s->path);
   free(s);
   return NULL;

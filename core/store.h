@@ -83,6 +83,30 @@ int store_data_version(struct store *s, int64_t *ret);
 /* SQLite's message for the last failure ("" if none). Valid until the next call. */
 const char *store_last_error(struct store *s);
 
+/* ---- bulk loading (renewctl import; core/store_bulk.c) ------------------- */
+
+/* Tunes this connection for a long series of writes: a larger page cache and
+ * a higher WAL auto-checkpoint threshold. store_load_end() (outside any
+ * transaction: else -EBUSY) checkpoints the WAL back into the database and
+ * truncates it (a reader still holding an old snapshot past the busy timeout
+ * only leaves the rest to the next checkpoint), then restores the settings.
+ * Nesting is not counted; load_end without load_begin does nothing. */
+int store_load_begin(struct store *s);
+int store_load_end(struct store *s);
+/* Starts a one-transaction bulk load when the contracts table is empty (a
+ * first import): BEGIN IMMEDIATE, then drops the non-unique indexes of
+ * contracts and customers and the contracts INSERT trigger inside that
+ * transaction. Write with the ordinary upserts (change_seq is assigned as
+ * always), then store_bulk_commit() (or store_commit()) recreates the
+ * indexes and trigger from their stored definitions and commits;
+ * store_rollback() or a crash leaves the store exactly as before. Other
+ * writers wait for the whole load (up to their busy timeout); readers see
+ * the old contents. Returns 1 = bulk transaction open; 0 = the contracts
+ * table is not empty, no transaction left open (write in store_begin()
+ * batches); -EBUSY inside a transaction; other -errno. */
+int store_bulk_begin(struct store *s);
+int store_bulk_commit(struct store *s);
+
 /* ---- enums and their stable text names (the names are stored) ---------- */
 
 enum contract_state {
@@ -430,11 +454,11 @@ struct store_report_response {
 struct store_report_term {
   const char *contract_id;
   int32_t term;
-  int64_t expires_at;             /* this term's expiry */
-  int64_t ended_at;               /* when the next term started; 0 = the current term */
-  enum contract_state state;      /* the contract's state now (the current term's) */
-  const char *segment;            /* the customer's segment now, NULL = none */
-  const char *owner_id;           /* the customer's owner now, NULL = none */
+  int64_t expires_at;        /* this term's expiry */
+  int64_t ended_at;          /* when the next term started; 0 = the current term */
+  enum contract_state state; /* the contract's state now (the current term's) */
+  const char *segment;       /* the customer's segment now, NULL = none */
+  const char *owner_id;      /* the customer's owner now, NULL = none */
   const struct store_report_reminder *reminders; /* ordered by sent_at, id */
   size_t n_reminders;
   const struct store_report_response *responses; /* ordered by created_at, id */

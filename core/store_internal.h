@@ -91,7 +91,23 @@ struct store {
   bool customer_insert_first;     /* last customer upsert inserted: try INSERT before SELECT */
   bool contract_insert_first;     /* same for contracts (a first import is all inserts) */
   char errmsg[256];               /* copy of SQLite's message for the last failure */
+  /* bulk loading (store_bulk.c) */
+  bool load;                /* store_load_begin() tuning in effect */
+  int64_t load_saved_cache; /* PRAGMA cache_size before store_load_begin() */
+  int64_t load_saved_ckpt;  /* PRAGMA wal_autocheckpoint before store_load_begin() */
+  int64_t load_saved_temp;  /* PRAGMA temp_store before store_load_begin() */
+  bool bulk;                /* inside store_bulk_begin() .. commit/rollback */
+  bool bulk_fk_off;         /* foreign_keys turned off by store_bulk_begin() */
+  struct buf bulk_redo;     /* CREATE statements the bulk commit re-runs; owned */
 };
+
+/* Page cache of a loading connection (KiB) and its WAL auto-checkpoint
+ * threshold (pages), see store_bulk.c. */
+#define STORE_LOAD_CACHE_KIB 65536
+#define STORE_LOAD_CHECKPOINT_PAGES 16384
+/* Leaves bulk mode (frees the saved definitions); the transaction itself is
+ * the caller's business. Called by store_rollback() and store_free(). */
+void bulk_reset(struct store *s);
 
 /* A statement in use: the cached one, or a private one when that is busy. */
 struct stmt_ref {

@@ -189,8 +189,7 @@ static int walk(struct store *s, int64_t from, int64_t until,
   if ((r = cursor_open(s, sql_terms, from, until, &terms)) < 0 ||
       (r = cursor_open(s, sql_reminders, from, until, &rem)) < 0 ||
       (r = cursor_open(s, sql_responses, from, until, &resp)) < 0 ||
-      (r = cursor_next(&terms)) < 0 || (r = cursor_next(&rem)) < 0 ||
-      (r = cursor_next(&resp)) < 0)
+      (r = cursor_next(&terms)) < 0 || (r = cursor_next(&rem)) < 0 || (r = cursor_next(&resp)) < 0)
     return r;
 
   while (terms.row) {

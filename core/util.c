@@ -39,6 +39,10 @@ bool memeq_consttime(const void *a, size_t alen, const void *b, size_t blen) {
 }
 
 static int buf_reserve(struct buf *b, size_t extra) {
+  /* the sum below must not wrap: a wrapped size would pass the check and the
+   * caller would write past the allocation */
+  if (b->len >= SIZE_MAX / 2 || extra >= SIZE_MAX / 2 - b->len)
+    return -ENOMEM;
   if (b->len + extra + 1 <= b->cap)
     return 0;
   size_t cap = b->cap ? b->cap : 64;
@@ -194,6 +198,91 @@ char *format_rfc3339(int64_t t, char out[static 21]) {
     strcpy(out, "invalid-time");
     return out;
   }
-  strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  /* years past 9999 do not fit in 20 characters: strftime() then returns 0
+   * and leaves out undefined (possibly unterminated) */
+  if (strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    strcpy(out, "invalid-time");
   return out;
+}
+
+char *url_redact(const char *s, char *out, size_t n) {
+  if (!out || n == 0)
+    return out;
+  out[0] = 0;
+  if (!s)
+    return out;
+  size_t scheme = strncasecmp(s, "https://", 8) == 0 ? 8 : strncasecmp(s, "http://", 7) == 0 ? 7 : 0;
+  if (scheme == 0) {
+    snprintf(out, n, "%s", s);
+    return out;
+  }
+  const char *host = s + scheme;
+  size_t auth = strcspn(host, "/?#"); /* [userinfo@]host[:port] */
+  const char *at = memrchr(host, '@', auth);
+  if (at) {
+    auth -= (size_t)(at + 1 - host);
+    host = at + 1;
+  }
+  bool more = host[auth] != 0 && !(host[auth] == '/' && host[auth + 1] == 0);
+  snprintf(out, n, "%.*s%.*s%s", (int)scheme, s, (int)MIN(auth, (size_t)INT_MAX), host,
+           more ? "/..." : "");
+  return out;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most len bytes), 0 when invalid
+ * (overlong, surrogate, above U+10FFFF, truncated). */
+static size_t utf8_seq(const unsigned char *p, size_t len) {
+  size_t n;
+  uint32_t cp;
+  if (p[0] < 0x80)
+    return 1;
+  if (p[0] >= 0xc2 && p[0] <= 0xdf)
+    n = 2, cp = p[0] & 0x1f;
+  else if (p[0] >= 0xe0 && p[0] <= 0xef)
+    n = 3, cp = p[0] & 0x0f;
+  else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+    n = 4, cp = p[0] & 0x07;
+  else
+    return 0;
+  if (n > len)
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (p[i] & 0x3f);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+      (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return n;
+}
+
+size_t str_escape_controls(const char *s, char *out, size_t n) {
+  if (!out || n == 0)
+    return 0;
+  size_t k = 0;
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+  size_t len = strlen((const char *)p);
+  for (size_t i = 0; i < len;) {
+    size_t sl = utf8_seq(p + i, len - i);
+    /* C0, DEL, C1 (U+0080..U+009F) and bytes that are not UTF-8 */
+    bool bad = sl == 0 || (sl == 1 && (p[i] < 0x20 || p[i] == 0x7f)) ||
+               (sl == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0);
+    if (bad) {
+      size_t m = sl ? sl : 1;
+      if (k + 4 * m + 1 > n)
+        break;
+      for (size_t j = 0; j < m; j++)
+        k += (size_t)snprintf(out + k, n - k, "\\x%02x", p[i + j]);
+      i += m;
+    } else {
+      if (k + sl + 1 > n)
+        break;
+      memcpy(out + k, p + i, sl);
+      k += sl;
+      i += sl;
+    }
+  }
+  out[k] = 0;
+  return k;
 }

@@ -80,7 +80,7 @@ struct buf {
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
-int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) _printf_(2, 0);
 /* Hands the contents out (caller frees) and resets the buffer. Never NULL
  * unless OOM: an empty buffer yields "". */
 char *buf_steal(struct buf *b);
@@ -101,5 +101,22 @@ int parse_int64(const char *s, int64_t *ret);
 /* Parses yes/no/true/false/on/off/1/0. Returns 0/1 or -EINVAL. */
 int parse_boolean(const char *s);
 
-/* Formats t (UTC seconds) as RFC 3339 "2026-11-22T20:11:27Z" into out (>= 21 bytes). */
+/* Formats t (UTC seconds) as RFC 3339 "2026-11-22T20:11:27Z" into out (>= 21 bytes);
+ * "invalid-time" when t is outside the years 0..9999. */
 char *format_rfc3339(int64_t t, char out[static 21]);
+
+/* An http(s) URL reduced for logs: "https://user:pw@hooks.example.com:8443/T/B/XYZ?k=v"
+ * becomes "https://hooks.example.com:8443/..." (scheme and host only: webhook
+ * URLs often carry a capability in their path or query, and userinfo is a
+ * password). Anything that is not an http(s) URL (an email address, a phone
+ * number) is copied unchanged. Writes at most n bytes (NUL included) to out
+ * and returns out; s NULL gives "". */
+char *url_redact(const char *s, char *out, size_t n);
+
+/* Copies s into out (n bytes, NUL included) for one line of a log or a
+ * terminal: control characters (C0, DEL, C1) and bytes that are not UTF-8
+ * are written as "\xNN", so a value cannot start a forged line, move the
+ * cursor or turn a journal MESSAGE into a binary blob. Never cuts a
+ * character or an escape in half; output that does not fit is dropped.
+ * Returns the length written. s NULL gives "". */
+size_t str_escape_controls(const char *s, char *out, size_t n);

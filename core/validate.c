@@ -66,7 +66,7 @@ int validate_new(struct cal *cal, const char *default_tz, struct validate **ret)
     return -EINVAL;
   const struct cal_zone *z = cal_zone(cal, default_tz ? default_tz : "UTC");
   if (!z)
-    return -EINVAL;
+    return errno == ENOMEM ? -ENOMEM : -EINVAL;
   struct validate *v = calloc(1, sizeof(*v));
   if (!v)
     return -ENOMEM;
@@ -447,9 +447,14 @@ int validate_row(struct validate *v, const char *const fields[_VCOL_MAX],
     zone = NULL;
     if (!tz)
       oom = 1;
-    else if (f[VCOL_TIMEZONE].len > 128 || !validate_text(tz, strlen(tz), NULL) ||
-             !(zone = cal_zone(v->cal, tz)))
+    else if (f[VCOL_TIMEZONE].len > 128 || !validate_text(tz, strlen(tz), NULL))
       problem(ps, VCOL_TIMEZONE, "unknown time zone '%s'", show(tz, sh));
+    else if (!(zone = cal_zone(v->cal, tz))) {
+      if (errno == ENOMEM)
+        oom = 1;
+      else
+        problem(ps, VCOL_TIMEZONE, "unknown time zone '%s'", show(tz, sh));
+    }
   }
 
   char *locale = NULL;

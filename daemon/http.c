@@ -771,7 +771,8 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
       {fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR, fd >= 0 ? fd : 0,
        fd >= 0 ? NULL : &sa},
-      {fd >= 0 ? MHD_OPTION_END : MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+      /* no MHD_OPTION_LISTENING_ADDRESS_REUSE: that is SO_REUSEPORT, which would let a
+       * second renewd share the port instead of failing with "address in use" */
       {MHD_OPTION_END, 0, NULL},
   };
   /* the logger first: MHD reads it before anything it may complain about */

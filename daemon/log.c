@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
+
 int log_target_from_string(const char *s) {
   if (strcmp(s, "console") == 0)
     return LOG_TARGET_CONSOLE;
@@ -52,14 +54,27 @@ static const char *level_name(int level) {
 void log_msg(const struct logger *l, int level, const struct log_ctx *ctx, const char *fmt, ...) {
   if (level > l->max_level)
     return;
-  char msg[2048];
+  char raw[2048];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
   const struct log_ctx none = {0};
   if (!ctx)
     ctx = &none;
+  /* Values in log lines come from customers, CSV files and remote servers:
+   * control characters and invalid UTF-8 are escaped ("\x0a"), so nothing
+   * can forge a line, drive the terminal or turn MESSAGE= into a blob. */
+  char msg[2048], cid_s[260], tier_s[160], chan_s[160];
+  str_escape_controls(raw, msg, sizeof msg);
+  struct log_ctx esc = *ctx;
+  if (esc.contract_id)
+    esc.contract_id = (str_escape_controls(esc.contract_id, cid_s, sizeof cid_s), cid_s);
+  if (esc.tier)
+    esc.tier = (str_escape_controls(esc.tier, tier_s, sizeof tier_s), tier_s);
+  if (esc.channel)
+    esc.channel = (str_escape_controls(esc.channel, chan_s, sizeof chan_s), chan_s);
+  ctx = &esc;
 
   if (l->target == LOG_TARGET_JOURNAL) {
     /* Only the fields that are set: sd_journal_sendv takes "KEY=value" iovecs. */

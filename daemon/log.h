@@ -4,7 +4,9 @@
  * REMINDER_ID= where known) so `journalctl CONTRACT_ID=C-1001` shows the
  * whole story of one contract. The console target prints the same fields as
  * "key=value" after the message. Owns no resources; never blocks for long
- * (journal writes are datagrams). Secrets are never passed to it. */
+ * (journal writes are datagrams). Secrets are never passed to it. Control
+ * characters and invalid UTF-8 in the message and the fields are written as
+ * "\xNN" (str_escape_controls()): one call is one line, whatever the data. */
 #pragma once
 
 #include <stdbool.h>

@@ -744,6 +744,13 @@ int main(int argc, char **argv) {
   sd_event_source_set_priority(d.sim_source, SD_EVENT_PRIORITY_IDLE);
   sd_event_source_set_enabled(d.sim_source, SD_EVENT_OFF);
   sd_event_set_watchdog(d.event, true);
+  /* the listener before the dispatcher: a second renewd on the same port stops
+   * here, before it touches the outbox (http helper) */
+  r = start_http(&d, now);
+  if (r < 0) {
+    d.exit_code = EX_UNAVAILABLE;
+    goto out;
+  }
 
   struct config_errors errs = {0};
   struct dispatch_callbacks cbs = {.report = on_dispatch_report, .userdata = &d};
@@ -757,11 +764,6 @@ int main(int argc, char **argv) {
   if (r > 0)
     log_notice(&d.log, "%d reminders were being sent when renewd stopped; sending them again with the same idempotency keys", r);
 
-  r = start_http(&d, now); /* http helper */
-  if (r < 0) {
-    d.exit_code = EX_UNAVAILABLE;
-    goto out;
-  }
   r = sched_start(d.sched, now);
   if (r < 0)
     goto fail;

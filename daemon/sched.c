@@ -94,7 +94,8 @@ struct sched {
 
   struct sched_stats stats;
   uint64_t refill_planned0; /* stats.contracts_planned when the running refill started */
-  int64_t refill_slice_max; /* longest sched_work() call of the running refill, ms */
+  int64_t refill_slice_max;  /* longest sched_work() call of the running refill, ms */
+  int64_t refill_commit_max; /* longest commit of the running refill, ms (WAL checkpoints) */
   bool refill_announce;     /* the running refill is a start-up or reload one */
 };
 
@@ -334,8 +335,11 @@ static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t 
     snprintf(buf, sizeof buf, "%" PRId64, now);
     r = store_meta_set(s->store, "fired_until", buf);
   }
-  if (r >= 0)
+  if (r >= 0) {
+    int64_t tc = clock_monotonic_ms();
     r = store_commit(s->store);
+    s->refill_commit_max = MAX(s->refill_commit_max, clock_monotonic_ms() - tc);
+  }
   if (r < 0) {
     store_rollback(s->store);
     s->created_pending = false;
@@ -477,6 +481,7 @@ static void refill_begin(struct sched *s) {
   s->stats.refill_started_ms = clock_monotonic_ms();
   s->refill_planned0 = s->stats.contracts_planned;
   s->refill_slice_max = 0;
+  s->refill_commit_max = 0;
 }
 
 /* Extends the horizon to now + Horizon=. Returns 1 when work was queued. */
@@ -542,9 +547,9 @@ static void work_drained(struct sched *s) {
      * the periodic horizon extensions at debug */
     log_msg(s->log, s->refill_announce ? LOG_INFO : LOG_DEBUG, NULL,
             "refill done in %" PRId64 " ms (%" PRIu64 " contracts planned, longest slice %" PRId64
-            " ms)",
+            " ms, longest commit %" PRId64 " ms)",
             s->stats.last_refill_ms, s->stats.contracts_planned - s->refill_planned0,
-            s->refill_slice_max);
+            s->refill_slice_max, s->refill_commit_max);
     s->refill_announce = false;
     char buf[32];
     snprintf(buf, sizeof buf, "%" PRId64, s->seen_change_seq);

@@ -164,13 +164,14 @@ static void report(struct dispatcher *d, enum dispatch_outcome o, const struct r
                    const char *channel, const char *detail, int64_t next, int64_t latency_ms) {
   if (!d->cbs.report)
     return;
+  char to[320]; /* webhook URLs may carry a capability: scheme and host only */
   struct dispatch_report rep = {
       .outcome = o,
       .reminder_id = row ? row->id : 0,
       .contract_id = row ? row->contract_id : NULL,
       .tier = row ? row->tier : NULL,
       .channel = channel ? channel : row ? row->channel : NULL,
-      .recipient = row ? row->recipient : NULL,
+      .recipient = row && row->recipient ? url_redact(row->recipient, to, sizeof to) : NULL,
       .attempts = row ? row->attempts : 0,
       .next_attempt_at = next,
       .detail = detail,

@@ -52,7 +52,7 @@ struct dispatch_report {
   const char *contract_id;
   const char *tier;
   const char *channel;
-  const char *recipient;   /* never a secret */
+  const char *recipient;   /* for logs: never a secret (URLs reduced by url_redact()) */
   int32_t attempts;
   int64_t next_attempt_at; /* RETRY */
   const char *detail;      /* error text, provider id, ... */

@@ -258,7 +258,10 @@ static int put_headers(struct buf *b, const struct email *e) {
     key += 3;
   const char *host = e->msgid_host ? e->msgid_host : email_domain(e->from_addr);
   char *msgid = NULL;
-  if ((r = mime_message_id(key, host ? host : "renewd", &msgid)) < 0)
+  r = mime_message_id(key, host ? host : "renewd", &msgid);
+  if (r == -EINVAL && host) /* e.g. an internationalized From domain */
+    r = mime_message_id(key, "renewd", &msgid);
+  if (r < 0)
     return r;
   r = buf_printf(b, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", msgid);
   free(msgid);

@@ -46,7 +46,8 @@ struct email {
   const char *subject;              /* one line, UTF-8; NULL = "(no subject)" */
   int64_t date;                     /* Date: (UTC seconds) */
   const char *idem_key;             /* required: the outbox key; Message-ID <KEY@host> */
-  const char *msgid_host;           /* host part of the Message-ID; NULL = from_addr's domain */
+  const char *msgid_host;           /* host part of the Message-ID; NULL = from_addr's domain
+                                       (or "renewd" when that is not an ASCII host name) */
   const char *text;                 /* text/plain body (UTF-8); NULL = "" */
   const char *html;                 /* text/html body or NULL */
   const char *calendar;             /* complete VCALENDAR text, or NULL */
@@ -54,7 +55,8 @@ struct email {
   const char *calendar_filename;    /* e.g. "renewal.ics" (ASCII); NULL = "calendar.ics" */
   const char *unsubscribe_url;      /* List-Unsubscribe: <URL> + List-Unsubscribe-Post
                                        (RFC 8058) when not NULL; http(s) URL */
-  bool auto_submitted;              /* Auto-Submitted: auto-generated (RFC 3834) */
+  bool auto_submitted;              /* Auto-Submitted: auto-generated (RFC 3834) and
+                                       X-Auto-Response-Suppress: All (no out-of-office replies) */
   const struct email_header *extra; /* n_extra more headers (X-Renewd-* ...) */
   size_t n_extra;
 };

@@ -7,6 +7,8 @@
  * encoded-words, where decoders drop the whitespace (RFC 2047 §6.2). */
 #include "notifiers/mime.h"
 
+#include "core/validate.h"
+
 #include <time.h>
 
 #include "core/util.h"
@@ -303,53 +305,7 @@ int mime_message_id(const char *key, const char *host, char **ret) {
 
 /* ---- email syntax ------------------------------------------------------------ */
 
-static bool is_alnum(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
 bool mime_valid_email(const char *s) {
-  if (!s)
-    return false;
-  size_t len = strlen(s);
-  const char *at = strrchr(s, '@');
-  if (len > 254 || !at || at == s || at - s > 64 || !text_valid(s, false))
-    return false;
-  /* local part: dot-atom */
-  char prev = '.';
-  for (const char *p = s; p < at; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '.') {
-      if (prev == '.')
-        return false;
-    } else if (!(is_alnum(c) || c >= 0x80 || strchr("!#$%&'*+/=?^_`{|}~-", c)))
-      return false;
-    prev = (char)c;
-  }
-  if (prev == '.')
-    return false;
-  /* domain: at least two labels; the last is not all digits */
-  size_t labels = 0, label_len = 0;
-  bool non_digit = false;
-  for (const char *p = at + 1;; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '.' || c == 0) {
-      if (label_len == 0 || label_len > 63 || p[-1] == '-')
-        return false;
-      labels++;
-      if (c == 0)
-        break;
-      label_len = 0;
-      non_digit = false;
-      continue;
-    }
-    if (c == '-') {
-      if (label_len == 0)
-        return false;
-    } else if (!(is_alnum(c) || c >= 0x80))
-      return false;
-    if (!(c >= '0' && c <= '9') && c != '-')
-      non_digit = true;
-    label_len++;
-  }
-  return labels >= 2 && non_digit;
+  /* One rule for the whole project: the CSV import's. */
+  return validate_email(s);
 }

@@ -4,8 +4,10 @@
  * Pure functions; no state, never blocks, never logs. */
 #include "notifiers/notifier.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -67,6 +69,74 @@ int notify_check_keys(const struct config_channel *ch, const char *const *known,
       r = notify_error(errs, ch, NULL, "%s= is required for Type=%s", required[i],
                        ch->type ? ch->type : "?");
   return r;
+}
+
+static bool v4_private(uint32_t a) {
+  return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 ||
+         (a & 0xffc00000u) == 0x64400000u || /* 100.64/10 CGNAT */
+         (a & 0xffff0000u) == 0xa9fe0000u || /* 169.254/16 link-local */
+         (a & 0xfff00000u) == 0xac100000u || /* 172.16/12 */
+         (a & 0xffffff00u) == 0xc0000000u || /* 192.0.0/24 protocol assignments */
+         (a & 0xffffff00u) == 0xc0000200u || /* 192.0.2/24 documentation */
+         (a & 0xffff0000u) == 0xc0a80000u || /* 192.168/16 */
+         (a & 0xfffe0000u) == 0xc6120000u || /* 198.18/15 benchmarking */
+         (a & 0xffffff00u) == 0xc6336400u || /* 198.51.100/24 documentation */
+         (a & 0xffffff00u) == 0xcb007100u || /* 203.0.113/24 documentation */
+         (a & 0xf0000000u) == 0xe0000000u || /* 224/4 multicast */
+         (a & 0xf0000000u) == 0xf0000000u;   /* 240/4 reserved, 255.255.255.255 */
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static bool v6_private(const uint8_t a[static 16]) {
+  static const uint8_t zero[12] = {0};
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (memcmp(a, zero, 12) == 0) /* ::, ::1 and IPv4-compatible ::a.b.c.d */
+    return be32(a + 12) <= 1 || v4_private(be32(a + 12));
+  if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
+    return v4_private(be32(a + 12));
+  if (a[0] == 0x20 && a[1] == 0x02) /* 6to4: 2002:AABB:CCDD::/48 */
+    return v4_private(be32(a + 2));
+  return (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0x00 &&
+          a[5] == 0x01) ||                                                 /* 64:ff9b:1::/48 */
+         (a[0] == 0x01 && a[1] == 0x00 && !memcmp(a + 2, zero, 6)) ||      /* 100::/64 */
+         (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8) || /* 2001:db8::/32 */
+         (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x00 && a[3] == 0x00) || /* Teredo */
+         (a[0] & 0xfe) == 0xfc ||                                          /* fc00::/7 */
+         (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||                        /* fe80::/10 */
+         (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) ||                        /* fec0::/10 */
+         a[0] == 0xff;                                                     /* ff00::/8 */
+}
+
+bool notify_addr_private(const struct sockaddr *sa) {
+  if (!sa)
+    return true;
+  if (sa->sa_family == AF_INET)
+    return v4_private(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+  if (sa->sa_family == AF_INET6)
+    return v6_private(((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
+  return true;
+}
+
+bool notify_ip_private(const char *ip) {
+  if (isempty(ip))
+    return true;
+  struct in_addr a4;
+  struct in6_addr a6;
+  char buf[INET6_ADDRSTRLEN + 1];
+  size_t n = strcspn(ip, "%"); /* a zone id ("fe80::1%eth0") */
+  if (n >= sizeof buf)
+    return true;
+  memcpy(buf, ip, n);
+  buf[n] = 0;
+  if (inet_pton(AF_INET, buf, &a4) == 1)
+    return v4_private(ntohl(a4.s_addr));
+  if (inet_pton(AF_INET6, buf, &a6) == 1)
+    return v6_private(a6.s6_addr);
+  return true;
 }
 
 enum notify_kind notify_kind_of_recipient(const char *recipient) {

@@ -49,6 +49,7 @@
 #pragma once
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -169,6 +170,19 @@ int notify_check_keys(const struct config_channel *ch, const char *const *known,
 /* Appends an error at kv's (or the section's, when kv is NULL) file:line. */
 int notify_error(struct config_errors *errs, const struct config_channel *ch,
                  const struct config_kv *kv, const char *fmt, ...) _printf_(4, 5);
+
+/* Whether a destination address is one a webhook must not reach unless
+ * AllowPrivate=yes: IPv4 0/8, 10/8, 100.64/10 (CGNAT), 127/8, 169.254/16,
+ * 172.16/12, 192.0.0/24, 192.0.2/24, 192.168/16, 198.18/15, 198.51.100/24,
+ * 203.0.113/24, 224/4 (multicast), 240/4 (reserved, broadcast); IPv6 ::,
+ * ::1, fe80::/10, fec0::/10, fc00::/7, ff00::/8, 100::/64, 2001:db8::/32,
+ * Teredo 2001::/32, local NAT64 64:ff9b:1::/48, and the IPv4 address inside
+ * IPv4-mapped/compatible, NAT64 (64:ff9b::/96) and 6to4 (2002::/16)
+ * addresses. Families other than IPv4/IPv6 count as private. */
+bool notify_addr_private(const struct sockaddr *sa);
+/* The same for a numeric address string ("10.0.0.1", "::1", "fe80::1%eth0");
+ * NULL or anything unparsable counts as private (refused). */
+bool notify_ip_private(const char *ip);
 
 /* Address kind of a recipient string: "+..." E.164 = SMS, "http(s)://" = webhook,
  * else email. */

@@ -480,52 +480,196 @@ static int render_parts(struct render *rd, const char *name, bool ops_alert,
   return 0;
 }
 
-/* The webhook event: {"type", "timestamp", "data": {...}}. */
+/* ---- the webhook event ------------------------------------------------------------- */
+
+/* The event is written straight into a buffer, byte for byte what
+ * json_dumps(JSON_COMPACT) makes of the same tree (keys in insertion order,
+ * "," and ":" without blanks, strings escaped as jansson does: \" \\ \b \f
+ * \n \r \t and \uXXXX for other control characters, everything else as
+ * UTF-8), without building the event's own objects or going through
+ * jansson's callback dumper: this runs once per webhook sent. */
+
+/* What json_string() accepts: valid UTF-8 without surrogates or code points
+ * past U+10FFFF (jansson's utf8_check_string), so that a string the
+ * jansson-built event refused is refused here too. */
+static bool json_utf8_ok(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    unsigned char c = *p;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0)
+      return false;
+    uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+    for (size_t i = 1; i < n; i++) {
+      if ((p[i] & 0xC0) != 0x80)
+        return false;
+      cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    p += n;
+  }
+  return true;
+}
+
+static int jw_string(struct buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  int r = buf_append(b, "\"", 1);
+  size_t run = 0;
+  for (size_t i = 0; i < n && r >= 0; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    if (i > run && (r = buf_append(b, s + run, i - run)) < 0)
+      break;
+    run = i + 1;
+    char e[6] = {'\\', 0};
+    size_t k = 2;
+    switch (c) {
+    case '"':
+    case '\\':
+      e[1] = (char)c;
+      break;
+    case '\b':
+      e[1] = 'b';
+      break;
+    case '\f':
+      e[1] = 'f';
+      break;
+    case '\n':
+      e[1] = 'n';
+      break;
+    case '\r':
+      e[1] = 'r';
+      break;
+    case '\t':
+      e[1] = 't';
+      break;
+    default:
+      memcpy(e + 1, "u00", 3);
+      e[4] = hex[c >> 4];
+      e[5] = hex[c & 15];
+      k = 6;
+    }
+    r = buf_append(b, e, k);
+  }
+  if (r >= 0 && n > run)
+    r = buf_append(b, s + run, n - run);
+  return r < 0 ? r : buf_append(b, "\"", 1);
+}
+
+static int jw_key(struct buf *b, bool *first, const char *key) {
+  int r = *first ? 0 : buf_append(b, ",", 1);
+  *first = false;
+  if (r >= 0)
+    r = jw_string(b, key, strlen(key));
+  return r < 0 ? r : buf_append(b, ":", 1);
+}
+
+static int jw_int(struct buf *b, int64_t v) {
+  char s[24];
+  int n = snprintf(s, sizeof s, "%" PRId64, v);
+  return buf_append(b, s, (size_t)n);
+}
+
+static int jw_value(struct buf *b, json_t *v, unsigned depth) {
+  int r = 0;
+  if (depth > 64)
+    return -ELOOP; /* jansson refuses cycles; our trees are shallow */
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: {
+    bool first = true;
+    const char *key;
+    json_t *item;
+    r = buf_append(b, "{", 1);
+    json_object_foreach(v, key, item) {
+      if (r < 0 || (r = jw_key(b, &first, key)) < 0 || (r = jw_value(b, item, depth + 1)) < 0)
+        break;
+    }
+    return r < 0 ? r : buf_append(b, "}", 1);
+  }
+  case JSON_ARRAY:
+    r = buf_append(b, "[", 1);
+    for (size_t i = 0; i < json_array_size(v) && r >= 0; i++)
+      if ((i == 0 || (r = buf_append(b, ",", 1)) >= 0))
+        r = jw_value(b, json_array_get(v, i), depth + 1);
+    return r < 0 ? r : buf_append(b, "]", 1);
+  case JSON_STRING:
+    return jw_string(b, json_string_value(v), json_string_length(v));
+  case JSON_INTEGER:
+    return jw_int(b, (int64_t)json_integer_value(v));
+  case JSON_TRUE:
+    return buf_puts(b, "true");
+  case JSON_FALSE:
+    return buf_puts(b, "false");
+  case JSON_NULL:
+    return buf_puts(b, "null");
+  default: {
+    /* reals: jansson's own formatting */
+    _cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return s ? buf_puts(b, s) : -ENOMEM;
+  }
+  }
+}
+
+/* A string member, left out when empty (as jset_str() does). */
+static int jw_str_member(struct buf *b, bool *first, const char *key, const char *v) {
+  if (isempty(v))
+    return 0;
+  if (!json_utf8_ok(v))
+    return -ENOMEM; /* what json_string() failing meant for the jansson-built event */
+  int r = jw_key(b, first, key);
+  return r < 0 ? r : jw_string(b, v, strlen(v));
+}
+
+/* The webhook event: {"type", "timestamp", "data": {...}}, data holding the
+ * context's contract, customer, owner, tier, links, alert, history and
+ * responses, then id, reminder_id, attempt, channel and message. */
 static int build_event(const struct message *m, const struct reminder *row, int64_t now,
                        char **ret) {
+  static const char *const copy[] = {"contract", "customer", "owner",   "tier",
+                                     "links",    "alert",    "history", "responses"};
   char ts[32];
-  json_t *data = json_object(), *ev = json_object();
-  if (!data || !ev) {
-    json_decref(data);
-    json_decref(ev);
-    return -ENOMEM;
-  }
-  static const char *const copy[] = {"contract", "customer", "owner", "tier", "links", "alert"};
-  int r = 0;
-  for (size_t i = 0; i < ELEMENTSOF(copy) && r == 0; i++) {
+  struct buf b = {0};
+  bool first = true, dfirst = true;
+  int r = buf_append(&b, "{", 1);
+  if (r >= 0)
+    r = jw_str_member(&b, &first, "type", m->event_type);
+  if (r >= 0)
+    r = jw_str_member(&b, &first, "timestamp", format_rfc3339(now, ts));
+  if (r >= 0 && (r = jw_key(&b, &first, "data")) >= 0)
+    r = buf_append(&b, "{", 1);
+  for (size_t i = 0; i < ELEMENTSOF(copy) && r >= 0; i++) {
     json_t *v = json_object_get(m->data, copy[i]);
-    if (v && json_object_set(data, copy[i], v) < 0)
-      r = -ENOMEM;
+    if (v && (r = jw_key(&b, &dfirst, copy[i])) >= 0)
+      r = jw_value(&b, v, 0);
   }
-  json_t *hist = json_object_get(m->data, "history");
-  if (r == 0 && hist && json_object_set(data, "history", hist) < 0)
-    r = -ENOMEM;
-  json_t *resp = json_object_get(m->data, "responses");
-  if (r == 0 && resp && json_object_set(data, "responses", resp) < 0)
-    r = -ENOMEM;
-  if (r == 0 && row) {
-    if (jset_str(data, "id", row->idem_key) < 0 || jset_int(data, "reminder_id", row->id) < 0 ||
-        jset_int(data, "attempt", row->attempts) < 0 || jset_str(data, "channel", row->channel) < 0)
-      r = -ENOMEM;
+  if (r >= 0 && row) {
+    if ((r = jw_str_member(&b, &dfirst, "id", row->idem_key)) >= 0 &&
+        (r = jw_key(&b, &dfirst, "reminder_id")) >= 0 && (r = jw_int(&b, row->id)) >= 0 &&
+        (r = jw_key(&b, &dfirst, "attempt")) >= 0 && (r = jw_int(&b, row->attempts)) >= 0)
+      r = jw_str_member(&b, &dfirst, "channel", row->channel);
   }
-  if (r == 0 && (m->subject || m->text)) {
-    json_t *msg = json_object();
-    if (!msg || json_object_set_new(data, "message", msg) < 0 ||
-        jset_str(msg, "subject", m->subject) < 0 || jset_str(msg, "text", m->text) < 0)
-      r = -ENOMEM;
+  if (r >= 0 && (m->subject || m->text)) {
+    bool mfirst = true;
+    if ((r = jw_key(&b, &dfirst, "message")) >= 0 && (r = buf_append(&b, "{", 1)) >= 0 &&
+        (r = jw_str_member(&b, &mfirst, "subject", m->subject)) >= 0 &&
+        (r = jw_str_member(&b, &mfirst, "text", m->text)) >= 0)
+      r = buf_append(&b, "}", 1);
   }
-  if (r == 0 && (jset_str(ev, "type", m->event_type) < 0 ||
-                 jset_str(ev, "timestamp", format_rfc3339(now, ts)) < 0 ||
-                 json_object_set(ev, "data", data) < 0))
-    r = -ENOMEM;
-  json_decref(data);
-  if (r == 0) {
-    *ret = json_dumps(ev, JSON_COMPACT);
-    if (!*ret)
-      r = -ENOMEM;
+  if (r >= 0)
+    r = buf_append(&b, "}}", 2);
+  if (r < 0) {
+    buf_free(&b);
+    return r == -ELOOP ? -EINVAL : -ENOMEM;
   }
-  json_decref(ev);
-  return r;
+  *ret = buf_steal(&b);
+  return *ret ? 0 : -ENOMEM;
 }
 
 /* ---- history for owner escalations ------------------------------------------------ */
@@ -631,7 +775,8 @@ static int finish_message(struct render *rd, struct facts *f, const char *templa
   m.event_type = ops_alert ? "delivery.failed"
                  : f->audience == AUDIENCE_OWNER ? "escalation.raised"
                                                  : "reminder.due";
-  if ((r = build_event(&m, row, now, &m.event)) < 0)
+  /* the event JSON only where it is the message (webhooks) */
+  if (f->kind == NOTIFY_WEBHOOK && (r = build_event(&m, row, now, &m.event)) < 0)
     goto fail;
   const char *to_name = f->audience == AUDIENCE_OWNER ? (f->owner ? f->owner->name : NULL)
                                                       : (f->customer ? f->customer->name : NULL);

@@ -5,8 +5,8 @@
  * answers, for ops alerts the dead row), assembles the template context as a
  * jansson object, renders the tier's template (Template=, default the tier
  * name) with the parts subject, text, html and sms through
- * notifiers/templates.h in the recipient's locale, and builds the webhook
- * event body (JSON). Built-in English templates stand in when the template
+ * notifiers/templates.h in the recipient's locale, and, for webhook rows,
+ * builds the event body (JSON). Built-in English templates stand in when the template
  * directory has no template of that name, so a fresh install and the demo
  * work without a template directory. Also formats a complete RFC 5322
  * message (render_rfc5322()) for the Maildir sink and the SMTP backend.
@@ -61,9 +61,10 @@ struct message {
   char *text;            /* plain text part */
   char *html;            /* HTML part (email only) */
   char *sms;             /* SMS text: the sms part, else the text part */
-  char *event;           /* webhook event body (JSON, compact); its "message" holds
-                            subject/text only when a template file rendered them
-                            (webhooks get no built-in prose) */
+  char *event;           /* webhook event body (JSON, compact), rendered for kind
+                            NOTIFY_WEBHOOK only (NULL for email and SMS); its
+                            "message" holds subject/text only when a template file
+                            rendered them (webhooks get no built-in prose) */
   const char *event_type; /* "reminder.due", "escalation.raised", "delivery.failed" (static) */
   json_t *data;          /* the template context (own reference) */
   char *locale;          /* locale used for rendering */

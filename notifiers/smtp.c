@@ -2,14 +2,17 @@
  *
  * prepare() formats the whole message (email.c) into the transfer's upload
  * buffer and configures the easy handle: URL, envelope, STARTTLS policy,
- * credentials, CA; a debug callback keeps the last server reply line so that
- * finish() can name the queue id and quote the server's own words on
- * failure. finish() classifies by the last SMTP reply code first (4xx
- * transient, 5xx permanent), then by the curl error (connection trouble
+ * credentials, CA; a debug callback (CURLOPT_VERBOSE with our own
+ * CURLOPT_DEBUGFUNCTION, so nothing is printed) keeps the server's final
+ * reply lines so that finish() can name the queue id and quote the server's
+ * own words on failure; outgoing lines (AUTH included) are never looked at.
+ * finish() classifies by the last SMTP reply code first (CURLINFO_RESPONSE_CODE:
+ * 4xx transient, 5xx permanent), then by the curl error (connection trouble
  * transient; certificate and login problems permanent).
  *
  * Owns: struct smtp (settings, the password; wiped on free) and per transfer
- * a struct smtp_xfer (freed by the dispatcher through backend_free). */
+ * a struct smtp_xfer (freed by the dispatcher through backend_free). Never
+ * blocks, except new() reading the password file once. Never logs. */
 #include "notifiers/smtp.h"
 
 #include <ctype.h>

@@ -11,7 +11,10 @@
  *   ContentType=application/json   (optional, the body's media type)
  *   AllowPrivate=no                (default: refuse destinations resolving to
  *                                  loopback, private, link-local, CGNAT,
- *                                  unique-local or unspecified addresses)
+ *                                  unique-local, reserved or unspecified
+ *                                  addresses: notify_addr_private(); checked
+ *                                  when a connection is opened AND when one
+ *                                  is reused)
  *   Headers=Authorization: Bearer x (optional, repeatable)
  *
  * Every request carries webhook-id (the outbox row's idempotency key, the
@@ -148,35 +151,10 @@ fail:
 
 /* ---- private destination check ------------------------------------------------------ */
 
-static bool addr_private(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET) {
-    uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-    return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 24) == 0 ||
-           (a & 0xfff00000u) == 0xac100000u ||  /* 172.16/12 */
-           (a & 0xffff0000u) == 0xc0a80000u ||  /* 192.168/16 */
-           (a & 0xffff0000u) == 0xa9fe0000u ||  /* 169.254/16 */
-           (a & 0xffc00000u) == 0x64400000u ||  /* 100.64/10 */
-           (a & 0xf0000000u) == 0xe0000000u ||  /* multicast */
-           a == 0xffffffffu;
-  }
-  if (sa->sa_family == AF_INET6) {
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a)) {
-      struct sockaddr_in v4 = {.sin_family = AF_INET};
-      memcpy(&v4.sin_addr, &a->s6_addr[12], 4);
-      return addr_private((const struct sockaddr *)&v4);
-    }
-    return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
-           IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
-           (a->s6_addr[0] & 0xfe) == 0xfc; /* fc00::/7 unique local */
-  }
-  return true;
-}
-
 static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
                                     struct curl_sockaddr *address) {
   struct notify_xfer *nx = clientp;
-  if (addr_private(&address->addr)) {
+  if (notify_addr_private(&address->addr)) {
     char host[INET6_ADDRSTRLEN] = "?";
     if (address->family == AF_INET)
       inet_ntop(AF_INET, &((struct sockaddr_in *)&address->addr)->sin_addr, host, sizeof host);
@@ -188,6 +166,23 @@ static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
     return CURL_SOCKET_BAD;
   }
   return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+/* Checks the peer again once the connection is there, new or REUSED: the
+ * dispatcher's curl multi shares one connection cache between channels, so
+ * a connection another channel (AllowPrivate=yes, an SMS gateway, ...)
+ * opened to a private address could otherwise carry this request without
+ * open_socket_cb() ever seeing it. */
+static int prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port) {
+  struct notify_xfer *nx = clientp;
+  if (!notify_ip_private(conn_primary_ip))
+    return CURL_PREREQFUNC_OK;
+  nx->refused = true;
+  snprintf(nx->refused_why, sizeof nx->refused_why,
+           "destination %.64s is a private or local address (AllowPrivate=no)",
+           conn_primary_ip ? conn_primary_ip : "?");
+  return CURL_PREREQFUNC_ABORT;
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -268,6 +263,8 @@ static int webhook_prepare(void *state, const struct notify_request *req, CURL *
   if (!w->allow_private) {
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, nx);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, nx);
   }
   return 0;
 oom:

@@ -35,3 +35,5 @@ for name, keys in channels.items():
     for k in keys:
         print(f"{k}=")
     print(f"Maildir={maildir}")
+    print("# a demo does not need every message fsync'ed")
+    print("Sync=no")

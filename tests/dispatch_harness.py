@@ -23,7 +23,7 @@ from http_receiver import Receiver, free_port  # noqa: E402,F401
 # so the notice tier (Offset=-P30D) is due at NOTICE_AT, inside SIM_FROM..SIM_UNTIL.
 EXPIRES_ON = "2031-02-14"
 NOTICE_AT = "2031-01-16T00:00:00Z"
-SIM_FROM = "2031-01-15"  # within Horizon= of NOTICE_AT (see the report)
+SIM_FROM = "2031-01-15"  # a day before NOTICE_AT: short simulations
 SIM_UNTIL = "2031-01-25"
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks example key

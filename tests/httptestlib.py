@@ -149,6 +149,10 @@ class Daemon:
                                      stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_for(self._healthy, 30 * self.slow, 0.1, "renewd's /healthz")
+            # the listener answers before READY; the start-up planning may still
+            # write (states, events): store snapshots wait for it
+            wait_for(lambda: "ready: horizon loaded" in self.log_text(), 30 * self.slow, 0.1,
+                     "renewd's readiness")
         except TestFailure:
             raise TestFailure(f"renewd did not come up:\n{self.log_text()}")
 

@@ -9,6 +9,9 @@ tests/http_receiver.py (which checks the Standard Webhooks signature itself):
      retried
   4. 400: dead at once, the tier's Fallback= channel (the Maildir sink) gets
      the message, and an ops alert goes to [Ops] AlertChannel=
+  5. BodyTemplate= renders the body, Headers= are added, and with two
+     secrets in SecretFile= (rotation) a receiver knowing only the new one
+     accepts the signature
 
 Usage: test-dispatch-webhook.py BUILD_DIR
 """
@@ -110,5 +113,30 @@ ev = json.loads(ops_recs[0]["body"])
 check(ev["type"] == "delivery.failed" and ev["data"]["alert"]["reminder_id"] == hook[0]["id"]
       and ev["data"]["alert"]["channel"] == "hook", "ops alert names the dead row and channel")
 check("falling back" in env.last_log, "the fallback is logged")
+env.cleanup()
+
+# 5. BodyTemplate=, Headers=, secret rotation ----------------------------------------
+NEW_SECRET = "whsec_" + __import__("base64").b64encode(b"0123456789abcdef0123456789abcdef").decode()
+env = Env("wh-body", BUILD)
+rcv = env.receiver(secrets=[NEW_SECRET])
+os.makedirs(os.path.join(env.dir, "templates", "en"))
+with open(os.path.join(env.dir, "templates", "en", "chat.body.mustache"), "w") as f:
+    f.write('{"who": {{{json.customer_name}}}, "contract": {{{json.contract_id}}}, "renew": "{{links.renew}}"}\n')
+with open(env.secret_file, "w") as f:
+    f.write(SECRET + " " + NEW_SECRET + "\n")
+env.write_config(webhook_channel("hook", rcv.url("/hook"), "BodyTemplate=chat\nHeaders=X-Extra: 1\n"
+                                 "ContentType=application/vnd.chat+json")
+                 .replace("{secret}", env.secret_file))
+env.import_contracts(1, customize=lambda i, row: row.__setitem__(2, 'Ada "The Countess" Lovelace'))
+env.simulate()
+recs = hook_records(rcv)
+check(len(recs) == 1 and recs[0]["answered"] == 204, "one request, accepted")
+body = json.loads(recs[0]["body"])
+check(body["who"] == 'Ada "The Countess" Lovelace' and body["contract"] == "C-0001"
+      and body["renew"].startswith("https://renew.test/r/"), "BodyTemplate= rendered valid JSON (quotes escaped)")
+check(recs[0]["headers"]["content-type"] == "application/vnd.chat+json", "ContentType=")
+check(recs[0]["headers"].get("x-extra") == "1", "Headers=")
+check(len(recs[0]["headers"]["webhook-signature"].split(" ")) == 2, "two signatures (rotation)")
+check(recs[0]["sig_ok"] is True, "the receiver knowing only the new secret accepts it")
 env.cleanup()
 print("PASS")

@@ -280,6 +280,12 @@ static void test_format_invalid(void **state) {
   e = ok, e.reply_to = "nobody";
   assert_int_equal(email_format(&e, &out, NULL), -EINVAL);
   assert_string_equal(out, "untouched");
+
+  /* an internationalized From domain cannot be a Message-ID host */
+  e = ok, e.from_addr = "renewals@bücher.example";
+  assert_int_equal(email_format(&e, &out, NULL), 0);
+  assert_non_null(strstr(out, "\r\nMessage-ID: <rk-1@renewd>\r\n"));
+  free(out);
 }
 
 /* ---- smtp backend ---- */

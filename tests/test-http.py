@@ -467,6 +467,13 @@ def run_checks(d, wd):
     r = d.get(d.link("C-101", "renew", "--key-file", wd("old.key")))
     check(r.status == 403, f"link signed with a key dropped at reload: {r.status}")
 
+    # ---- a second renewd on the same address stops at once, saying why ---------------------------
+    p = subprocess.run([d.renewd, "--config", d.conf, "--log-target", "console"], capture_output=True,
+                       text=True, timeout=60 * d.slow)
+    check(p.returncode == 69 and "address already in use" in p.stderr,
+          f"second renewd on the same port: exit {p.returncode}\n{p.stderr[-2000:]}")
+    check(d.get("/healthz").status == 200, "the first renewd stopped answering")
+
 
 def socket_activation(wd, renewd):
     """renewd started by systemd-socket-activate serves on the passed socket."""

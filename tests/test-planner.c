@@ -477,6 +477,14 @@ static void test_skip_reasons(void **state) {
       "escalation/0 email owner - skipped no sales owner 2030-02-26T08:00:00Z",
   };
   expect_rows(f, "C3", rows, ELEMENTSOF(rows));
+  /* security: the event (it goes to the log) shows the webhook URL's scheme
+   * and host only; the row above keeps the whole URL */
+  bool hook_event = false;
+  for (size_t i = 0; i < f->n_events; i++) {
+    assert_null(strstr(f->events[i], "hooks.example/x"));
+    hook_event |= streq(f->events[i], "remind C3 notice/0 hook https://hooks.example/...");
+  }
+  assert_true(hook_event);
 
   /* no policy for the segment: reported, nothing planned */
   int64_t r2 = add_contract(f->s, "C4", "UTC", "dan@example.com", NULL, "none", NULL, 0);

@@ -25,14 +25,16 @@
 #define DAY INT64_C(86400)
 /* 2027-03-01T00:00:00Z, a Monday */
 #define MAR1 INT64_C(1803859200)
-#define D(n) (MAR1 + ((n) - 1) * DAY) /* 00:00Z of March n, 2027 */
+#define D(n) (MAR1 + ((n)-1) * DAY) /* 00:00Z of March n, 2027 */
 #define FROM MAR1
 #define UNTIL D(32) /* 2027-04-01 */
 
 /* ---- the fixture -------------------------------------------------------------- */
 
 static void customer(struct store *s, const char *id, const char *segment, const char *owner) {
-  struct customer c = {.id = (char *)id, .segment = (char *)segment, .owner_id = (char *)owner,
+  struct customer c = {.id = (char *)id,
+                       .segment = (char *)segment,
+                       .owner_id = (char *)owner,
                        .email = "x@example.com"};
   assert_int_equal(store_customer_upsert(s, &c, D(1) - 60 * DAY), STORE_INSERTED);
 }
@@ -44,8 +46,8 @@ static void contract(struct store *s, const char *id, const char *cust, int64_t 
 
 /* One outbox row; step distinguishes repeats of a tier. */
 static void rem(struct store *s, const char *id, int32_t term, const char *tier, int32_t step,
-                const char *channel, const char *audience, enum reminder_status st,
-                int64_t sent_at, int32_t attempts) {
+                const char *channel, const char *audience, enum reminder_status st, int64_t sent_at,
+                int32_t attempts) {
   struct reminder m = {
       .contract_id = (char *)id,
       .term = term,
@@ -63,8 +65,11 @@ static void rem(struct store *s, const char *id, int32_t term, const char *tier,
 
 static void resp(struct store *s, const char *id, int32_t term, const char *kind,
                  const char *reason, const char *source, int64_t at) {
-  struct response p = {.contract_id = (char *)id, .term = term, .kind = (char *)kind,
-                       .reason = (char *)reason, .source = (char *)source};
+  struct response p = {.contract_id = (char *)id,
+                       .term = term,
+                       .kind = (char *)kind,
+                       .reason = (char *)reason,
+                       .source = (char *)source};
   assert_int_equal(store_response_insert(s, &p, at, NULL), 0);
 }
 
@@ -234,42 +239,47 @@ static void check_funnel(const char *what, const struct report_funnel *g,
 
 /* terms reminded answered prompted renewed ext declined lost lapsed open snoozed
  * callback escalations escalated esc_renewed renewal decided response median */
-static const struct want_funnel want_total = {10, 8, 5, 5, 4, 1, 2, 1, 1, 3, 1, 1, 2, 2, 1,
-                                              4000, 5714, 6250, true, 75};
+static const struct want_funnel want_total = {10, 8, 5, 5, 4, 1,    2,    1,    1,    3,
+                                              1,  1, 2, 2, 1, 4000, 5714, 6250, true, 75};
 
 static const struct {
   const char *name;
   struct want_funnel f;
-} want_segments[] = {
-    {"smb", {6, 4, 4, 4, 2, 0, 2, 1, 0, 2, 1, 1, 0, 0, 0, 3333, 5000, 10000, true, 40}},
-    {"enterprise", {3, 3, 1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 2, 2, 1, 6667, 6667, 3333, true, 125}},
-    {"(none)", {1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, NONE, 0, false, 0}},
-}, want_owners[] = {
-    {"alice", {5, 3, 3, 3, 2, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 4000, 6667, 10000, true, 40}},
-    {"bob", {3, 3, 1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 2, 2, 1, 6667, 6667, 3333, true, 125}},
-    {"(none)", {1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, NONE, 0, false, 0}},
-    {"carol", {1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 10000, false, 0}},
-}, want_policies[] = {
-    {"standard", {7, 5, 4, 4, 2, 0, 2, 1, 0, 3, 1, 1, 0, 0, 0, 2857, 5000, 8000, true, 40}},
-    {"premium", {3, 3, 1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 2, 2, 1, 6667, 6667, 3333, true, 125}},
+} want_segments[] =
+    {
+        {"smb", {6, 4, 4, 4, 2, 0, 2, 1, 0, 2, 1, 1, 0, 0, 0, 3333, 5000, 10000, true, 40}},
+        {"enterprise", {3, 3, 1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 2, 2, 1, 6667, 6667, 3333, true, 125}},
+        {"(none)", {1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, NONE, 0, false, 0}},
+},
+  want_owners[] =
+      {
+          {"alice", {5, 3, 3, 3, 2, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 4000, 6667, 10000, true, 40}},
+          {"bob", {3, 3, 1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 2, 2, 1, 6667, 6667, 3333, true, 125}},
+          {"(none)", {1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, NONE, 0, false, 0}},
+          {"carol", {1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 10000, false, 0}},
+},
+  want_policies[] = {
+      {"standard", {7, 5, 4, 4, 2, 0, 2, 1, 0, 3, 1, 1, 0, 0, 0, 2857, 5000, 8000, true, 40}},
+      {"premium", {3, 3, 1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 2, 2, 1, 6667, 6667, 3333, true, 125}},
 };
 
 static const struct want_touch {
   const char *name;
-  int64_t reached, sent, answers, renewals, owner_sent, attempted, dead, response, renewal,
-      failure;
-} want_tiers[] = {
-    /* in ladder order: mean lead before expiry 30, 14, 13, 7 and 3 days */
-    {"notice", 8, 9, 2, 2, 0, 9, 0, 2500, 2500, 0},
-    {"reminder", 3, 3, 2, 2, 0, 4, 1, 6667, 6667, 2500},
-    {"ops-alert", 0, 0, 0, 0, 0, 1, 0, NONE, NONE, 0},
-    {"escalation", 0, 0, 0, 0, 2, 3, 1, NONE, NONE, 3333},
-    {"final", 2, 2, 1, 0, 0, 2, 0, 5000, 0, 0},
-}, want_channels[] = {
-    {"email", 8, 12, 4, 4, 0, 13, 1, 5000, 5000, 769},
-    {"ops", 0, 0, 0, 0, 0, 1, 0, NONE, NONE, 0},
-    {"owner-email", 0, 0, 0, 0, 2, 3, 1, NONE, NONE, 3333},
-    {"sms", 1, 2, 1, 0, 0, 2, 0, 10000, 0, 0},
+  int64_t reached, sent, answers, renewals, owner_sent, attempted, dead, response, renewal, failure;
+} want_tiers[] =
+    {
+        /* in ladder order: mean lead before expiry 30, 14, 13, 7 and 3 days */
+        {"notice", 8, 9, 2, 2, 0, 9, 0, 2500, 2500, 0},
+        {"reminder", 3, 3, 2, 2, 0, 4, 1, 6667, 6667, 2500},
+        {"ops-alert", 0, 0, 0, 0, 0, 1, 0, NONE, NONE, 0},
+        {"escalation", 0, 0, 0, 0, 2, 3, 1, NONE, NONE, 3333},
+        {"final", 2, 2, 1, 0, 0, 2, 0, 5000, 0, 0},
+},
+  want_channels[] = {
+      {"email", 8, 12, 4, 4, 0, 13, 1, 5000, 5000, 769},
+      {"ops", 0, 0, 0, 0, 0, 1, 0, NONE, NONE, 0},
+      {"owner-email", 0, 0, 0, 0, 2, 3, 1, NONE, NONE, 3333},
+      {"sms", 1, 2, 1, 0, 0, 2, 0, 10000, 0, 0},
 };
 
 static void check_touches(const struct report_touch *g, size_t n, const struct want_touch *w,
@@ -312,8 +322,8 @@ static int setup(void **state) {
   char err[256];
   assert_int_equal(store_open(f->path, STORE_READONLY | STORE_NO_CREATE, &f->s, err, sizeof err),
                    0);
-  struct report_options o = {.from = FROM, .until = UNTIL, .now = D(31), .by = REPORT_BY_TIER,
-                             .policy_of = policy_of};
+  struct report_options o = {
+      .from = FROM, .until = UNTIL, .now = D(31), .by = REPORT_BY_TIER, .policy_of = policy_of};
   assert_int_equal(report_compute(f->s, &o, &f->r), 0);
   *state = f;
   return 0;
@@ -384,10 +394,16 @@ static void test_rows(void **state) {
     int64_t ended;
     size_t rem, resp;
   } want[] = {
-      {"K01", 1, D(10) - 10 * DAY, 2, 1}, {"K02", 1, 0, 5, 1}, {"K03", 1, D(15) - 5 * DAY, 3, 1},
-      {"K04", 1, 0, 4, 0},                {"K05", 1, 0, 2, 3}, {"K06", 1, 0, 1, 0},
-      {"K07", 1, 0, 1, 1},                {"K08", 1, D(5) - 20 * DAY, 1, 0},
-      {"K09", 1, D(18) + 2 * DAY, 1, 1},  {"K11", 2, 0, 0, 0},
+      {"K01", 1, D(10) - 10 * DAY, 2, 1},
+      {"K02", 1, 0, 5, 1},
+      {"K03", 1, D(15) - 5 * DAY, 3, 1},
+      {"K04", 1, 0, 4, 0},
+      {"K05", 1, 0, 2, 3},
+      {"K06", 1, 0, 1, 0},
+      {"K07", 1, 0, 1, 1},
+      {"K08", 1, D(5) - 20 * DAY, 1, 0},
+      {"K09", 1, D(18) + 2 * DAY, 1, 1},
+      {"K11", 2, 0, 0, 0},
   };
   assert_int_equal(w.n, ELEMENTSOF(want));
   for (size_t i = 0; i < w.n; i++) {
@@ -460,8 +476,8 @@ static void test_weeks(void **state) {
   struct fixture *f = *state;
   static const int64_t want[][7] = {
       /* start, terms, reminded, prompted, renewed, renewal, response */
-      {D(1), 1, 1, 0, 1, 10000, 0},      {D(8), 2, 2, 2, 1, 5000, 10000},
-      {D(15), 3, 3, 2, 2, 6667, 6667},   {D(22), 3, 2, 1, 0, 0, 5000},
+      {D(1), 1, 1, 0, 1, 10000, 0},    {D(8), 2, 2, 2, 1, 5000, 10000},
+      {D(15), 3, 3, 2, 2, 6667, 6667}, {D(22), 3, 2, 1, 0, 0, 5000},
       {D(29), 1, 0, 0, 0, 0, NONE},
   };
   assert_int_equal(f->r->n_weeks, ELEMENTSOF(want));
@@ -518,24 +534,36 @@ static void test_builder_pure(void **state) {
   struct report_options o = {.from = D(1), .until = D(32), .by = REPORT_BY_TIER};
   assert_int_equal(report_builder_new(&o, &b), 0);
   struct store_report_reminder m[] = {
-      {.id = 7, .tier = "t", .channel = "sms", .audience = "customer", .status = REMINDER_SENT,
+      {.id = 7,
+       .tier = "t",
+       .channel = "sms",
+       .audience = "customer",
+       .status = REMINDER_SENT,
        .sent_at = D(1)},
-      {.id = 5, .tier = "t", .channel = "email", .audience = "customer", .status = REMINDER_SENT,
+      {.id = 5,
+       .tier = "t",
+       .channel = "email",
+       .audience = "customer",
+       .status = REMINDER_SENT,
        .sent_at = D(1)},
   };
   struct store_report_response renewed = {.id = 1, .kind = "renewed", .created_at = D(5) + 3600};
   /* leads: 1 h after expiry, 3 days after, 2 days before: median -1 h = -0.04 d -> 0.0 */
-  struct store_report_term t = {.contract_id = "A", .term = 1, .expires_at = D(5),
-                                .reminders = m, .n_reminders = 2, .responses = &renewed,
+  struct store_report_term t = {.contract_id = "A",
+                                .term = 1,
+                                .expires_at = D(5),
+                                .reminders = m,
+                                .n_reminders = 2,
+                                .responses = &renewed,
                                 .n_responses = 1};
   assert_int_equal(report_builder_add(b, &t), 0);
   struct store_report_response late = {.id = 2, .kind = "renewed", .created_at = D(9)};
-  t = (struct store_report_term){.contract_id = "B", .term = 1, .expires_at = D(6),
-                                 .responses = &late, .n_responses = 1};
+  t = (struct store_report_term){
+      .contract_id = "B", .term = 1, .expires_at = D(6), .responses = &late, .n_responses = 1};
   assert_int_equal(report_builder_add(b, &t), 0);
   struct store_report_response early = {.id = 3, .kind = "renewed", .created_at = D(5)};
-  t = (struct store_report_term){.contract_id = "C", .term = 1, .expires_at = D(7),
-                                 .responses = &early, .n_responses = 1};
+  t = (struct store_report_term){
+      .contract_id = "C", .term = 1, .expires_at = D(7), .responses = &early, .n_responses = 1};
   assert_int_equal(report_builder_add(b, &t), 0);
   /* outside the period: ignored */
   t.expires_at = D(40);
@@ -562,10 +590,10 @@ static void test_builder_pure(void **state) {
   /* an even count: the mean of the two middle leads, rounded half away from zero */
   assert_int_equal(report_builder_new(&o, &b), 0);
   struct store_report_response r1 = {.id = 1, .kind = "renewed", .created_at = D(10) + 3 * DAY};
-  struct store_report_response r2 = {.id = 2, .kind = "renewed",
-                                     .created_at = D(10) + DAY + DAY / 4 + DAY / 4};
-  t = (struct store_report_term){.contract_id = "A", .term = 1, .expires_at = D(10),
-                                 .responses = &r1, .n_responses = 1};
+  struct store_report_response r2 = {
+      .id = 2, .kind = "renewed", .created_at = D(10) + DAY + DAY / 4 + DAY / 4};
+  t = (struct store_report_term){
+      .contract_id = "A", .term = 1, .expires_at = D(10), .responses = &r1, .n_responses = 1};
   assert_int_equal(report_builder_add(b, &t), 0);
   t.contract_id = "B";
   t.responses = &r2;
@@ -610,8 +638,10 @@ static void test_render_json(void **state) {
       "    \"escalated\": 2,\n    \"escalated_renewed\": 1,\n    \"renewal_rate\": 0.4000,\n"
       "    \"decided_renewal_rate\": 0.5714,\n    \"response_rate\": 0.6250,\n"
       "    \"median_days_before_expiry\": 7.5\n  }",
-      "{\"reason\": \"price\", \"count\": 1},\n    {\"reason\": \"switched-provider\", \"count\": 1}",
-      "\"name\": \"escalation\",\n      \"reached\": 0,\n      \"sent\": 0,\n      \"answers\": 0,\n"
+      "{\"reason\": \"price\", \"count\": 1},\n    {\"reason\": \"switched-provider\", \"count\": "
+      "1}",
+      "\"name\": \"escalation\",\n      \"reached\": 0,\n      \"sent\": 0,\n      \"answers\": "
+      "0,\n"
       "      \"response_rate\": null,\n      \"renewals\": 0,\n      \"renewal_rate\": null,\n"
       "      \"owner_sent\": 2,\n      \"attempted\": 3,\n      \"dead\": 1,\n"
       "      \"failure_rate\": 0.3333",
@@ -714,8 +744,11 @@ static void test_escaping(void **state) {
   struct report_builder *b = NULL;
   struct report_options o = {.from = D(1), .until = D(8), .by = REPORT_BY_SEGMENT};
   assert_int_equal(report_builder_new(&o, &b), 0);
-  struct store_report_term t = {.contract_id = "A", .term = 1, .expires_at = D(2),
-                                .segment = "a,\"b\"<c>&\n\xff", .state = CONTRACT_ACTIVE};
+  struct store_report_term t = {.contract_id = "A",
+                                .term = 1,
+                                .expires_at = D(2),
+                                .segment = "a,\"b\"<c>&\n\xff",
+                                .state = CONTRACT_ACTIVE};
   assert_int_equal(report_builder_add(b, &t), 0);
   struct report *r = NULL;
   assert_int_equal(report_builder_finish(b, &r), 0);
