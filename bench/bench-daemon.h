@@ -34,8 +34,13 @@
 
 extern char **environ;
 
+/* The renewd a benchmark is running, stopped by die() (bench state, not product code). */
+static pid_t bench_child;
+
 static _unused_ void _printf_(1, 2) die(const char *fmt, ...) {
   va_list ap;
+  if (bench_child > 0)
+    kill(bench_child, SIGTERM);
   fputs("bench: ", stderr);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
@@ -134,6 +139,7 @@ static _unused_ void renewd_start(struct renewd *d, const char *renewd, const ch
   int r = posix_spawn(&d->pid, renewd, &fa, NULL, argv, env);
   if (r != 0)
     die("cannot start %s: %s", renewd, strerror(r));
+  bench_child = d->pid;
   posix_spawn_file_actions_destroy(&fa);
   free(env);
   close(p[1]);
@@ -196,6 +202,7 @@ static _unused_ int renewd_stop(struct renewd *d, char *loop_line, size_t n) {
     fwrite(b, 1, (size_t)k, d->log);
   int st = 0;
   waitpid(d->pid, &st, 0);
+  bench_child = 0;
   close(d->err_fd);
   fclose(d->log);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

@@ -343,37 +343,53 @@ static const char *local_time(const struct cal_zone *z, int64_t t, char out[stat
   return out;
 }
 
+/* Store values on the terminal: they come from CSV files, the API, other
+ * writers and remote servers, so control characters (escape sequences,
+ * CR/LF) and invalid UTF-8 are escaped as "\xNN" (str_escape_controls()). */
+#define TERM_MAX 2048
+static const char *term(const char *s, char buf[static TERM_MAX]) {
+  str_escape_controls(s, buf, TERM_MAX);
+  return buf;
+}
+
 static void print_kv(const char *key, const char *value) {
+  char t[TERM_MAX];
   if (!isempty(value))
-    printf("  %-12s %s\n", key, value);
+    printf("  %-12s %s\n", key, term(value, t));
+}
+
+/* jstr() of the item, escaped for the terminal into buf. */
+static const char *jterm(const json_t *o, const char *key, char buf[static TERM_MAX]) {
+  return term(jstr(o, key), buf);
 }
 
 static void print_history_item(const json_t *it) {
+  char t1[TERM_MAX], t2[TERM_MAX], t3[TERM_MAX], t4[TERM_MAX], t5[TERM_MAX];
   const char *type = jstr(it, "type");
-  printf("  %-20s  %-8s  ", *jstr(it, "at") ? jstr(it, "at") : "-", type);
+  printf("  %-20s  %-8s  ", *jstr(it, "at") ? jterm(it, "at", t1) : "-", term(type, t2));
   if (streq(type, "reminder")) {
     json_int_t attempts = json_integer_value(json_object_get(it, "attempts"));
     printf("%s step %" JSON_INTEGER_FORMAT " via %s to %s%s%s: %s (%" JSON_INTEGER_FORMAT
            " attempt%s)",
-           jstr(it, "tier"), json_integer_value(json_object_get(it, "step")), jstr(it, "channel"),
-           jstr(it, "audience"), *jstr(it, "recipient") ? " " : "", jstr(it, "recipient"),
-           jstr(it, "status"), attempts, attempts == 1 ? "" : "s");
+           jterm(it, "tier", t1), json_integer_value(json_object_get(it, "step")),
+           jterm(it, "channel", t2), jterm(it, "audience", t3), *jstr(it, "recipient") ? " " : "",
+           jterm(it, "recipient", t4), jterm(it, "status", t5), attempts, attempts == 1 ? "" : "s");
     if (*jstr(it, "last_error"))
-      printf(", last error: %s", jstr(it, "last_error"));
+      printf(", last error: %s", jterm(it, "last_error", t1));
   } else if (streq(type, "response")) {
-    printf("%s via %s", jstr(it, "kind"), jstr(it, "source"));
+    printf("%s via %s", jterm(it, "kind", t1), jterm(it, "source", t2));
     if (*jstr(it, "channel"))
-      printf(" (%s)", jstr(it, "channel"));
+      printf(" (%s)", jterm(it, "channel", t1));
     if (*jstr(it, "reason"))
-      printf(", reason: %s", jstr(it, "reason"));
+      printf(", reason: %s", jterm(it, "reason", t1));
     if (*jstr(it, "until"))
-      printf(", until %s", jstr(it, "until"));
+      printf(", until %s", jterm(it, "until", t1));
     if (*jstr(it, "new_expires_at"))
-      printf(", new expiry %s", jstr(it, "new_expires_at"));
+      printf(", new expiry %s", jterm(it, "new_expires_at", t1));
   } else {
-    printf("%s", jstr(it, "kind"));
+    printf("%s", jterm(it, "kind", t1));
     if (*jstr(it, "detail"))
-      printf(" %s", jstr(it, "detail"));
+      printf(" %s", jterm(it, "detail", t1));
   }
   putchar('\n');
 }
@@ -515,11 +531,11 @@ int cmd_show(struct cli *c, int argc, char **argv) {
     goto done;
   }
 
-  char day[11], day_time[24], money[48], ts[21], opt_out[32];
-  printf("Contract %s\n", co.id);
+  char day[11], day_time[24], money[48], ts[21], opt_out[32], t1[TERM_MAX], t2[TERM_MAX];
+  printf("Contract %s\n", term(co.id, t1));
   print_kv("Product", co.product);
   if (have_cu && !isempty(cu.name))
-    printf("  %-12s %s (%s)\n", "Customer", cu.name, co.customer_id);
+    printf("  %-12s %s (%s)\n", "Customer", term(cu.name, t1), term(co.customer_id, t2));
   else
     print_kv("Customer", co.customer_id);
   if (co.starts_at)
@@ -536,7 +552,7 @@ int cmd_show(struct cli *c, int argc, char **argv) {
   printf("  %-12s %" PRId64 "\n", "Change seq", co.change_seq);
   printf("  %-12s %s\n", "Updated", format_rfc3339(co.updated_at, ts));
   if (have_cu) {
-    printf("\nCustomer %s\n", cu.id);
+    printf("\nCustomer %s\n", term(cu.id, t1));
     print_kv("Name", cu.name);
     print_kv("Email", cu.email);
     print_kv("Phone", cu.phone);
@@ -546,16 +562,16 @@ int cmd_show(struct cli *c, int argc, char **argv) {
     optout_names(cu.optout, opt_out, sizeof(opt_out));
     print_kv("Opted out", opt_out);
   } else if (!isempty(co.customer_id))
-    printf("\nCustomer %s (not in the store)\n", co.customer_id);
+    printf("\nCustomer %s (not in the store)\n", term(co.customer_id, t1));
   if (have_ow) {
-    printf("\nOwner %s\n", ow.id);
+    printf("\nOwner %s\n", term(ow.id, t1));
     print_kv("Name", ow.name);
     print_kv("Email", ow.email);
     print_kv("Phone", ow.phone);
     print_kv("Webhook", ow.webhook);
     print_kv("Manager", ow.manager_id);
   } else if (have_cu && !isempty(cu.owner_id))
-    printf("\nOwner %s (not in the store)\n", cu.owner_id);
+    printf("\nOwner %s (not in the store)\n", term(cu.owner_id, t1));
   else
     printf("\nOwner (none)\n");
   printf("\nHistory\n");

@@ -352,7 +352,8 @@ static json_t *row_json(const struct plan_row *r) {
 }
 
 static int print_timeline(struct plan_ctx *x) {
-  qsort(x->rows, x->n_rows, sizeof *x->rows, cmp_rows);
+  if (x->n_rows > 1)
+    qsort(x->rows, x->n_rows, sizeof *x->rows, cmp_rows);
   if (x->cli->json) {
     fputs("[", stdout);
     for (size_t k = 0; k < x->n_rows; k++) {

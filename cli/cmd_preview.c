@@ -86,6 +86,28 @@ static char *sms_text(const struct config_channel *ch, const struct message *m, 
   return strprintf("%s\n%s", body, footer);
 }
 
+/* Replaces the value of every header that came from the channel's
+ * HeadersFile= (a credential) with a note: a preview is pasted into tickets
+ * and chats, the credential must not travel with it. */
+static void hide_secret_headers(const struct config_channel *ch, struct curl_slist *headers) {
+  struct curl_slist *secret = NULL;
+  (void)notify_append_secret_headers(ch, &secret, NULL);
+  for (struct curl_slist *h = headers; h; h = h->next)
+    for (const struct curl_slist *k = secret; k; k = k->next) {
+      if (!h->data || !streq(h->data, k->data))
+        continue;
+      char *shown =
+          strprintf("%.*s: (from HeadersFile=, not shown)", (int)strcspn(h->data, ":"), h->data);
+      if (shown) {
+        explicit_bzero(h->data, strlen(h->data));
+        free(h->data);
+        h->data = shown;
+      }
+      break;
+    }
+  notify_headers_free(secret);
+}
+
 /* Runs the backend's own prepare() on an easy handle that is never
  * performed, to show the request it would make. 0, or < 0 with err set. */
 static int backend_request(const struct notifier_ops *ops, const struct config_channel *ch,
@@ -107,6 +129,8 @@ static int backend_request(const struct notifier_ops *ops, const struct config_c
     snprintf(err, errlen, "%s", *res.error ? res.error : strerror(-r));
   curl_easy_cleanup(easy);
   ops->free(state);
+  if (r >= 0)
+    hide_secret_headers(ch, x->headers);
   return r;
 }
 

@@ -47,6 +47,8 @@
     "move contracts in a ladder onto the current config's policy")                                 \
   X(report, "report", "[--from D] [--to D] [--by tier|channel|segment|owner|policy] [--json|--csv|--html F]", \
     "the renewal funnel: reminded, answered, renewed, declined, lapsed; rates")                   \
+  X(check_config, "check-config", "[--config PATH]",                                            \
+    "validate the configuration exactly as the daemon does; print the policies")                \
   X(link, "link", "CONTRACT ACTION [--expires T] [--term N]",                                      \
     "print a signed answer link (ops, support, tests; see docs/http.md)")                           \
   /* new commands go above this line, each line ending in a backslash */

@@ -24,6 +24,8 @@
 
 /* Largest config file read (main or drop-in). */
 #define CONFIG_MAX_FILE_SIZE (1024 * 1024)
+/* Longest CallbackPause= and LapseGrace=: ten years. */
+#define CONFIG_MAX_POLICY_SPAN (3650 * 86400)
 /* Most tiers a policy may have; matches POLICY_MAX_TIERS in core/policy.h. */
 #define CONFIG_MAX_TIERS 64
 
@@ -471,12 +473,17 @@ static void set_path(struct loader *l, const struct ini_entry *e, char **dst) {
     nomem(l);
 }
 
-/* A secret: an absolute path, or a credential name without '/' (read_secret()). */
+/* A secret: an absolute path, or a credential name without '/' (read_secret()).
+ * A bad value is not quoted in the error: it is most likely the secret itself
+ * pasted in by mistake (base64 holds '/'), and errors end up in logs. */
 static void set_secret_path(struct loader *l, const struct ini_entry *e, char **dst) {
   if (!e)
     return;
   if (strchr(e->value, '/') && e->value[0] != '/') {
-    bad_value(l, e, "must be an absolute path or a credential name");
+    error_at(l, e->file, e->line,
+             "%s=: must be an absolute path or a credential name (the value is not shown: "
+             "it may be the secret itself; put the secret in a file)",
+             e->key);
     return;
   }
   if (free_and_strdup(dst, e->value) < 0)
@@ -886,6 +893,16 @@ static void load_policy(struct loader *l, const struct ini_section *s, struct po
   }
   ok = set_timespan(l, get(s, "CallbackPause"), &p->callback_pause, false) && ok;
   ok = set_timespan(l, get(s, "LapseGrace"), &p->lapse_grace, false) && ok;
+  /* bounded so that expiry + span stays far from int64 overflow everywhere
+   * it is added (lifecycle, links, policy) */
+  static const char *const spans[] = {"CallbackPause", "LapseGrace"};
+  for (size_t i = 0; i < ELEMENTSOF(spans); i++) {
+    int64_t v = i == 0 ? p->callback_pause : p->lapse_grace;
+    if (v > CONFIG_MAX_POLICY_SPAN) {
+      bad_value(l, get(s, spans[i]), "must be at most %dd", CONFIG_MAX_POLICY_SPAN / 86400);
+      ok = false;
+    }
+  }
 
   _cleanup_free_ char **names = NULL;
   size_t n = 0;
@@ -964,8 +981,10 @@ static void check_segments(struct loader *l, const struct ini_section **ps, size
       continue;
     char **segs = NULL;
     size_t ns = 0;
-    if (split_list(e->value, &segs, &ns) < 0)
+    if (split_list(e->value, &segs, &ns) < 0) {
+      free(claims);
       return nomem(l);
+    }
     struct claim *nc = realloc(claims, (n + ns) * sizeof *nc);
     if (!nc && ns > 0) {
       strv_free(segs, ns);

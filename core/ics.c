@@ -1,8 +1,11 @@
 /* ics: deadline events and meeting requests as iCalendar text (see ics.h).
  *
- * Components are built with libical and serialised by
+ * Meeting requests are built with libical and serialised by
  * icalcomponent_as_ical_string_r(); the component tree is freed before
- * returning, only the copied text leaves this file. */
+ * returning, only the copied text leaves this file. Deadline events (one per
+ * reminder email: the hot path) are written directly, byte for byte what
+ * that serialiser makes of the same tree; libical still parses the alarm
+ * duration and does the date arithmetic. */
 #include "core/ics.h"
 
 #include <libical/ical.h>
@@ -77,31 +80,125 @@ static bool common_ok(const char *uid, const char *summary, const char *descript
          (!description || text_ok(description, true)) && (!url || token_ok(url));
 }
 
+/* ---- the deadline event, written directly ----------------------------------- *
+ *
+ * One deadline event goes with every reminder email, so it is written
+ * straight into a buffer rather than built as a libical component tree and
+ * serialised: the same bytes icalcomponent_as_ical_string_r() produces for
+ * the tree the meeting request below builds the slow way (tests/test-ics.c
+ * compares both on many generated inputs). What that serialiser does, and
+ * is reproduced here:
+ *  - TEXT values (UID, SUMMARY, DESCRIPTION) escape '\', ';' and ',' with a
+ *    backslash and a newline as "\n"; a TAB stays as it is (CR, BS and FF,
+ *    which text_ok() refuses anyway, are dropped); URI values (URL) are
+ *    written as they are;
+ *  - each property line, CRLF included, is folded: while 75 or more bytes
+ *    are left, the line is cut after the last ';', ':' or ' ' among the
+ *    first 74 bytes (not counting the first), else before the last byte of
+ *    the first 75 that starts a character (ASCII or a UTF-8 lead byte); every
+ *    further line starts with a blank. */
+
+#define ICS_FOLD 75 /* libical's MAX_LINE_LEN */
+
+/* Appends line (a whole property line including its CRLF) folded. */
+static int put_folded(struct buf *b, const char *line, size_t len) {
+  const char *start = line;
+  size_t left = len;
+  bool first = true;
+  int r = 0;
+  while (left > 0 && r >= 0) {
+    const char *next = NULL;
+    if (left < ICS_FOLD)
+      next = start + left;
+    else {
+      for (const char *p = start + ICS_FOLD - 2; p > start && !next; p--)
+        if (*p == ';' || *p == ':' || *p == ' ')
+          next = p + 1;
+      for (const char *p = start + ICS_FOLD - 1; p > start && !next; p--)
+        if ((*p & 0x80) == 0 || (*p & 0xC0) == 0xC0)
+          next = p;
+      if (!next)
+        next = start + ICS_FOLD - 1;
+    }
+    if (!first)
+      r = buf_append(b, "\r\n ", 3);
+    first = false;
+    if (r >= 0)
+      r = buf_append(b, start, (size_t)(next - start));
+    left -= (size_t)(next - start);
+    start = next;
+  }
+  return r;
+}
+
+/* TEXT escaping (see above) of s into b. */
+static int put_text(struct buf *b, const char *s) {
+  int r = 0;
+  const char *run = s;
+  for (const char *p = s; *p && r >= 0; p++) {
+    const char *esc = NULL;
+    switch (*p) {
+    case '\n':
+      esc = "\\n";
+      break;
+    case ';':
+      esc = "\\;";
+      break;
+    case ',':
+      esc = "\\,";
+      break;
+    case '\\':
+      esc = "\\\\";
+      break;
+    case '\r':
+    case '\b':
+    case '\f':
+      esc = "";
+      break;
+    default:
+      continue;
+    }
+    if (p > run)
+      r = buf_append(b, run, (size_t)(p - run));
+    if (r >= 0)
+      r = buf_puts(b, esc);
+    run = p + 1;
+  }
+  if (r >= 0 && *run)
+    r = buf_puts(b, run);
+  return r;
+}
+
+/* One property line "NAME:value" (TEXT-escaped when text), folded into out;
+ * line is scratch space. */
+static int put_prop(struct buf *out, struct buf *line, const char *name, const char *value,
+                    bool text) {
+  buf_reset(line);
+  int r = buf_puts(line, name);
+  if (r >= 0)
+    r = text ? put_text(line, value) : buf_puts(line, value);
+  if (r >= 0)
+    r = buf_append(line, "\r\n", 2);
+  return r < 0 ? r : put_folded(out, line->data, line->len);
+}
+
 int ics_deadline(const struct ics_deadline *d, char **ret) {
   if (!d || !ret || !common_ok(d->uid, d->summary, d->description, d->url))
     return -EINVAL;
   if (d->year < 1 || d->year > 9999 || d->month < 1 || d->month > 12 || d->day < 1 ||
       d->day > icaltime_days_in_month(d->month, d->year))
     return -EINVAL;
-  struct icaltriggertype trigger = {.time = icaltime_null_time()};
   bool alarm = !d->alarm || *d->alarm;
+  char *trigger = NULL;
   if (alarm) {
-    trigger.duration = icaldurationtype_from_string(d->alarm ? d->alarm : "-P1D");
+    struct icaldurationtype dur = icaldurationtype_from_string(d->alarm ? d->alarm : "-P1D");
     /* libical reads a bare "P" as zero; RFC 5545 wants at least one field */
-    if (icaldurationtype_is_bad_duration(trigger.duration) ||
-        (d->alarm && !strpbrk(d->alarm, "0123456789")))
+    if (icaldurationtype_is_bad_duration(dur) || (d->alarm && !strpbrk(d->alarm, "0123456789")))
       return -EINVAL;
+    /* as the TRIGGER value prints it (normalised) */
+    if (!(trigger = icaldurationtype_as_ical_string_r(dur)))
+      return -ENOMEM;
   }
-
-  _cleanup_(icalcomponent_freep) icalcomponent *cal = new_calendar(ICAL_METHOD_PUBLISH);
-  icalcomponent *ev = icalcomponent_new_vevent();
-  if (!cal || !ev) {
-    if (ev)
-      icalcomponent_free(ev);
-    return -ENOMEM;
-  }
-  icalcomponent_add_component(cal, ev);
-  add_common(ev, d->uid, d->dtstamp, d->summary, d->description, d->url);
 
   struct icaltimetype day = icaltime_null_date();
   day.year = d->year;
@@ -109,20 +206,54 @@ int ics_deadline(const struct ics_deadline *d, char **ret) {
   day.day = d->day;
   struct icaltimetype next = day;
   icaltime_adjust(&next, 1, 0, 0, 0);
-  icalcomponent_add_property(ev, icalproperty_new_dtstart(day));
-  icalcomponent_add_property(ev, icalproperty_new_dtend(next));
-  icalcomponent_add_property(ev, icalproperty_new_transp(ICAL_TRANSP_TRANSPARENT));
+  struct icaltimetype stamp = utc_time(d->dtstamp);
+  char v[64];
 
-  if (alarm) {
-    icalcomponent *va = icalcomponent_new_valarm();
-    if (!va)
-      return -ENOMEM;
-    icalcomponent_add_component(ev, va);
-    icalcomponent_add_property(va, icalproperty_new_action(ICAL_ACTION_DISPLAY));
-    icalcomponent_add_property(va, icalproperty_new_trigger(trigger));
-    icalcomponent_add_property(va, icalproperty_new_description(d->summary));
+  struct buf out = {0}, line = {0};
+  int r = buf_puts(&out, "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//renewd//EN\r\n"
+                         "CALSCALE:GREGORIAN\r\nMETHOD:PUBLISH\r\nBEGIN:VEVENT\r\n");
+  if (r >= 0)
+    r = put_prop(&out, &line, "UID:", d->uid, true);
+  if (r >= 0) {
+    snprintf(v, sizeof v, "%04d%02d%02dT%02d%02d%02dZ", stamp.year, stamp.month, stamp.day,
+             stamp.hour, stamp.minute, stamp.second);
+    r = put_prop(&out, &line, "DTSTAMP:", v, false);
   }
-  return serialize(cal, ret);
+  if (r >= 0)
+    r = put_prop(&out, &line, "SUMMARY:", d->summary, true);
+  if (r >= 0 && d->description)
+    r = put_prop(&out, &line, "DESCRIPTION:", d->description, true);
+  if (r >= 0 && d->url)
+    r = put_prop(&out, &line, "URL:", d->url, false);
+  if (r >= 0) {
+    snprintf(v, sizeof v, "%04d%02d%02d", day.year, day.month, day.day);
+    r = put_prop(&out, &line, "DTSTART;VALUE=DATE:", v, false);
+  }
+  if (r >= 0) {
+    snprintf(v, sizeof v, "%04d%02d%02d", next.year, next.month, next.day);
+    r = put_prop(&out, &line, "DTEND;VALUE=DATE:", v, false);
+  }
+  if (r >= 0)
+    r = buf_puts(&out, "TRANSP:TRANSPARENT\r\n");
+  if (r >= 0 && alarm) {
+    r = buf_puts(&out, "BEGIN:VALARM\r\nACTION:DISPLAY\r\n");
+    if (r >= 0)
+      r = put_prop(&out, &line, "TRIGGER:", trigger, false);
+    if (r >= 0)
+      r = put_prop(&out, &line, "DESCRIPTION:", d->summary, true);
+    if (r >= 0)
+      r = buf_puts(&out, "END:VALARM\r\n");
+  }
+  if (r >= 0)
+    r = buf_puts(&out, "END:VEVENT\r\nEND:VCALENDAR\r\n");
+  icalmemory_free_buffer(trigger);
+  buf_free(&line);
+  if (r < 0) {
+    buf_free(&out);
+    return r;
+  }
+  *ret = buf_steal(&out);
+  return *ret ? 0 : -ENOMEM;
 }
 
 /* "mailto:<email>" with an optional CN parameter. */

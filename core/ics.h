@@ -1,10 +1,12 @@
-/* ics: iCalendar (RFC 5545) objects renewd attaches to messages, built with
- * libical: a deadline event the customer or owner can drop into a calendar,
- * and a meeting request (RFC 5546 METHOD:REQUEST) for a "talk to us" call.
+/* ics: iCalendar (RFC 5545) objects renewd attaches to messages: a deadline
+ * event the customer or owner can drop into a calendar, and a meeting
+ * request (RFC 5546 METHOD:REQUEST) for a "talk to us" call.
  *
  * Output is a complete VCALENDAR text with CRLF line ends, lines folded at
- * 75 octets without splitting UTF-8 characters, TEXT values escaped (all
- * done by libical's serializer). Pure: no clock reads ("now" is passed in as
+ * 75 octets without splitting UTF-8 characters, TEXT values escaped: what
+ * libical's serializer writes (the meeting request is built with libical;
+ * the deadline event, which goes with every reminder email, is written
+ * directly to the same bytes, see ics.c). Pure: no clock reads ("now" is passed in as
  * dtstamp), no I/O, no global state of its own (libical keeps a per-thread
  * error number), never blocks, never logs. Text fields are UTF-8 and are
  * not re-validated here; control characters are refused. */

@@ -7,11 +7,16 @@
  * back the response row, the events, the cancellations, the state change and
  * the owner alert rows together.
  *
+ * Also here: how long the current term is and where a customer's one-click
+ * renewal takes the expiry (lifecycle_term_start(), lifecycle_renewal_expiry()),
+ * reading back the previous= this file writes into "contract.renewed".
+ *
  * Owns nothing between calls; no globals except constant tables. Blocks on the
  * store only. */
 #include <inttypes.h>
 
 #include "core/lifecycle.h"
+#include "core/cal.h"
 #include "core/util.h"
 
 /* ---- names ----------------------------------------------------------------- */
@@ -139,8 +144,10 @@ int lifecycle_can(enum contract_state state, enum lifecycle_kind kind,
   return t == AL ? LIFECYCLE_ALREADY : LIFECYCLE_ALLOWED;
 }
 
-bool lifecycle_alerts_owner(enum lifecycle_kind kind) {
-  return kind == LIFECYCLE_CALLBACK || kind == LIFECYCLE_RENEW_INTENT || kind == LIFECYCLE_MESSAGE;
+bool lifecycle_alerts_owner(enum lifecycle_kind kind, enum lifecycle_source source) {
+  return kind == LIFECYCLE_CALLBACK || kind == LIFECYCLE_RENEW_INTENT ||
+         kind == LIFECYCLE_MESSAGE ||
+         (kind == LIFECYCLE_RENEWED && source == LIFECYCLE_SOURCE_LINK);
 }
 
 static const char *alert_tier(enum lifecycle_kind kind) {
@@ -151,6 +158,8 @@ static const char *alert_tier(enum lifecycle_kind kind) {
     return LIFECYCLE_TIER_RENEW_INTENT;
   case LIFECYCLE_MESSAGE:
     return LIFECYCLE_TIER_MESSAGE;
+  case LIFECYCLE_RENEWED:
+    return LIFECYCLE_TIER_CUSTOMER_RENEWED;
   default:
     return NULL;
   }
@@ -613,6 +622,7 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
 
   /* 4. cancel, change state / opt-out */
   enum contract_state prev = c.state;
+  int64_t prev_expires_at = c.expires_at;
   const char *state_event = NULL;
   int cancelled = 0;
   switch (a->kind) {
@@ -675,10 +685,11 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
   res->cancelled = (unsigned)cancelled;
   if (state_event) {
     _cleanup_free_ char *sd = NULL;
-    if (res->new_term)
-      sd =
-          strprintf("from=%s response=%" PRId64 " term=%" PRId32 " expires=%s",
-                    contract_state_to_string(prev), p.id, c.term, format_rfc3339(c.expires_at, t1));
+    char t2[21];
+    if (res->new_term) /* previous= is read back by lifecycle_term_start() */
+      sd = strprintf("from=%s response=%" PRId64 " term=%" PRId32 " expires=%s previous=%s",
+                     contract_state_to_string(prev), p.id, c.term, format_rfc3339(c.expires_at, t1),
+                     format_rfc3339(prev_expires_at, t2));
     else if (c.state_until)
       sd = strprintf("from=%s response=%" PRId64 " until=%s", contract_state_to_string(prev), p.id,
                      format_rfc3339(c.state_until, t1));
@@ -691,7 +702,7 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
   }
 
   /* 5. the owner must hear about it now */
-  if (lifecycle_alerts_owner(a->kind) &&
+  if (lifecycle_alerts_owner(a->kind, a->source) &&
       (r = record_owner_alerts(s, &c, alert_tier(a->kind), p.id, pol, now, res)) < 0) {
     if (r == -EINVAL)
       snprintf(err, errlen, "contract %s: invalid owner channel list", c.id);
@@ -758,5 +769,86 @@ int lifecycle_apply(struct store *s, const struct lifecycle_answer *a, int64_t n
     return r;
   }
   *ret = res;
+  return 0;
+}
+
+/* ---- the customer's one-click renewal: how long is a term ------------------------------ */
+
+struct term_walk {
+  int64_t previous; /* previous= of the latest event that started a term; 0 = none */
+};
+
+/* "... previous=2031-03-31T22:00:00Z ..." -> the instant, or 0. */
+static int64_t detail_previous(const char *detail) {
+  static const char key[] = "previous=";
+  for (const char *p = detail; p && (p = strstr(p, key)); p += sizeof key - 1) {
+    if (p != detail && p[-1] != ' ')
+      continue;
+    char v[32];
+    size_t n = strcspn(p + sizeof key - 1, " ");
+    if (n == 0 || n >= sizeof v)
+      return 0;
+    memcpy(v, p + sizeof key - 1, n);
+    v[n] = 0;
+    int64_t t;
+    return cal_parse_rfc3339(v, &t) >= 0 ? t : 0;
+  }
+  return 0;
+}
+
+static int term_walk_cb(const struct event *e, void *ud) {
+  struct term_walk *w = ud;
+  if (streq_ptr(e->kind, "contract.renewed") || streq_ptr(e->kind, "contract.new_term"))
+    w->previous = detail_previous(e->detail);
+  return 0;
+}
+
+int lifecycle_term_start(struct store *s, const struct contract *c, int64_t *ret) {
+  if (!s || !c || isempty(c->id) || !ret)
+    return -EINVAL;
+  if (c->term <= 1) {
+    *ret = MAX(c->starts_at, 0);
+    return 0;
+  }
+  struct term_walk w = {0};
+  int r = store_event_foreach_contract(s, c->id, term_walk_cb, &w);
+  if (r < 0)
+    return r;
+  *ret = w.previous > 0 ? MAX(w.previous, c->starts_at) : 0;
+  return 0;
+}
+
+static int days_in_month(int y, int m) {
+  static const int d[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : d[m - 1];
+}
+
+int lifecycle_renewal_expiry(const struct cal_zone *z, int64_t term_start, int64_t expires_at,
+                             int64_t *ret, int *ret_months) {
+  const int64_t day = 86400, year = INT64_C(31556952); /* 365.2425 days */
+  if (!ret || expires_at <= 0)
+    return -EINVAL;
+  int64_t len = expires_at - term_start;
+  int months = 12;
+  if (term_start > 0 && len >= 28 * day && len <= 1827 * day)
+    months = (int)MAX((len * 12 + year / 2) / year, 1);
+
+  struct cal_local e, last;
+  cal_to_local(z, expires_at, &e);
+  cal_to_local(z, expires_at - 1, &last);
+  bool day_start = cal_end_of_date(z, last.year, last.month, last.day) == expires_at;
+  int m0 = e.year * 12 + (e.month - 1) + months;
+  int y = m0 / 12, m = m0 % 12 + 1;
+  if (y > 9999)
+    return -ERANGE;
+  int d = MIN(e.day, days_in_month(y, m));
+  int64_t t = day_start ? cal_from_local(z, y, m, d, 0, 0, 0)
+                        : cal_from_local(z, y, m, d, e.hour, e.minute, e.second);
+  if (t <= expires_at)
+    return -ERANGE;
+  *ret = t;
+  if (ret_months)
+    *ret_months = months;
   return 0;
 }

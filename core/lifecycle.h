@@ -16,15 +16,19 @@
  *  3. checks the transition (-EPERM refused, -EALREADY already there) and the
  *     answer's values (-EINVAL);
  *  4. inserts the response row, appends the events "answer.<kind>" and, when
- *     the state changes, "contract.<state>" (a renewal: "contract.renewed");
+ *     the state changes, "contract.<state>" (a renewal: "contract.renewed",
+ *     whose detail names the previous expiry: see lifecycle_term_start());
  *  5. cancels outbox rows (pending/retry) that the answer makes wrong: the
  *     customer rows for snoozed/callback, every row for renewed/declined/lost;
  *  6. changes the contract (store_contract_set_state, which bumps change_seq so
  *     the daemon re-plans it) or the customer's opt-out bits;
- *  7. for callback, renew_intent and message, records owner alert rows in the
+ *  7. for callback, renew_intent, message and a renewal from a customer's
+ *     link (lifecycle_alerts_owner()), records owner alert rows in the
  *     outbox (audience owner, tier LIFECYCLE_TIER_*, step = response id, due
- *     now), one per owner channel the caller passes; a row that cannot reach
- *     the owner is recorded 'skipped' with the reason in last_error.
+ *     now, term = the contract's term afterwards: a renewal's alert belongs to
+ *     the new term), one per owner channel the caller passes; a row that
+ *     cannot reach the owner is recorded 'skipped' with the reason in
+ *     last_error.
  *
  * Idempotency. The key is the caller's (a link token, an API
  * Idempotency-Key), stored verbatim in responses.idem_key: the same key again
@@ -48,14 +52,17 @@
 
 #include "core/store.h"
 
+struct cal_zone; /* core/cal.h */
+
 /* What an answer says. The text names are stored in responses.kind. */
 enum lifecycle_kind {
-  LIFECYCLE_RENEWED,      /* "renewed": new term with new_expires_at */
+  LIFECYCLE_RENEWED,      /* "renewed": new term with new_expires_at; from a
+                             customer's link the owner is alerted */
   LIFECYCLE_DECLINED,     /* "declined": closed-lost by the customer, with a reason */
   LIFECYCLE_SNOOZED,      /* "snoozed": no customer reminders until `until` */
   LIFECYCLE_CALLBACK,     /* "callback": call me; reminders pause, owner alerted */
   LIFECYCLE_LOST,         /* "lost": owner/staff close it as lost, with a reason */
-  LIFECYCLE_RENEW_INTENT, /* "renew_intent": "RENEW"/"YES": owner alerted to close it */
+  LIFECYCLE_RENEW_INTENT, /* "renew_intent": SMS "RENEW"/"YES": owner alerted to close it */
   LIFECYCLE_UNSUBSCRIBED, /* "unsubscribed": opt out of a channel kind */
   LIFECYCLE_RESUBSCRIBED, /* "resubscribed": opt back in */
   LIFECYCLE_MESSAGE,      /* "message": free text forwarded to the owner */
@@ -84,6 +91,8 @@ enum lifecycle_verdict {
 #define LIFECYCLE_TIER_CALLBACK "callback"
 #define LIFECYCLE_TIER_RENEW_INTENT "renew-intent"
 #define LIFECYCLE_TIER_MESSAGE "customer-message"
+/* the customer renewed through the link: send the invoice */
+#define LIFECYCLE_TIER_CUSTOMER_RENEWED "customer-renewed"
 
 /* Defaults used when lifecycle_answer.policy is NULL. */
 #define LIFECYCLE_DEFAULT_CALLBACK_PAUSE (INT64_C(7) * 86400)
@@ -179,9 +188,34 @@ bool lifecycle_reason_valid(const char *s);
 int lifecycle_can(enum contract_state state, enum lifecycle_kind kind,
                   enum contract_state *ret_next);
 
-/* True when an answer of this kind records owner alert rows (callback,
- * renew_intent, message). Pure. */
-bool lifecycle_alerts_owner(enum lifecycle_kind kind);
+/* True when an answer of this kind from this source records owner alert
+ * rows: callback, renew_intent and message from any source, renewed from a
+ * customer's link (LIFECYCLE_SOURCE_LINK; the owner sends the invoice). Pure. */
+bool lifecycle_alerts_owner(enum lifecycle_kind kind, enum lifecycle_source source);
+
+/* The instant the contract's current term began, for the customer's one-click
+ * renewal: term 1 starts at c->starts_at; a later term at the previous term's
+ * expiry, as recorded by the event that started it ("contract.renewed" or
+ * "contract.new_term", detail "... previous=<RFC 3339>"), or at c->starts_at
+ * when that is later (an import that gave the new term's start after a gap).
+ * *ret = 0 when unknown (starts_at 0 for term 1; for a later term no such
+ * event with previous=). Walks the contract's events (reads the store). 0 or
+ * a negative errno (store errors, -EINVAL). */
+int lifecycle_term_start(struct store *s, const struct contract *c, int64_t *ret);
+
+/* The expiry a renewal "for another term" gives: the current expiry plus the
+ * current term's length in whole calendar months. The length is
+ * expires_at - term_start rounded to months (of 365.2425 / 12 days) when
+ * term_start is known (> 0) and the length lies between 28 days and 5 years
+ * (1827 days), else 12 months. The months are added to the local date of
+ * expires_at in zone z (NULL = UTC), the day clamped to the month's last day
+ * (31 January + 1 month = 28/29 February), keeping the local time of day; an
+ * expiry at the start of a local day (cal_end_of_date(), also where midnight
+ * does not exist) stays at the start of the new day. *ret_months (optional)
+ * gets the months added. Pure. 0, or -EINVAL (expires_at <= 0, ret NULL),
+ * -ERANGE (past year 9999); the outputs are untouched on failure. */
+int lifecycle_renewal_expiry(const struct cal_zone *z, int64_t term_start, int64_t expires_at,
+                             int64_t *ret, int *ret_months);
 
 /* Applies answer a at now (see the top of this file). Returns 0 and fills
  * *ret (caller clears with lifecycle_result_clear()) or a negative errno with

@@ -400,18 +400,19 @@ static int record_occurrence(const struct planner_env *env, struct planner_contr
       return r;
     }
     char to[320]; /* the event is for logs: a webhook URL shows scheme and host only */
-    report(env, &(struct planner_event){
-                    .kind = why ? PLANNER_EVENT_SKIPPED : PLANNER_EVENT_REMINDER,
-                    .contract_id = pc->c.id,
-                    .tier = t->name,
-                    .step = a->step,
-                    .channel = chname,
-                    .audience = audience,
-                    .recipient = why || !tg.recipient ? NULL : url_redact(tg.recipient, to, sizeof to),
-                    .reason = why,
-                    .reminder_id = id,
-                    .catch_up = a->catch_up,
-                });
+    report(env,
+           &(struct planner_event){
+               .kind = why ? PLANNER_EVENT_SKIPPED : PLANNER_EVENT_REMINDER,
+               .contract_id = pc->c.id,
+               .tier = t->name,
+               .step = a->step,
+               .channel = chname,
+               .audience = audience,
+               .recipient = why || !tg.recipient ? NULL : url_redact(tg.recipient, to, sizeof to),
+               .reason = why,
+               .reminder_id = id,
+               .catch_up = a->catch_up,
+           });
     planner_target_done(&tg);
   }
   return 0;

@@ -12,6 +12,7 @@
  * Owns: the builder's maps and arrays; the report it hands out. Pure: no
  * I/O except report_compute(), which walks the store. */
 #include "core/report.h"
+#include "core/lifecycle.h"
 
 #include "core/util.h"
 
@@ -367,7 +368,8 @@ static int add_reminders(struct report_builder *b, const struct store_report_ter
       ch->sent++;
       tier->reached += !seen_before(t, i, true);
       ch->reached += !seen_before(t, i, false);
-    } else if (!streq_ptr(m->tier, REPORT_OPS_ALERT_TIER)) {
+    } else if (!streq_ptr(m->tier, REPORT_OPS_ALERT_TIER) &&
+               !streq_ptr(m->tier, LIFECYCLE_TIER_CUSTOMER_RENEWED)) {
       x->escalations++;
       tier->owner_sent++;
       ch->owner_sent++;

@@ -28,7 +28,8 @@
  *   snoozed / callback   at least one response of that kind
  *   escalations  owner-audience reminders sent (escalation tiers and the owner
  *                alerts of callback/renew-intent/message answers; not the
- *                "ops-alert" rows about dead letters, which go to ops);
+ *                "ops-alert" rows about dead letters, which go to ops, nor
+ *                the "customer-renewed" note after a self-service renewal);
  *                escalated = terms with one
  *
  * Rates are integers in basis points (1/100 of a percent), num/den rounded

@@ -535,14 +535,15 @@ int report_render_json(const struct report *r, FILE *out) {
 /* ---- CSV ---------------------------------------------------------------------------- */
 
 /* RFC 4180 field: quoted when it holds a comma, quote, CR or LF; invalid UTF-8
- * becomes U+FFFD. A leading =, +, - or @ is prefixed with ' so spreadsheets do
- * not run it as a formula. */
+ * becomes U+FFFD. A leading =, +, -, @, TAB or CR is prefixed with ' so
+ * spreadsheets do not run it as a formula (OWASP "CSV injection": some
+ * spreadsheets skip a leading TAB or CR and then see the formula). */
 static void csv_str(FILE *out, const char *s) {
   s = s ? s : "";
   bool quote = strpbrk(s, ",\"\r\n") != NULL;
   if (quote)
     fputc('"', out);
-  if (strchr("=+-@", *s) && *s)
+  if (strchr("=+-@\t\r", *s) && *s)
     fputc('\'', out);
   for (const unsigned char *p = (const unsigned char *)s; *p;) {
     size_t n = utf8_len(p);

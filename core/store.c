@@ -27,7 +27,9 @@
  * trigger turns into fresh values. */
 #include "core/store_internal.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <unistd.h>
 
 /* ---- schema ------------------------------------------------------------- */
 
@@ -198,6 +200,7 @@ const char *const store_stmt_sql[_STMT_MAX] = {
     [STMT_ROLLBACK_TO] = "ROLLBACK TO store_op",
     [STMT_DATA_VERSION] = "PRAGMA data_version",
     [STMT_MAX_SEQ] = "SELECT coalesce(max(change_seq), 0) FROM contracts",
+    [STMT_MAX_ROWID] = "SELECT coalesce(max(rowid), 0) FROM contracts",
 
     [STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [STMT_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
@@ -699,6 +702,15 @@ int store_open(const char *path, unsigned flags, struct store **ret, char *err, 
   s->flags = flags;
 
   bool ro = flags & STORE_READONLY;
+  if (!ro && !(flags & STORE_NO_CREATE) && !streq(path, ":memory:")) {
+    /* The store holds customer data: a new file is 0640 (minus the umask),
+     * not SQLite's 0644; its -wal and -shm files take the same mode. An
+     * empty file is a valid new database. Errors (it exists, no access) are
+     * left to sqlite3_open_v2() to report. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd >= 0)
+      close(fd);
+  }
   int oflags = SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_NOMUTEX;
   if (ro)
     oflags |= SQLITE_OPEN_READONLY;

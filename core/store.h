@@ -94,7 +94,8 @@ const char *store_last_error(struct store *s);
 int store_load_begin(struct store *s);
 int store_load_end(struct store *s);
 /* Starts a one-transaction bulk load when the contracts table is empty (a
- * first import): BEGIN IMMEDIATE, then drops the non-unique indexes of
+ * first import); call between store_load_begin() and store_load_end() (else
+ * -EINVAL). BEGIN IMMEDIATE, then drops the non-unique indexes of
  * contracts and customers and the contracts INSERT trigger inside that
  * transaction. Write with the ordinary upserts (change_seq is assigned as
  * always), then store_bulk_commit() (or store_commit()) recreates the
@@ -316,6 +317,9 @@ int store_contract_foreach_changed(struct store *s, int64_t since, size_t limit,
 int store_contract_foreach_due(struct store *s, int64_t until, size_t limit,
                                int (*cb)(const struct contract *c, void *ud), void *ud);
 int store_contract_max_change_seq(struct store *s, int64_t *ret);
+/* Highest contract rowid: the number of contracts ever stored (renewd never
+ * deletes one), in O(log n) where count(*) reads a whole index. */
+int store_contract_max_rowid(struct store *s, int64_t *ret);
 int store_contract_count(struct store *s, int state /* -1 any */, int64_t *ret);
 
 /* ---- ladder snapshots ---------------------------------------------------- */

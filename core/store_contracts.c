@@ -665,6 +665,20 @@ int store_contract_foreach_due(struct store *s, int64_t until, size_t limit,
   return contract_walk(&q, cb, ud, NULL);
 }
 
+int store_contract_max_rowid(struct store *s, int64_t *ret) {
+  if (!s || !ret)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_MAX_ROWID, &q)) < 0)
+    return r;
+  r = stmt_step(&q);
+  if (r < 0)
+    return r;
+  *ret = r > 0 ? sqlite3_column_int64(q.st, 0) : 0;
+  return 0;
+}
+
 int store_contract_max_change_seq(struct store *s, int64_t *ret) {
   if (!s || !ret)
     return -EINVAL;

@@ -28,6 +28,7 @@ enum store_stmt {
   STMT_ROLLBACK_TO,
   STMT_DATA_VERSION,
   STMT_MAX_SEQ,
+  STMT_MAX_ROWID,
   /* meta, ladders, events */
   STMT_META_GET,
   STMT_META_SET,
@@ -101,10 +102,15 @@ struct store {
   struct buf bulk_redo;     /* CREATE statements the bulk commit re-runs; owned */
 };
 
-/* Page cache of a loading connection (KiB) and its WAL auto-checkpoint
- * threshold (pages), see store_bulk.c. */
-#define STORE_LOAD_CACHE_KIB 65536
+/* Page cache of a loading connection (KiB), its WAL auto-checkpoint
+ * threshold (pages), and the page cache (hence the sorter's in-memory run
+ * size) while a bulk load builds its indexes; see store_bulk.c. Measured with
+ * bench/bench-import: a bulk load needs little cache (its B-trees grow at
+ * their end, but for the customers key); batches into a populated store
+ * gain from a larger one, but not enough to pay for the memory. */
+#define STORE_LOAD_CACHE_KIB 32768
 #define STORE_LOAD_CHECKPOINT_PAGES 16384
+#define STORE_BULK_SORT_CACHE_KIB 2048
 /* Leaves bulk mode (frees the saved definitions); the transaction itself is
  * the caller's business. Called by store_rollback() and store_free(). */
 void bulk_reset(struct store *s);

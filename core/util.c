@@ -211,7 +211,9 @@ char *url_redact(const char *s, char *out, size_t n) {
   out[0] = 0;
   if (!s)
     return out;
-  size_t scheme = strncasecmp(s, "https://", 8) == 0 ? 8 : strncasecmp(s, "http://", 7) == 0 ? 7 : 0;
+  size_t scheme = strncasecmp(s, "https://", 8) == 0  ? 8
+                  : strncasecmp(s, "http://", 7) == 0 ? 7
+                                                      : 0;
   if (scheme == 0) {
     snprintf(out, n, "%s", s);
     return out;

@@ -524,6 +524,10 @@ static void route(struct http *h, struct MHD_Connection *c, const char *url, con
     handle_metrics(h, method, rep);
     return;
   default:
+    if (streq(url, "/report")) { /* the report page (http_report.c) */
+      http_report_handle(h, c, method, rep);
+      return;
+    }
     if (streq(url, "/")) {
       if (!is_get(method))
         return reply_405(rep, "GET, HEAD");
@@ -697,6 +701,7 @@ void http_set_config(struct http *h, const struct config *cfg) {
     return;
   h->deps.cfg = cfg;
   load_secrets(h, cfg);
+  h->report_cache = http_report_cache_free(h->report_cache); /* policy names may change */
   struct validate *v = NULL;
   if (validate_new(h->deps.cal, cfg->daemon.time_zone, &v) >= 0) {
     validate_free(h->validate);
@@ -716,6 +721,7 @@ struct http *http_free(struct http *h) {
   tokens_free(h->api_tokens, h->n_api_tokens);
   wipe_free(h->sms_token);
   validate_free(h->validate);
+  http_report_cache_free(h->report_cache);
   free(h);
   return NULL;
 }

@@ -7,6 +7,7 @@
  *   GET  /u/<token>      unsubscribe page;  POST: RFC 8058 one-click unsubscribe
  *   POST /sms/inbound    Twilio inbound SMS webhook (X-Twilio-Signature)
  *   /api/v1/...          JSON API, bearer tokens (ApiTokenFile=)
+ *   GET  /report         the renewal report page (bearer token; cached 60 s)
  *   GET  /healthz        store reachable and loop alive
  *   GET  /metrics        Prometheus text format (daemon/metrics.h)
  * A GET never changes anything (mail scanners prefetch links).

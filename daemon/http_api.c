@@ -117,7 +117,7 @@ static json_t *contract_json(struct http *h, const struct contract *co, const st
 
 /* ---- auth ----------------------------------------------------------------------------- */
 
-static bool authorized(struct http *h, struct MHD_Connection *c) {
+bool http_api_authorized(struct http *h, struct MHD_Connection *c) {
   const char *a = http_header(c, MHD_HTTP_HEADER_AUTHORIZATION);
   if (!a || strncasecmp(a, "Bearer ", 7) != 0)
     return false;
@@ -778,7 +778,7 @@ static bool key_ok(const char *k) {
 
 void http_api_handle(struct http *h, struct MHD_Connection *c, const char *method, const char *path,
                      const struct http_request *rq, struct http_reply *rep) {
-  if (!authorized(h, c)) {
+  if (!http_api_authorized(h, c)) {
     bool given = http_header(c, MHD_HTTP_HEADER_AUTHORIZATION) != NULL;
     http_reply_error_json(rep, 401, given ? "invalid bearer token" : "bearer token required", NULL);
     http_reply_header(rep, MHD_HTTP_HEADER_WWW_AUTHENTICATE,

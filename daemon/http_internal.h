@@ -29,6 +29,7 @@ struct http {
   size_t n_api_tokens;
   char *sms_token;           /* AuthTokenFile= of the first Twilio sms channel; wiped */
   struct validate *validate; /* for API upserts (default zone of cfg) */
+  struct http_report_cache *report_cache; /* GET /report pages (http_report.c); owned */
 };
 
 /* One request being received (MHD's con_cls). */
@@ -113,6 +114,17 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
 /* http_api.c: /api/v1/... (path is the part after "/api/v1"). */
 void http_api_handle(struct http *h, struct MHD_Connection *c, const char *method, const char *path,
                      const struct http_request *rq, struct http_reply *rep);
+/* http_api.c: whether the request carries "Authorization: Bearer <token>" with
+ * a token of ApiTokenFile= (constant-time comparison). */
+bool http_api_authorized(struct http *h, struct MHD_Connection *c);
+
+/* ---- GET /report (http_report.c) ---- */
+struct http_report_cache;
+/* GET|HEAD /report?from=&to=&by=: the HTML report page, bearer token required. */
+void http_report_handle(struct http *h, struct MHD_Connection *c, const char *method,
+                        struct http_reply *rep);
+/* Frees the cached pages. Accepts NULL; returns NULL. */
+struct http_report_cache *http_report_cache_free(struct http_report_cache *rc);
 
 /* ---- pure helpers with unit tests ---- */
 /* SMS keywords (http_sms.c). */

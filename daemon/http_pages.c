@@ -6,6 +6,14 @@
  * (or, for /u/, the RFC 8058 body List-Unsubscribe=One-Click) records the
  * answer through lifecycle_apply() and shows what happens next.
  *
+ * The customer's "renew" renews: a new term whose expiry is the current one
+ * plus the current term's length in calendar months in the customer's zone
+ * (lifecycle_term_start(), lifecycle_renewal_expiry(); one year when the
+ * length is unknown). The confirmation page states the new end date, and
+ * lifecycle_apply() alerts the owner (tier "customer-renewed") in the same
+ * transaction, who sends the invoice. A renewal that would end before now (a
+ * long-expired contract with a short term) is not offered (409).
+ *
  * Status codes: 200 pages and repeats ("already recorded"); 400 malformed
  * token, form or missing confirm; 403 token not signed by a configured key
  * (tampered, wrong key); 409 the contract's state does not allow the answer;
@@ -35,7 +43,7 @@
 struct strings {
   const char *lang;
   const char *site, *product, *contract, *valid_until, *footer;
-  const char *renew_h, *renew_p, *renew_b, *renew_done;
+  const char *renew_h, *renew_p, *renew_p2, *renew_contract, *renew_b, *renew_done, *renew_next;
   const char *decline_h, *decline_p, *decline_note, *decline_b, *decline_done;
   const char *reasons[6];
   const char *snooze_h, *snooze_p, *snooze_b, *snooze_done, *snooze_none;
@@ -65,11 +73,15 @@ static const struct strings en = {
     .footer = "You opened this page from a link in a message about your contract. Nothing "
               "changes until you press the button.",
     .renew_h = "Renew your contract",
-    .renew_p = "Please confirm that you would like to renew. Your account manager will contact "
-               "you to complete the renewal.",
-    .renew_b = "Yes, I want to renew",
-    .renew_done = "We have recorded that you want to renew. Your account manager will contact "
-                  "you shortly to complete it.",
+    .renew_p = "Your %s will be renewed until %s.",
+    .renew_p2 = "The new term starts when the current one ends. Your account manager will send "
+                "you the invoice.",
+    .renew_contract = "contract",
+    .renew_b = "Confirm the renewal",
+    .renew_done = "Your %s is renewed until %s.",
+    .renew_next = "Your account manager has been told and will send you the invoice, or be in "
+                  "touch if anything else is needed. You will not receive any more reminders "
+                  "about the current term.",
     .decline_h = "Not renewing",
     .decline_p = "We are sorry to see you go. Please tell us why you will not renew.",
     .decline_note = "Anything else you would like to tell us? (optional)",
@@ -159,9 +171,13 @@ static const struct strings zh = {
     .valid_until = "有效期至",
     .footer = "您是通过关于您合同的消息中的链接打开此页面的。在您按下按钮之前，不会有任何更改。",
     .renew_h = "续约您的合同",
-    .renew_p = "请确认您希望续约。您的客户经理将与您联系以完成续约。",
-    .renew_b = "是的，我要续约",
-    .renew_done = "我们已记录您的续约意向。您的客户经理将很快与您联系以完成续约。",
+    .renew_p = "您的%s将续约至%s。",
+    .renew_p2 = "新合同期自当前合同期结束时开始。您的客户经理将向您发送发票。",
+    .renew_contract = "合同",
+    .renew_b = "确认续约",
+    .renew_done = "您的%s已续约至%s。",
+    .renew_next = "我们已通知您的客户经理，他们将向您发送发票，如有其他需要也会与您联系。"
+                  "您将不会再收到关于当前合同期的提醒。",
     .decline_h = "不再续约",
     .decline_p = "很遗憾您将离开。请告诉我们您不续约的原因。",
     .decline_note = "还有什么想告诉我们的吗？（可选）",
@@ -362,6 +378,7 @@ struct ctx {
   char key[64]; /* idempotency key of this link and message */
   struct http_policy pol;
   int64_t now;
+  int64_t renew_to; /* customer's renew: the new term's expiry; 0 = cannot be computed */
 };
 
 static void ctx_done(struct ctx *x) {
@@ -387,6 +404,14 @@ static char *fmt_datetime(const struct ctx *x, int64_t t, char *out, size_t n) {
   cal_to_local(x->z, t, &l);
   snprintf(out, n, x->t == &zh ? "%s %02d:%02d" : "%s, %02d:%02d", d, l.hour, l.minute);
   return out;
+}
+
+/* "Your Support Plan will be renewed until 31 March 2028." from fmt (two %s:
+ * the product, else "contract", and the last valid day before until). */
+static void fmt_renewal(const struct ctx *x, const char *fmt, int64_t until, char *out, size_t n) {
+  char date[64];
+  fmt_date(x, until - 1, date, sizeof date);
+  snprintf(out, n, fmt, isempty(x->co.product) ? x->t->renew_contract : x->co.product, date);
 }
 
 /* Product, contract id and last valid day. */
@@ -457,7 +482,7 @@ static bool map_action(enum token_action a, struct ctx *x) {
   x->source = LIFECYCLE_SOURCE_LINK;
   switch (a) {
   case TOKEN_RENEW:
-    x->kind = LIFECYCLE_RENEW_INTENT;
+    x->kind = LIFECYCLE_RENEWED;
     return !x->unsubscribe;
   case TOKEN_DECLINE:
     x->kind = LIFECYCLE_DECLINED;
@@ -535,6 +560,18 @@ static int load(struct ctx *x, const char *token, struct http_reply *rep) {
     simple_page(rep, x->t, 500, "error", x->t->error_h, x->t->error_p);
     return -1;
   }
+  if (x->tok.action == TOKEN_RENEW) {
+    int64_t start = 0;
+    r = lifecycle_term_start(h->deps.store, &x->co, &start);
+    if (r < 0) {
+      log_error(h->deps.log, "http: cannot read the terms of contract %s: %s", x->co.id,
+                store_last_error(h->deps.store));
+      simple_page(rep, x->t, 500, "error", x->t->error_h, x->t->error_p);
+      return -1;
+    }
+    if (lifecycle_renewal_expiry(x->z, start, x->co.expires_at, &x->renew_to, NULL) < 0)
+      x->renew_to = 0;
+  }
   return 0;
 }
 
@@ -598,10 +635,13 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
   const char *h1, *intro, *button;
   bool danger = false;
   int r;
+  const char *intro2 = NULL;
+  char renewal[512];
   *ret_status = problem ? 422 : 200;
   switch (x->tok.action) {
   case TOKEN_RENEW:
-    h1 = t->renew_h, intro = t->renew_p, button = t->renew_b;
+    fmt_renewal(x, t->renew_p, x->renew_to, renewal, sizeof renewal);
+    h1 = t->renew_h, intro = renewal, intro2 = t->renew_p2, button = t->renew_b;
     break;
   case TOKEN_DECLINE:
     h1 = t->decline_h, intro = t->decline_p, button = t->decline_b, danger = true;
@@ -633,7 +673,8 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
     return r;
   if (problem && (r = page_el(p, "p", "class=\"err\" role=\"alert\"", problem)) < 0)
     return r;
-  if ((r = page_el(p, "p", NULL, intro)) < 0 || (r = facts(p, x)) < 0)
+  if ((r = page_el(p, "p", NULL, intro)) < 0 ||
+      (intro2 && (r = page_el(p, "p", NULL, intro2)) < 0) || (r = facts(p, x)) < 0)
     return r;
 
   /* a snooze with no possible date: say so instead of a form */
@@ -773,9 +814,11 @@ static void reply_done(struct ctx *x, const struct lifecycle_result *res, struct
   char date[96] = "";
   const char *h1 = t->thanks, *p1 = NULL, *p2 = NULL;
   const char *fmt = NULL;
+  char renewal[512];
   switch (x->tok.action) {
   case TOKEN_RENEW:
-    p1 = t->renew_done;
+    fmt_renewal(x, t->renew_done, res->expires_at, renewal, sizeof renewal);
+    p1 = renewal, p2 = t->renew_next;
     break;
   case TOKEN_DECLINE:
     p1 = t->decline_done;
@@ -880,6 +923,10 @@ static const char *read_choice(struct ctx *x, const struct http_form *f,
     }
     return NULL;
   case LIFECYCLE_RENEWED: {
+    if (!x->owner) { /* the customer renews for another term (load()) */
+      a->new_expires_at = x->renew_to;
+      return NULL;
+    }
     v = http_form_get(f, "expires_on");
     int y, mo, d;
     if (isempty(v) || cal_parse_date(v, &y, &mo, &d) < 0)
@@ -990,6 +1037,10 @@ static void handle_post(struct ctx *x, const struct http_request *rq, struct htt
           lifecycle_kind_to_string(x->kind), lifecycle_source_to_string(x->source), res.response_id,
           contract_state_to_string(res.previous_state), contract_state_to_string(res.new_state));
   http_changed(h, x->co.id);
+  if (res.new_term) { /* the page shows the contract as it is now */
+    x->co.term = res.term;
+    x->co.expires_at = res.expires_at;
+  }
   reply_done(x, &res, rep);
   lifecycle_result_clear(&res);
 }
@@ -1029,7 +1080,8 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
   }
   if (!unsubscribe) {
     int v = lifecycle_can(x.co.state, x.kind, NULL);
-    if (v == LIFECYCLE_REFUSED) {
+    /* a renewal that would already be over is for the account manager */
+    if (v == LIFECYCLE_REFUSED || (x.tok.action == TOKEN_RENEW && x.renew_to <= x.now)) {
       reply_state(&x, true, rep);
       return;
     }

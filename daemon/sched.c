@@ -426,8 +426,10 @@ static int queue_ranges(struct sched *s, int64_t from, int64_t until, int64_t ba
         return r;
     }
   }
-  struct range *v = s->scans.v + first;
   size_t n = s->scans.n - first, m = 0;
+  if (n == 0)
+    return 0;
+  struct range *v = s->scans.v + first;
   qsort(v, n, sizeof *v, cmp_range);
   for (size_t k = 0; k < n; k++) {
     if (m > 0 && v[k].from <= v[m - 1].until)

@@ -94,9 +94,16 @@ int linkkeys_load(const char *path_or_credential, struct linkkeys **ret, char *e
   return r;
 }
 
+/* a + b, saturated at INT64_MAX (b >= 0): a huge LapseGrace= must not wrap
+ * into a link that expired long ago (or be undefined behaviour) */
+static int64_t add_sat(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+}
+
 int64_t linkkey_expiry(int64_t expires_at, int64_t lapse_grace, int64_t now) {
   int64_t grace = MAX(lapse_grace, 90 * DAY);
-  return MAX(expires_at + grace, now + 30 * DAY);
+  return MAX(add_sat(expires_at, grace), add_sat(now, 30 * DAY));
 }
 
 const char *linkkey_prefix(enum token_action action) {

@@ -139,6 +139,16 @@ bool notify_ip_private(const char *ip) {
   return true;
 }
 
+bool notify_url_has_password(const char *url) {
+  const char *p = url ? strstr(url, "://") : NULL;
+  if (!p)
+    return false;
+  p += 3;
+  size_t auth = strcspn(p, "/?#");
+  const char *at = memrchr(p, '@', auth);
+  return at && memchr(p, ':', (size_t)(at - p));
+}
+
 enum notify_kind notify_kind_of_recipient(const char *recipient) {
   if (!recipient)
     return NOTIFY_EMAIL;
@@ -275,6 +285,58 @@ int notify_check_headers(const struct config_channel *ch, struct config_errors *
   for (size_t i = 0; i < ch->n_options; i++)
     if (streq(ch->options[i].key, "Headers") && !header_valid(ch->options[i].value))
       r = notify_error(errs, ch, &ch->options[i], "expected \"Name: value\"");
+  const struct config_kv *kv = config_channel_lookup(ch, "HeadersFile");
+  if (kv && ((strchr(kv->value, '/') && kv->value[0] != '/') || streq(kv->value, ".") ||
+             streq(kv->value, "..")))
+    r = notify_error(errs, ch, kv, "must be an absolute path or a credential name");
+  return r;
+}
+
+void notify_headers_free(struct curl_slist *list) {
+  for (struct curl_slist *l = list; l; l = l->next)
+    if (l->data)
+      explicit_bzero(l->data, strlen(l->data));
+  curl_slist_free_all(list);
+}
+
+int notify_append_secret_headers(const struct config_channel *ch, struct curl_slist **list,
+                                 struct config_errors *errs) {
+  const struct config_kv *kv = config_channel_lookup(ch, "HeadersFile");
+  if (!kv)
+    return 0;
+  char *text = NULL;
+  int r = read_secret(kv->value, &text);
+  if (r < 0) {
+    notify_error(errs, ch, kv, "cannot read the file: %s", strerror(-r));
+    return r;
+  }
+  size_t len = strlen(text);
+  unsigned line = 0;
+  for (char *p = text, *e; r >= 0 && p < text + len; p = e + 1) {
+    e = strchr(p, '\n');
+    if (!e)
+      e = text + len;
+    *e = 0;
+    line++;
+    size_t n = strlen(p);
+    if (n > 0 && p[n - 1] == '\r')
+      p[--n] = 0;
+    if (n == 0 || p[0] == '#')
+      continue;
+    if (!header_valid(p)) {
+      /* the line is not quoted: it holds a credential */
+      notify_error(errs, ch, kv, "line %u: expected \"Name: value\"", line);
+      r = -EINVAL;
+    } else {
+      struct curl_slist *l = curl_slist_append(*list, p);
+      if (!l)
+        r = -ENOMEM;
+      else
+        *list = l;
+    }
+  }
+  explicit_bzero(text, len);
+  free(text);
   return r;
 }
 

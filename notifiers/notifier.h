@@ -184,6 +184,12 @@ bool notify_addr_private(const struct sockaddr *sa);
  * NULL or anything unparsable counts as private (refused). */
 bool notify_ip_private(const char *ip);
 
+/* Whether an http(s)/smtp(s) URL carries a password in its userinfo
+ * ("https://user:secret@host/"). Secrets belong in files (PasswordFile=,
+ * SecretFile=, ...), never in renewd.conf: the backends refuse such a URL=
+ * (without quoting it). */
+bool notify_url_has_password(const char *url);
+
 /* Address kind of a recipient string: "+..." E.164 = SMS, "http(s)://" = webhook,
  * else email. */
 enum notify_kind notify_kind_of_recipient(const char *recipient);
@@ -210,6 +216,17 @@ int notify_parse_retry_after(const char *value, int64_t now, int64_t *ret);
 int notify_append_headers(const struct config_channel *ch, struct curl_slist **list);
 /* Checks every Headers= assignment is "Name: value". */
 int notify_check_headers(const struct config_channel *ch, struct config_errors *errs);
+/* HeadersFile= (webhook, sms): headers that carry a credential
+ * ("Authorization: Bearer ..."), read with read_secret() (an absolute path
+ * or a systemd credential name), one "Name: value" per line, blank lines and
+ * '#' lines skipped. notify_check_headers() checks the key's syntax only;
+ * this reads the file and appends its headers to *list. Errors go to errs
+ * without quoting the file's lines. Returns 0, -EINVAL, -ENOMEM or -errno. */
+int notify_append_secret_headers(const struct config_channel *ch, struct curl_slist **list,
+                                 struct config_errors *errs);
+/* Wipes every header's text, then frees the list (headers may hold a
+ * credential from HeadersFile=). Accepts NULL. */
+void notify_headers_free(struct curl_slist *list);
 
 /* Reads a dotted JSON path ("data.sid", "messages.0.id") from a JSON text;
  * writes a string or integer value into out. Returns 0 or -ENOENT/-EINVAL. */

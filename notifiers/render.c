@@ -1,6 +1,9 @@
 /* render: the message for one outbox row (see render.h).
  *
- * Owns the template directory handle and the link key (wiped on free).
+ * Owns the template directory handle, the link key (wiped on free) and the
+ * parsed ladder snapshots of recent contracts (snapshots never change, so
+ * the cache needs no invalidation). The webhook event is written straight
+ * to text, byte for byte json_dumps(JSON_COMPACT) of the same tree.
  * Blocks on store reads and template files; never logs. */
 #include "notifiers/render.h"
 
@@ -14,6 +17,8 @@
 #include "notifiers/templates.h"
 #include "notifiers/tmpl.h"
 
+#define LADDER_CACHE 16 /* snapshots kept parsed (a handful of policies and their versions) */
+
 struct render {
   const struct config *cfg; /* borrowed */
   struct cal *cal;          /* borrowed */
@@ -21,6 +26,13 @@ struct render {
   struct linkkeys *keys;    /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
   char *locale;             /* render_set_locale() override (renewctl preview), or NULL */
   struct tmpl *builtin[3][4]; /* compiled built-in templates [customer/owner/ops][part], lazily */
+  /* parsed ladder snapshots by id: a snapshot never changes once stored, and
+   * parsing one costs more than rendering the message; ring of LADDER_CACHE */
+  struct ladder_cached {
+    int64_t id;             /* ladders(id), 0 = empty slot */
+    struct policy *policy;  /* owned */
+  } ladders[LADDER_CACHE];
+  size_t ladders_next;      /* slot the next snapshot replaces */
 };
 
 /* ---- built-in templates: used when the directory has none of that name ---- */
@@ -127,6 +139,8 @@ struct render *render_free(struct render *rd) {
       tmpl_free(rd->builtin[i][k]);
   free(rd->locale);
   linkkeys_free(rd->keys);
+  for (size_t i = 0; i < LADDER_CACHE; i++)
+    policy_free(rd->ladders[i].policy);
   free(rd);
   return NULL;
 }
@@ -257,22 +271,29 @@ static int add_links(struct render *rd, json_t *root, const char *contract_id, i
 /* JSON string literal of s ("\"...\""), for JSON body templates. UTF-8 passes
  * through; quotes, backslashes and control characters are escaped. */
 static int add_json_literal(json_t *jobj, const char *key, const char *s) {
-  struct buf b = {0};
-  int r = buf_puts(&b, "\"");
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); r >= 0 && *p; p++) {
-    if (*p == '"' || *p == '\\')
-      r = buf_printf(&b, "\\%c", *p);
-    else if (*p < 0x20)
-      r = buf_printf(&b, "\\u%04x", *p);
-    else
-      r = buf_append(&b, p, 1);
+  static const char hex[] = "0123456789abcdef";
+  const char *v = s ? s : "";
+  size_t n = strlen(v), k = 0;
+  /* worst case: every byte a 6-byte \u escape */
+  _cleanup_free_ char *out = n < SIZE_MAX / 6 - 3 ? malloc(n * 6 + 3) : NULL;
+  if (!out)
+    return -ENOMEM;
+  out[k++] = '"';
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      out[k++] = '\\';
+      out[k++] = (char)*p;
+    } else if (*p < 0x20) {
+      memcpy(out + k, "\\u00", 4);
+      out[k + 4] = hex[*p >> 4];
+      out[k + 5] = hex[*p & 15];
+      k += 6;
+    } else
+      out[k++] = (char)*p;
   }
-  if (r >= 0)
-    r = buf_puts(&b, "\"");
-  if (r >= 0)
-    r = json_object_set_new(jobj, key, json_string(b.data)) < 0 ? -ENOMEM : 0;
-  buf_free(&b);
-  return r;
+  out[k++] = '"';
+  out[k] = 0;
+  return json_object_set_new(jobj, key, json_stringn(out, k)) < 0 ? -ENOMEM : 0;
 }
 
 /* ---- the context ----------------------------------------------------------------- */
@@ -517,16 +538,49 @@ static bool json_utf8_ok(const char *s) {
   return true;
 }
 
-static int jw_string(struct buf *b, const char *s, size_t n) {
+/* Output staged in a local buffer and appended in chunks (one event is
+ * a few hundred small pieces). r is the first error. */
+struct jw {
+  struct buf *b;
+  size_t n;
+  int r;
+  char v[2048];
+};
+
+static void jw_flush(struct jw *w) {
+  if (w->n > 0 && w->r >= 0)
+    w->r = buf_append(w->b, w->v, w->n);
+  w->n = 0;
+}
+
+static inline void jw_put(struct jw *w, const char *p, size_t n) {
+  if (w->n + n > sizeof w->v) {
+    jw_flush(w);
+    if (n > sizeof w->v) {
+      if (w->r >= 0)
+        w->r = buf_append(w->b, p, n);
+      return;
+    }
+  }
+  memcpy(w->v + w->n, p, n);
+  w->n += n;
+}
+
+static inline void jw_char(struct jw *w, char c) {
+  if (w->n == sizeof w->v)
+    jw_flush(w);
+  w->v[w->n++] = c;
+}
+
+static void jw_string(struct jw *w, const char *s, size_t n) {
   static const char hex[] = "0123456789ABCDEF";
-  int r = buf_append(b, "\"", 1);
+  jw_char(w, '"');
   size_t run = 0;
-  for (size_t i = 0; i < n && r >= 0; i++) {
+  for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x20 && c != '"' && c != '\\')
       continue;
-    if (i > run && (r = buf_append(b, s + run, i - run)) < 0)
-      break;
+    jw_put(w, s + run, i - run);
     run = i + 1;
     char e[6] = {'\\', 0};
     size_t k = 2;
@@ -556,75 +610,94 @@ static int jw_string(struct buf *b, const char *s, size_t n) {
       e[5] = hex[c & 15];
       k = 6;
     }
-    r = buf_append(b, e, k);
+    jw_put(w, e, k);
   }
-  if (r >= 0 && n > run)
-    r = buf_append(b, s + run, n - run);
-  return r < 0 ? r : buf_append(b, "\"", 1);
+  jw_put(w, s + run, n - run);
+  jw_char(w, '"');
 }
 
-static int jw_key(struct buf *b, bool *first, const char *key) {
-  int r = *first ? 0 : buf_append(b, ",", 1);
+static void jw_key(struct jw *w, bool *first, const char *key) {
+  if (!*first)
+    jw_char(w, ',');
   *first = false;
-  if (r >= 0)
-    r = jw_string(b, key, strlen(key));
-  return r < 0 ? r : buf_append(b, ":", 1);
+  jw_string(w, key, strlen(key));
+  jw_char(w, ':');
 }
 
-static int jw_int(struct buf *b, int64_t v) {
-  char s[24];
-  int n = snprintf(s, sizeof s, "%" PRId64, v);
-  return buf_append(b, s, (size_t)n);
+static void jw_int(struct jw *w, int64_t v) {
+  char s[24], *p = s + sizeof s;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do
+    *--p = (char)('0' + u % 10);
+  while ((u /= 10) > 0);
+  if (v < 0)
+    *--p = '-';
+  jw_put(w, p, (size_t)(s + sizeof s - p));
 }
 
-static int jw_value(struct buf *b, json_t *v, unsigned depth) {
-  int r = 0;
-  if (depth > 64)
-    return -ELOOP; /* jansson refuses cycles; our trees are shallow */
+static void jw_value(struct jw *w, json_t *v, unsigned depth) {
+  if (depth > 64) {
+    w->r = -ELOOP; /* jansson refuses cycles; our trees are shallow */
+    return;
+  }
   switch (json_typeof(v)) {
   case JSON_OBJECT: {
     bool first = true;
     const char *key;
     json_t *item;
-    r = buf_append(b, "{", 1);
+    jw_char(w, '{');
     json_object_foreach(v, key, item) {
-      if (r < 0 || (r = jw_key(b, &first, key)) < 0 || (r = jw_value(b, item, depth + 1)) < 0)
-        break;
+      jw_key(w, &first, key);
+      jw_value(w, item, depth + 1);
     }
-    return r < 0 ? r : buf_append(b, "}", 1);
+    jw_char(w, '}');
+    return;
   }
   case JSON_ARRAY:
-    r = buf_append(b, "[", 1);
-    for (size_t i = 0; i < json_array_size(v) && r >= 0; i++)
-      if ((i == 0 || (r = buf_append(b, ",", 1)) >= 0))
-        r = jw_value(b, json_array_get(v, i), depth + 1);
-    return r < 0 ? r : buf_append(b, "]", 1);
+    jw_char(w, '[');
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      if (i > 0)
+        jw_char(w, ',');
+      jw_value(w, json_array_get(v, i), depth + 1);
+    }
+    jw_char(w, ']');
+    return;
   case JSON_STRING:
-    return jw_string(b, json_string_value(v), json_string_length(v));
+    jw_string(w, json_string_value(v), json_string_length(v));
+    return;
   case JSON_INTEGER:
-    return jw_int(b, (int64_t)json_integer_value(v));
+    jw_int(w, (int64_t)json_integer_value(v));
+    return;
   case JSON_TRUE:
-    return buf_puts(b, "true");
+    jw_put(w, "true", 4);
+    return;
   case JSON_FALSE:
-    return buf_puts(b, "false");
+    jw_put(w, "false", 5);
+    return;
   case JSON_NULL:
-    return buf_puts(b, "null");
+    jw_put(w, "null", 4);
+    return;
   default: {
     /* reals: jansson's own formatting */
     _cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    return s ? buf_puts(b, s) : -ENOMEM;
+    if (!s)
+      w->r = -ENOMEM;
+    else
+      jw_put(w, s, strlen(s));
   }
   }
 }
 
 /* A string member, left out when empty (as jset_str() does). */
-static int jw_str_member(struct buf *b, bool *first, const char *key, const char *v) {
+static void jw_str_member(struct jw *w, bool *first, const char *key, const char *v) {
   if (isempty(v))
-    return 0;
-  if (!json_utf8_ok(v))
-    return -ENOMEM; /* what json_string() failing meant for the jansson-built event */
-  int r = jw_key(b, first, key);
-  return r < 0 ? r : jw_string(b, v, strlen(v));
+    return;
+  if (!json_utf8_ok(v)) {
+    w->r = -ENOMEM; /* what json_string() failing meant for the jansson-built event */
+    return;
+  }
+  jw_key(w, first, key);
+  jw_string(w, v, strlen(v));
 }
 
 /* The webhook event: {"type", "timestamp", "data": {...}}, data holding the
@@ -636,34 +709,42 @@ static int build_event(const struct message *m, const struct reminder *row, int6
                                      "links",    "alert",    "history", "responses"};
   char ts[32];
   struct buf b = {0};
+  struct jw jw, *w = &jw;
+  w->b = &b;
+  w->n = 0;
+  w->r = 0;
   bool first = true, dfirst = true;
-  int r = buf_append(&b, "{", 1);
-  if (r >= 0)
-    r = jw_str_member(&b, &first, "type", m->event_type);
-  if (r >= 0)
-    r = jw_str_member(&b, &first, "timestamp", format_rfc3339(now, ts));
-  if (r >= 0 && (r = jw_key(&b, &first, "data")) >= 0)
-    r = buf_append(&b, "{", 1);
-  for (size_t i = 0; i < ELEMENTSOF(copy) && r >= 0; i++) {
+  jw_char(w, '{');
+  jw_str_member(w, &first, "type", m->event_type);
+  jw_str_member(w, &first, "timestamp", format_rfc3339(now, ts));
+  jw_key(w, &first, "data");
+  jw_char(w, '{');
+  for (size_t i = 0; i < ELEMENTSOF(copy); i++) {
     json_t *v = json_object_get(m->data, copy[i]);
-    if (v && (r = jw_key(&b, &dfirst, copy[i])) >= 0)
-      r = jw_value(&b, v, 0);
+    if (v) {
+      jw_key(w, &dfirst, copy[i]);
+      jw_value(w, v, 0);
+    }
   }
-  if (r >= 0 && row) {
-    if ((r = jw_str_member(&b, &dfirst, "id", row->idem_key)) >= 0 &&
-        (r = jw_key(&b, &dfirst, "reminder_id")) >= 0 && (r = jw_int(&b, row->id)) >= 0 &&
-        (r = jw_key(&b, &dfirst, "attempt")) >= 0 && (r = jw_int(&b, row->attempts)) >= 0)
-      r = jw_str_member(&b, &dfirst, "channel", row->channel);
+  if (row) {
+    jw_str_member(w, &dfirst, "id", row->idem_key);
+    jw_key(w, &dfirst, "reminder_id");
+    jw_int(w, row->id);
+    jw_key(w, &dfirst, "attempt");
+    jw_int(w, row->attempts);
+    jw_str_member(w, &dfirst, "channel", row->channel);
   }
-  if (r >= 0 && (m->subject || m->text)) {
+  if (m->subject || m->text) {
     bool mfirst = true;
-    if ((r = jw_key(&b, &dfirst, "message")) >= 0 && (r = buf_append(&b, "{", 1)) >= 0 &&
-        (r = jw_str_member(&b, &mfirst, "subject", m->subject)) >= 0 &&
-        (r = jw_str_member(&b, &mfirst, "text", m->text)) >= 0)
-      r = buf_append(&b, "}", 1);
+    jw_key(w, &dfirst, "message");
+    jw_char(w, '{');
+    jw_str_member(w, &mfirst, "subject", m->subject);
+    jw_str_member(w, &mfirst, "text", m->text);
+    jw_char(w, '}');
   }
-  if (r >= 0)
-    r = buf_append(&b, "}}", 2);
+  jw_put(w, "}}", 2);
+  jw_flush(w);
+  int r = w->r;
   if (r < 0) {
     buf_free(&b);
     return r == -ELOOP ? -EINVAL : -ENOMEM;
@@ -754,6 +835,45 @@ int render_find_tier(struct store *store, const struct config *cfg, const struct
   return -ENOENT;
 }
 
+/* render_find_tier() for render_message(): the contract's ladder snapshot
+ * comes parsed from rd's cache (loaded on first use), so *ret_policy is
+ * borrowed from rd (or from cfg), never freed by the caller. Assumes rd is
+ * used with one store (snapshot ids are that store's). */
+static int find_tier_cached(struct render *rd, struct store *store, const struct contract *c,
+                            const char *name, const struct policy **ret_policy,
+                            const struct tier **ret_tier) {
+  if (store && c->ladder_id > 0) {
+    struct policy *p = NULL;
+    for (size_t i = 0; i < LADDER_CACHE && !p; i++)
+      if (rd->ladders[i].id == c->ladder_id)
+        p = rd->ladders[i].policy;
+    if (!p) {
+      _cleanup_free_ char *text = NULL;
+      if (store_ladder_get(store, c->ladder_id, &text) >= 0 && ladder_parse(text, &p) >= 0) {
+        struct ladder_cached *slot = &rd->ladders[rd->ladders_next];
+        rd->ladders_next = (rd->ladders_next + 1) % LADDER_CACHE;
+        policy_free(slot->policy);
+        *slot = (struct ladder_cached){.id = c->ladder_id, .policy = p};
+      }
+    }
+    const struct tier *t = policy_tier(p, name);
+    if (t) {
+      *ret_policy = p;
+      *ret_tier = t;
+      return 0;
+    }
+  }
+  for (size_t i = 0; i < rd->cfg->n_policies; i++) {
+    const struct tier *t = policy_tier(rd->cfg->policies[i], name);
+    if (t) {
+      *ret_policy = NULL;
+      *ret_tier = t;
+      return 0;
+    }
+  }
+  return -ENOENT;
+}
+
 /* ---- render_message ------------------------------------------------------------------ */
 
 static int finish_message(struct render *rd, struct facts *f, const char *template_name,
@@ -805,7 +925,7 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   struct contract c = {0};
   struct customer cu = {0};
   struct owner ow = {0};
-  struct policy *pol = NULL;
+  const struct policy *pol = NULL; /* the contract's ladder snapshot (borrowed from rd), or NULL */
   struct history_ctx h = {.self_id = row->id};
   struct reminder dead = {0};
   json_t *alert = NULL;
@@ -824,7 +944,7 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   bool ops_alert = streq_ptr(row->tier, RENDER_OPS_TIER);
   const struct tier *t = NULL;
   if (!ops_alert)
-    (void)render_find_tier(store, rd->cfg, &c, row->tier, &pol, &t);
+    (void)find_tier_cached(rd, store, &c, row->tier, &pol, &t);
   enum audience audience = streq_ptr(row->audience, "owner") ? AUDIENCE_OWNER : AUDIENCE_CUSTOMER;
 
   /* the owner: the customer's, else the policy's fallback owner */
@@ -920,7 +1040,6 @@ out:
   json_decref(alert);
   buf_free(&h.text);
   reminder_clear(&dead);
-  policy_free(pol);
   contract_clear(&c);
   customer_clear(&cu);
   owner_clear(&ow);

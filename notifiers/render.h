@@ -34,7 +34,8 @@
  * key per line, the others still verify) and expire at linkkey_expiry();
  * without a readable key they are the placeholder "unsigned".
  *
- * Owns: the template directory handle and the link key. Borrows config, cal
+ * Owns: the template directory handle, the link key and a cache of parsed
+ * ladder snapshots (by id; one renderer serves one store). Borrows config, cal
  * and the store passed per call. Blocks on store reads and (first use)
  * template files. Never logs. */
 #pragma once

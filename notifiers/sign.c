@@ -517,8 +517,12 @@ int token_verify(const struct sign_key *keys, size_t n, const char *token, int64
     return -EBADMSG;
   _cleanup_free_ uint8_t *payload = NULL, *tag = NULL;
   size_t payload_len = 0, tag_len = 0;
-  if (sign_base64url_decode(p, (size_t)(dot - p), &payload, &payload_len) < 0 ||
-      sign_base64url_decode(dot + 1, strlen(dot + 1), &tag, &tag_len) < 0)
+  int r = sign_base64url_decode(p, (size_t)(dot - p), &payload, &payload_len);
+  if (r >= 0)
+    r = sign_base64url_decode(dot + 1, strlen(dot + 1), &tag, &tag_len);
+  if (r == -ENOMEM)
+    return r;
+  if (r < 0)
     return -EBADMSG; /* includes a third '.', which is not base64url */
   if (payload_len <= TOKEN_HEADER_LEN || payload_len > TOKEN_HEADER_LEN + TOKEN_CONTRACT_ID_MAX ||
       tag_len != TOKEN_TAG_LEN)
@@ -530,7 +534,7 @@ int token_verify(const struct sign_key *keys, size_t n, const char *token, int64
     if (sign_key_id(&keys[i]) != kid)
       continue;
     uint8_t expect[TOKEN_TAG_LEN];
-    int r = token_tag(&keys[i], token, (size_t)(dot - token), expect);
+    r = token_tag(&keys[i], token, (size_t)(dot - token), expect);
     if (r < 0)
       return r;
     ok |= memeq_consttime(expect, sizeof expect, tag, tag_len);

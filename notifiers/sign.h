@@ -157,6 +157,6 @@ int token_sign(const struct sign_key *key, const char *contract_id, uint32_t ter
  *                  not match (a tampered payload lands here);
  *   -ETIME         authentic but now >= expires_at.
  * Also -EINVAL when n is 0, a key is shorter than SIGN_KEY_MIN or an argument
- * is NULL. *ret is filled only on success. */
+ * is NULL, and -ENOMEM. *ret is filled only on success. */
 int token_verify(const struct sign_key *keys, size_t n, const char *token, int64_t now,
                  struct token *ret);

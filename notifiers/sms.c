@@ -16,7 +16,10 @@
  *                                      without it the body is {"to","from","body"} JSON
  *   ContentType=application/json
  *   Username=..., PasswordFile=...     (optional basic auth)
- *   Headers=Authorization: Bearer ...  (repeatable)
+ *   Headers=X-Client: renewd           (repeatable; plain config: no credentials)
+ *   HeadersFile=sms-headers            (headers with credentials, e.g.
+ *                                      "Authorization: Bearer ...", one per line;
+ *                                      path or credential)
  *   SuccessStatus=200 201 202          (default: any 2xx)
  *   MessageIdPath=messages.0.id        (dotted JSON path of the provider's id)
  *
@@ -62,7 +65,7 @@ static const char *const sms_known[] = {
     "Provider",   "URL",          "From",          "AccountSID",    "AuthTokenFile",
     "MaxSegments", "OptOutFooter", "Method",       "BodyTemplate",  "ContentType",
     "Username",   "PasswordFile", "Headers",       "SuccessStatus", "MessageIdPath",
-    NULL,
+    "HeadersFile", NULL,
 };
 
 static int parse_provider(const char *s) {
@@ -100,6 +103,9 @@ static int sms_check_config(const struct config_channel *ch, const struct notify
   if ((kv = config_channel_lookup(ch, "URL")) &&
       strncasecmp(kv->value, "https://", 8) != 0 && strncasecmp(kv->value, "http://", 7) != 0)
     r = notify_error(errs, ch, kv, "expected an http:// or https:// URL");
+  else if (kv && notify_url_has_password(kv->value))
+    r = notify_error(errs, ch, kv,
+                     "holds a password: use Username= and PasswordFile= (or AuthTokenFile=)");
   if (provider == SMS_TWILIO) {
     static const char *const need[] = {"From", "AccountSID", "AuthTokenFile"};
     for (size_t i = 0; i < ELEMENTSOF(need); i++)
@@ -158,7 +164,7 @@ static void *sms_free(void *state) {
   free(s->content_type);
   free(s->id_path);
   free(s->footer);
-  curl_slist_free_all(s->extra);
+  notify_headers_free(s->extra); /* HeadersFile= credentials: wiped */
   free(s);
   return NULL;
 }
@@ -197,6 +203,9 @@ static int sms_new(const struct config_channel *ch, const struct notify_env *env
   if (!s->url || !s->method || !s->content_type || !s->id_path ||
       notify_append_headers(ch, &s->extra) < 0)
     goto fail;
+  if ((r = notify_append_secret_headers(ch, &s->extra, errs)) < 0)
+    goto fail;
+  r = -ENOMEM;
   const struct config_kv *kv =
       config_channel_lookup(ch, s->provider == SMS_TWILIO ? "AuthTokenFile" : "PasswordFile");
   if (kv) {

@@ -100,6 +100,8 @@ static int parse_url(const struct config_channel *ch, const struct config_kv *kv
     r = notify_error(errs, ch, kv, "expected smtp://HOST[:PORT] or smtps://HOST[:PORT]");
   else if (!streq(scheme, "smtp") && !streq(scheme, "smtps"))
     r = notify_error(errs, ch, kv, "scheme %s: is not smtp:// or smtps://", scheme);
+  else if (notify_url_has_password(kv->value))
+    r = notify_error(errs, ch, kv, "holds a password: use Username= and PasswordFile=");
   else {
     s->smtps = streq(scheme, "smtps");
     s->loopback = host_is_loopback(host);

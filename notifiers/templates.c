@@ -125,9 +125,9 @@ int templates_open(const char *dir, struct templates **ret, char *err, size_t er
   _cleanup_(templates_freep) struct templates *t = calloc(1, sizeof *t);
   if (!t || !(t->dir = strdup(dir)))
     return -ENOMEM;
+  if (!(t->buckets = calloc(64, sizeof *t->buckets)))
+    return -ENOMEM; /* n_buckets still 0: templates_free() walks no bucket */
   t->n_buckets = 64;
-  if (!(t->buckets = calloc(t->n_buckets, sizeof *t->buckets)))
-    return -ENOMEM;
 
   _cleanup_(closedirp) DIR *d = opendir(dir);
   if (!d) {
@@ -382,7 +382,11 @@ struct check_ctx {
 
 static void check_report(struct check_ctx *c, const char *key, unsigned line, const char *msg) {
   _cleanup_free_ char *path = strprintf("%s/%s", c->t->dir, key);
-  c->problem(c->ud, path ? path : key, line, msg);
+  if (!path) {
+    c->r = -ENOMEM; /* sticky: templates_check() returns it */
+    return;
+  }
+  c->problem(c->ud, path, line, msg);
   if (c->r >= 0)
     c->r = -EINVAL;
 }
@@ -399,7 +403,9 @@ static int check_partial_ref(void *ud, const char *name, unsigned line) {
     _cleanup_free_ char *msg =
         strprintf("partial '%s' not found (looked for partials/%s.mustache in %s%s)", name, name,
                   c->n_chain ? c->chain[0]->name : "-", c->n_chain > 1 ? " and its fallbacks" : "");
-    check_report(c, c->key, line, msg ? msg : "partial not found");
+    if (!msg)
+      return -ENOMEM;
+    check_report(c, c->key, line, msg);
   }
   return 0; /* a broken partial is reported as its own file */
 }

@@ -15,7 +15,10 @@
  *                                  addresses: notify_addr_private(); checked
  *                                  when a connection is opened AND when one
  *                                  is reused)
- *   Headers=Authorization: Bearer x (optional, repeatable)
+ *   Headers=X-Team: renewals       (optional, repeatable; plain config: no credentials)
+ *   HeadersFile=crm-headers        (optional: headers with credentials, e.g.
+ *                                  "Authorization: Bearer ...", one per line,
+ *                                  from a file or systemd credential)
  *
  * Every request carries webhook-id (the outbox row's idempotency key, the
  * same on every retry and after a crash), webhook-timestamp and, with
@@ -45,8 +48,9 @@ struct webhook {
   struct templates *tmpl;  /* borrowed from the renderer */
 };
 
-static const char *const webhook_known[] = {"URL",          "SecretFile", "BodyTemplate",
-                                            "AllowPrivate", "Headers",    "ContentType", NULL};
+static const char *const webhook_known[] = {"URL",         "SecretFile",  "BodyTemplate",
+                                            "AllowPrivate", "Headers",    "HeadersFile",
+                                            "ContentType",  NULL};
 static const char *const webhook_required[] = {"URL", NULL};
 
 static bool url_ok(const char *u) {
@@ -60,6 +64,10 @@ static int webhook_check_config(const struct config_channel *ch, const struct no
   const struct config_kv *kv;
   if ((kv = config_channel_lookup(ch, "URL")) && !url_ok(kv->value))
     r = notify_error(errs, ch, kv, "expected an http:// or https:// URL");
+  else if (kv && notify_url_has_password(kv->value))
+    r = notify_error(errs, ch, kv,
+                     "holds a password: secrets do not belong in renewd.conf (let the "
+                     "receiver check the SecretFile= signature instead)");
   if ((kv = config_channel_lookup(ch, "AllowPrivate")) && parse_boolean(kv->value) < 0)
     r = notify_error(errs, ch, kv, "expected yes or no");
   if ((kv = config_channel_lookup(ch, "BodyTemplate")) && env && env->templates &&
@@ -84,7 +92,7 @@ static void *webhook_free(void *state) {
   free(w->secrets);
   free(w->body_template);
   free(w->content_type);
-  curl_slist_free_all(w->extra);
+  notify_headers_free(w->extra); /* HeadersFile= credentials: wiped */
   free(w);
   return NULL;
 }
@@ -103,6 +111,9 @@ static int webhook_new(const struct config_channel *ch, const struct notify_env 
                                                                    : "application/json");
   if (!w->content_type || notify_append_headers(ch, &w->extra) < 0)
     goto fail;
+  if ((r = notify_append_secret_headers(ch, &w->extra, errs)) < 0)
+    goto fail;
+  r = -ENOMEM;
   const struct config_kv *kv = config_channel_lookup(ch, "SecretFile");
   if (kv) {
     char *text = NULL;
@@ -189,15 +200,26 @@ static int prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 
 static int add_header(struct curl_slist **l, const char *fmt, ...) _printf_(2, 3);
 static int add_header(struct curl_slist **l, const char *fmt, ...) {
-  char *s = NULL;
+  /* curl_slist_append() copies: format on the stack unless it is long */
+  char stack[512], *s = stack;
+  _cleanup_free_ char *heap = NULL;
   va_list ap;
   va_start(ap, fmt);
-  int k = vasprintf(&s, fmt, ap);
+  int k = vsnprintf(stack, sizeof stack, fmt, ap);
   va_end(ap);
   if (k < 0)
     return -ENOMEM;
+  if ((size_t)k >= sizeof stack) {
+    va_start(ap, fmt);
+    k = vasprintf(&heap, fmt, ap);
+    va_end(ap);
+    if (k < 0) {
+      heap = NULL; /* undefined after a failure */
+      return -ENOMEM;
+    }
+    s = heap;
+  }
   struct curl_slist *n = curl_slist_append(*l, s);
-  free(s);
   if (!n)
     return -ENOMEM;
   *l = n;

@@ -15,6 +15,7 @@ packages=(
   curl
   tidy groff-base
   fonts-wqy-microhei
+  clang-format
 )
 
 SUDO=""

@@ -247,10 +247,13 @@ static void test_daemon_errors(void **state) {
        "t.conf:10: ChangePollInterval=PT0S: must be greater than zero\n"},
       {BASE "[Daemon]\nTemplates=templates\n",
        "t.conf:10: Templates=templates: must be an absolute path\n"},
+      /* security: the value is not echoed (it may be the secret itself) */
       {BASE "[Daemon]\nLinkKeyFile=keys/link\n",
-       "t.conf:10: LinkKeyFile=keys/link: must be an absolute path or a credential name\n"},
-      {BASE "[Daemon]\nApiTokenFile=./tokens\n",
-       "t.conf:10: ApiTokenFile=./tokens: must be an absolute path or a credential name\n"},
+       "t.conf:10: LinkKeyFile=: must be an absolute path or a credential name (the value is "
+       "not shown: it may be the secret itself; put the secret in a file)\n"},
+      {BASE "[Daemon]\nApiTokenFile=Zm9v/YmFyIHNlY3JldA+x\n",
+       "t.conf:10: ApiTokenFile=: must be an absolute path or a credential name (the value is "
+       "not shown: it may be the secret itself; put the secret in a file)\n"},
   };
   run_cases(cases, ELEMENTSOF(cases), NULL);
   /* With a cal, zones are looked up. */
@@ -624,6 +627,13 @@ static void test_policy_errors(void **state) {
        "t.conf:10: CallbackPause=soon: invalid time span (e.g. 48h, 1h30min, 2d, PT48H)\n"},
       {BASE "[Policy p]\nLapseGrace=-1d\n",
        "t.conf:10: LapseGrace=-1d: invalid time span (e.g. 48h, 1h30min, 2d, PT48H)\n"},
+      /* security: bounded, so expiry + span cannot overflow int64 */
+      {BASE "[Policy p]\nLapseGrace=3651d\n",
+       "t.conf:10: LapseGrace=3651d: must be at most 3650d\n"},
+      {BASE "[Policy p]\nLapseGrace=9223372036854775807\n",
+       "t.conf:10: LapseGrace=9223372036854775807: must be at most 3650d\n"},
+      {BASE "[Policy p]\nCallbackPause=100000w\n",
+       "t.conf:10: CallbackPause=100000w: must be at most 3650d\n"},
       /* tiers must ascend by offset */
       {"[Policy p]\nSegments=*\nTiers=late early\n"
        "[Tier early]\nOffset=-P60D\nChannels=c\n"

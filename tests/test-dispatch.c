@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "core/cal.h"
 #include "core/clock.h"
+#include "core/ladder.h"
 #include "core/store.h"
 #include "core/util.h"
 #include "notifiers/dispatch.h"
@@ -406,6 +407,108 @@ static void test_webhook_private_refused_and_backoff(void **state) {
   assert_int_equal(dispatcher_next_wakeup(f->d), next);
 }
 
+/* The webhook event is written directly (not through json_dumps()); it must
+ * be byte for byte what jansson makes of the same tree: a tricky customer
+ * name (quotes, backslash, control characters, non-ASCII, U+2028, '/')
+ * survives a parse and a compact re-dump unchanged. Email rows get none. */
+static void test_webhook_event_json(void **state) {
+  struct fx *f = *state;
+  start(f, NULL, "[Channel hook]\nType=webhook\nURL=https://hooks.example.com/x\n");
+  static const char name[] = "Ada \"Q\" \\ Love\tlace\n\x01\x1f 客户 / \xe2\x80\xa8 end";
+  struct customer cu = {.id = (char *)"K-1", .name = (char *)name, .email = (char *)"ada@example.com",
+                        .tz = (char *)"Europe/Berlin", .locale = (char *)"de",
+                        .segment = (char *)"smb"};
+  assert_true(store_customer_upsert(f->s, &cu, T0) >= 0);
+  struct contract c = {.id = (char *)"C-1", .customer_id = (char *)"K-1",
+                       .product = (char *)"Backup \"Pro\"", .currency = (char *)"EUR",
+                       .expires_at = T0 + 30 * DAY, .value_minor = -120050};
+  assert_true(store_contract_upsert(f->s, &c, T0) >= 0);
+  int64_t id = add_row(f, "C-1", "hook", "https://hooks.example.com/x", REMINDER_PENDING, 0);
+  struct reminder row = get_row(f, id);
+  struct render *rd = NULL;
+  char err[256] = "";
+  assert_int_equal(render_new(f->cfg, f->cal, &rd, err, sizeof err), 0);
+  struct message m = {0};
+  assert_int_equal(render_message(rd, f->s, &row, NOTIFY_WEBHOOK, T0, &m, err, sizeof err), 0);
+  assert_non_null(m.event);
+  json_error_t jerr;
+  json_t *ev = json_loads(m.event, 0, &jerr);
+  assert_non_null(ev);
+  char *again = json_dumps(ev, JSON_COMPACT);
+  assert_string_equal(again, m.event);
+  free(again);
+  /* the members, in order */
+  static const char prefix[] = "{\"type\":\"reminder.due\",\"timestamp\":\"2031-01-16T00:00:00Z\","
+                               "\"data\":{\"contract\":{\"id\":\"C-1\",";
+  assert_memory_equal(m.event, prefix, strlen(prefix));
+  assert_non_null(strstr(m.event, "\\u001F 客户 / \xe2\x80\xa8 end\""));
+  json_t *data = json_object_get(ev, "data");
+  static const char *const keys[] = {"contract", "customer", "owner", "tier", "links",
+                                     "id",       "reminder_id", "attempt", "channel"};
+  const char *key;
+  json_t *v;
+  size_t k = 0;
+  json_object_foreach(data, key, v) {
+    assert_true(k < ELEMENTSOF(keys));
+    assert_string_equal(key, keys[k]);
+    k++;
+  }
+  assert_int_equal(k, ELEMENTSOF(keys));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(data, "customer"), "name")),
+                      name);
+  assert_string_equal(json_string_value(json_object_get(data, "id")), row.idem_key);
+  assert_int_equal(json_integer_value(json_object_get(data, "reminder_id")), id);
+  assert_string_equal(json_string_value(json_object_get(data, "channel")), "hook");
+  json_decref(ev);
+  message_clear(&m);
+  /* email and SMS rows carry no event */
+  assert_int_equal(render_message(rd, f->s, &row, NOTIFY_EMAIL, T0, &m, err, sizeof err), 0);
+  assert_null(m.event);
+  assert_non_null(m.text);
+  message_clear(&m);
+  render_free(rd);
+  reminder_clear(&row);
+}
+
+/* A contract walking a ladder snapshot is rendered with the snapshot's tier
+ * (here: its Template= differs from the config's), parsed once and then
+ * taken from the renderer's cache. */
+static void test_render_ladder_snapshot(void **state) {
+  struct fx *f = *state;
+  start(f, NULL, NULL);
+  add_contract(f, "C-1", "ada@example.com");
+  struct policy *p = NULL;
+  assert_int_equal(policy_copy(f->cfg->policies[0], &p), 0);
+  free(p->tiers[0].template_name);
+  p->tiers[0].template_name = strdup("snapshot-template");
+  char *text = ladder_serialize(p);
+  assert_non_null(text);
+  int64_t lid = 0;
+  assert_int_equal(store_ladder_intern(f->s, text, &lid), 0);
+  free(text);
+  policy_free(p);
+  struct contract c = {0};
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  c.ladder_id = lid;
+  assert_int_equal(store_contract_set_state(f->s, &c, NULL, NULL, T0), 0);
+  contract_clear(&c);
+  int64_t id = add_row(f, "C-1", "mail", "ada@example.com", REMINDER_PENDING, 0);
+  struct reminder row = get_row(f, id);
+  struct render *rd = NULL;
+  char err[256] = "";
+  assert_int_equal(render_new(f->cfg, f->cal, &rd, err, sizeof err), 0);
+  for (int i = 0; i < 2; i++) { /* the second time from the cache */
+    struct message m = {0};
+    assert_int_equal(render_message(rd, f->s, &row, NOTIFY_EMAIL, T0, &m, err, sizeof err), 0);
+    json_t *tier = json_object_get(m.data, "tier");
+    assert_string_equal(json_string_value(json_object_get(tier, "template")), "snapshot-template");
+    assert_string_equal(json_string_value(json_object_get(tier, "name")), "notice");
+    message_clear(&m);
+  }
+  render_free(rd);
+  reminder_clear(&row);
+}
+
 static void test_check_config_errors(void **state) {
   struct fx *f = *state;
   char *text = strprintf("[Daemon]\nDatabase=%s\nTemplates=%s/templates\n"
@@ -526,6 +629,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_recover_sending, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dead_fallback_and_ops_alert, setup, teardown),
       cmocka_unit_test_setup_teardown(test_webhook_private_refused_and_backoff, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_webhook_event_json, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_render_ladder_snapshot, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check_config_errors, setup, teardown),
       cmocka_unit_test(test_helpers),
       cmocka_unit_test(test_rfc5322_kinds),

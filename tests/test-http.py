@@ -14,8 +14,14 @@ Checked, in order:
     POST decline acts; the same POST again and the GET afterwards say "already
     recorded" (200) and change nothing; a transition the table refuses is 409
     and changes nothing; a malformed form 400; a bad choice 422; snooze,
-    callback with a time (owner alerted by email), the owner's "renewed" (new
-    term, the customer's old links then 410);
+    callback with a time (owner alerted by email);
+  * the customer's renew link: the page states the new end date (the current
+    expiry plus the term's length in calendar months, computed here
+    independently; in Chinese for a zh customer), the POST starts term 2
+    with exactly that expiry, the same POST again and the GET say "already
+    recorded", the old term's links are 410, and the owner gets the
+    customer-renewed alert (in the new term);
+  * the owner's "renewed" (new term, the customer's old links then 410);
   * RFC 8058: the message's List-Unsubscribe URL, GET = page only, POST with
     List-Unsubscribe=One-Click (urlencoded, or multipart/form-data) opts out of
     email; again: still 200; a POST without it is 400;
@@ -23,6 +29,10 @@ Checked, in order:
     the same MessageSid again (nothing twice), START, RENEW (owner alerted),
     CALL, free text (forwarded), HELP, Chinese reply for a zh customer, unknown
     sender; wrong signature, missing signature, signature over another URL: 403;
+  * GET /report: 401 without / with a wrong bearer token (WWW-Authenticate);
+    with the API token 200 text/html, the self-contained page with the
+    funnel SVG, the same bytes again a second later (cache), 400 for bad
+    parameters, 405 for POST;
   * the JSON API: no bearer / wrong bearer 401 with WWW-Authenticate; contract
     upsert (201, then 200 unchanged/updated), validation 422, unknown field
     422, malformed JSON 400, wrong content type 415; customer upsert; contract
@@ -36,6 +46,7 @@ Checked, in order:
 
 Usage: test-http.py RENEWD RENEWCTL
 """
+import calendar
 import datetime
 import http.client
 import json
@@ -71,6 +82,9 @@ CONTRACTS = [
          timezone="UTC", locale="en", owner="O-1", product="Bronze", expires_on=day(40)),
     dict(contract_id="C-105", customer_id="K-105", customer_name="Eve Example", email="eve@example.com",
          timezone="UTC", locale="en", owner="O-1", product="Platinum", expires_on=day(45)),
+    dict(contract_id="C-106", customer_id="K-106", customer_name="Erik Example", email="erik@example.com",
+         timezone="Europe/Berlin", locale="en", owner="O-1", product="Cloud Storage",
+         starts_on=day(-130), expires_on=day(50), value="300.00", currency="EUR"),
 ]
 OWNERS = [dict(id="O-1", name="Olivia Owner", email="olivia@example.com", timezone="UTC")]
 
@@ -91,6 +105,26 @@ def parse_metrics(text):
 def metric_sum(ms, name, **labels):
     want = set(labels.items())
     return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
+
+
+def renewal(zone, expires_on, months):
+    """(expires_at, last valid day) of a renewal for `months` more, computed
+    independently of renewd: a contract valid through expires_on ends at the
+    next local midnight; the renewal ends `months` later on the same local
+    date (the day clamped to the month's end), at local midnight."""
+    end = datetime.date.fromisoformat(expires_on) + datetime.timedelta(days=1)
+    m = end.month - 1 + months
+    y, m = end.year + m // 12, m % 12 + 1
+    new_end = datetime.date(y, m, min(end.day, calendar.monthrange(y, m)[1]))
+    at = datetime.datetime.combine(new_end, datetime.time(0), zoneinfo.ZoneInfo(zone))
+    return int(at.timestamp()), new_end - datetime.timedelta(days=1)
+
+
+def long_date(d, zh=False):
+    """'4 May 2027' / '2027年5月4日', as renewd's pages write dates."""
+    months = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December"]
+    return f"{d.year}年{d.month}月{d.day}日" if zh else f"{d.day} {months[d.month - 1]} {d.year}"
 
 
 def tamper(url):
@@ -238,6 +272,58 @@ def run_checks(d, wd):
                            "AND audience='owner';") == "sent", 30 * d.slow, 0.1, "the owner's callback alert")
     check(any(str(m["To"]).endswith("olivia@example.com>") or str(m["To"]) == "olivia@example.com"
               for m in d.messages()), "no message to the owner")
+
+    # ---- the customer's renew link: another term, the owner told ---------------------------------
+    # C-106 runs from day(-130) through day(50) in Berlin: 181 days, 6 calendar months
+    renew_106, old_snooze_106 = d.link("C-106", "renew"), d.link("C-106", "snooze")
+    old_decline_106 = d.link("C-106", "decline")
+    check(renew_106 in d.links_in(by_contract["C-106"]), "C-106's reminder lacks its renew link")
+    want_at, want_last = renewal("Europe/Berlin", day(50), 6)
+    before = d.snapshot()
+    r = d.get(renew_106)
+    check(r.status == 200 and r.page() == "form" and
+          f"Your Cloud Storage will be renewed until {long_date(want_last)}." in r.text and
+          'name="confirm" value="yes"' in r.text,
+          f"renew page: {r.status} {r.page()}, expected the new end date {want_last}\n{r.text[-1500:]}")
+    zh_at, zh_last = renewal("Asia/Shanghai", day(25), 12)  # C-101: no start date, one year
+    r = d.get(d.link("C-101", "renew"))
+    check(r.status == 200 and f"您的支持计划将续约至{long_date(zh_last, zh=True)}。" in r.text,
+          f"renew page (zh): {r.status}, expected the new end date {zh_last}\n{r.text[-1500:]}")
+    r = d.post_form(renew_106, {"note": "x"})
+    check(r.status == 400, f"renew POST without confirm=yes: {r.status}")
+    check(d.snapshot() == before, "the renew pages (GET) or an unconfirmed POST changed the store")
+    r = d.post_form(renew_106, {"confirm": "yes"})
+    check(r.status == 200 and r.page() == "done" and
+          f"Your Cloud Storage is renewed until {long_date(want_last)}." in r.text and "invoice" in r.text,
+          f"renew POST: {r.status} {r.page()}\n{r.text[-1500:]}")
+    c = d.contract("C-106")
+    check(c["term"] == 2 and c["state"] == "active" and c["expires_at"] == want_at,
+          f"C-106 after renewing: {c}, expected term 2, expires_at {want_at} ({want_last})")
+    resp = d.responses("C-106")
+    check([(x["kind"], x["source"]) for x in resp] == [("renewed", "link")], f"C-106 responses {resp}")
+    check(d.sql("SELECT new_expires_at FROM responses WHERE contract_id='C-106';") == str(want_at),
+          "the renewal's recorded new expiry")
+    after = d.snapshot()
+    r = d.post_form(renew_106, {"confirm": "yes"})
+    check(r.status == 200 and r.page() == "already", f"renew POST again: {r.status} {r.page()}")
+    r = d.get(renew_106)
+    check(r.status == 200 and r.page() == "already", f"GET of the used renew link: {r.status} {r.page()}")
+    for what, url in (("snooze", old_snooze_106), ("decline", old_decline_106)):
+        r = d.get(url)
+        check(r.status == 410 and r.page() == "error", f"old term's {what} link, GET: {r.status}")
+        r = d.post_form(url, {"confirm": "yes", "snooze": "7d", "reason": "price"})
+        check(r.status == 410, f"old term's {what} link, POST: {r.status}")
+    check(d.snapshot() == after, "a repeated renewal or an old term's link changed the store")
+    wait_for(lambda: d.sql("SELECT status || ' ' || term FROM reminders WHERE contract_id='C-106' AND "
+                           "tier='customer-renewed' AND audience='owner';") == "sent 2",
+             30 * d.slow, 0.1, "the owner's customer-renewed alert (term 2)")
+    # (this daemon has no Templates=: the built-in owner text; test-full-loop checks the shipped one)
+    alert = [m for m in d.messages() if str(m["X-Renewd-Tier"]) == "customer-renewed"]
+    check(len(alert) == 1 and "olivia@example.com" in str(alert[0]["To"]) and
+          str(alert[0]["X-Renewd-Contract"]) == "C-106" and
+          long_date(want_last) in alert[0].get_body(("plain",)).get_content(),
+          f"customer-renewed alert: {[(str(m['To']), str(m['Subject'])) for m in alert]}")
+    print(f"customer renewal: C-106 term 2 through {want_last}, owner alerted")
 
     # ---- the owner's links: renewed, then the customer's old links are out of date -------------
     old_decline_105 = d.link("C-105", "decline")
@@ -407,6 +493,34 @@ def run_checks(d, wd):
     check(r.status == 400, f"/due?within=soon: {r.status}")
     r = d.api("DELETE", "/contracts/C-200")
     check(r.status == 405 and "allow" in r.headers, f"DELETE: {r.status}")
+
+    # ---- GET /report: the report page behind the API's bearer token ------------------------------
+    r = d.get("/report")
+    check(r.status == 401 and r.headers.get("www-authenticate") == 'Bearer realm="renewd"' and
+          "<svg" not in r.text, f"/report without a token: {r.status} {r.headers}")
+    r = d.get("/report", headers={"Authorization": "Bearer wrong-" + API_TOKEN})
+    check(r.status == 401 and 'error="invalid_token"' in r.headers.get("www-authenticate", ""),
+          f"/report with a wrong token: {r.status} {r.headers}")
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    period = f"/report?from={day(-1)}&to={day(100)}&by=segment"
+    r = d.get(period, headers=auth)
+    check(r.status == 200 and r.headers["content-type"] == "text/html; charset=utf-8",
+          f"/report: {r.status} {r.headers.get('content-type')}\n{r.text[:400]}")
+    check(r.text.startswith("<!DOCTYPE html>") and '<svg role="img" data-chart="funnel"' in r.text and
+          "<script" not in r.text.lower() and "no-store" in r.headers.get("cache-control", ""),
+          f"/report is not the self-contained report page:\n{r.text[:600]}")
+    check(f"{day(-1)}" in r.text and f"{day(100)}" in r.text, "/report does not show the period asked for")
+    time.sleep(1.1)  # a recomputed page would carry a later "generated" second
+    r2 = d.get(period, headers=auth)
+    check(r2.status == 200 and r2.body == r.body, "/report was computed again instead of served from the cache")
+    r = d.request("HEAD", "/report", headers=auth)
+    check(r.status == 200 and r.body == b"", f"HEAD /report (default period): {r.status}")
+    for query in ("by=colour", "from=2027-02-30", "from=2027-03-02&to=2027-03-01", "to=yesterday"):
+        r = d.get("/report?" + query, headers=auth)
+        check(r.status == 400, f"/report?{query}: {r.status}, expected 400")
+    r = d.request("POST", "/report", "", auth)
+    check(r.status == 405 and r.headers.get("allow") == "GET, HEAD", f"POST /report: {r.status}")
+    print("report page: 401 without a token, 200 text/html with the funnel chart, cached")
 
     # ---- limits -------------------------------------------------------------------------------------
     big = json.dumps({"customer_id": "K-200", "expires_on": day(90), "product": "x" * 70000})

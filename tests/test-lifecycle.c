@@ -1,15 +1,20 @@
 /* Unit tests for core/lifecycle: the transition table (all 80 state x answer
  * pairs, each applied to a real contract), refusals with their exact messages
  * and nothing changed, idempotency (caller keys and derived ones), renewals
- * starting a new term, owner alert rows, opt-outs, snooze limits, reasons, and
- * the one-transaction guarantee. Every test works on a real SQLite file in its
- * own mkdtemp() directory, removed afterwards. */
+ * starting a new term, owner alert rows (also for a renewal through the
+ * customer's link), opt-outs, snooze limits, reasons, the one-transaction
+ * guarantee, and the customer's one-click renewal: where the current term
+ * began and the expiry "another term" gives, in calendar months in real
+ * zones (DST, month ends, a midnight that does not exist). Every test works
+ * on a real SQLite file in its own mkdtemp() directory, removed afterwards. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <unistd.h>
 
+#include "core/cal.h"
 #include "core/lifecycle.h"
 #include "core/store.h"
 #include "core/util.h"
@@ -204,6 +209,24 @@ static void events_of(struct store *s, const char *id, struct evlist *l) {
   assert_true(store_event_foreach_contract(s, id, collect_ev, l) >= 0);
 }
 
+/* The detail of the last event of that kind ("" when none). */
+struct evdetail {
+  const char *kind;
+  char *out;
+  size_t n;
+};
+static int detail_ev(const struct event *e, void *ud) {
+  struct evdetail *d = ud;
+  if (streq_ptr(e->kind, d->kind))
+    snprintf(d->out, d->n, "%s", e->detail ? e->detail : "");
+  return 0;
+}
+static void last_detail(struct store *s, const char *id, const char *kind, char *out, size_t n) {
+  struct evdetail d = {.kind = kind, .out = out, .n = n};
+  out[0] = 0;
+  assert_true(store_event_foreach_contract(s, id, detail_ev, &d) >= 0);
+}
+
 static struct lifecycle_answer answer(const char *id, enum lifecycle_kind k) {
   return (struct lifecycle_answer){.contract_id = id, .kind = k, .source = LIFECYCLE_SOURCE_LINK};
 }
@@ -294,11 +317,15 @@ static void test_table(void **state) {
     }
   assert_int_equal(lifecycle_can(_CONTRACT_STATE_MAX, LIFECYCLE_HELP, NULL), -EINVAL);
   assert_int_equal(lifecycle_can(CONTRACT_ACTIVE, _LIFECYCLE_KIND_MAX, NULL), -EINVAL);
-  assert_true(lifecycle_alerts_owner(LIFECYCLE_CALLBACK));
-  assert_true(lifecycle_alerts_owner(LIFECYCLE_RENEW_INTENT));
-  assert_true(lifecycle_alerts_owner(LIFECYCLE_MESSAGE));
-  assert_false(lifecycle_alerts_owner(LIFECYCLE_DECLINED));
-  assert_false(lifecycle_alerts_owner(LIFECYCLE_HELP));
+  for (int src = 0; src < _LIFECYCLE_SOURCE_MAX; src++) {
+    assert_true(lifecycle_alerts_owner(LIFECYCLE_CALLBACK, src));
+    assert_true(lifecycle_alerts_owner(LIFECYCLE_RENEW_INTENT, src));
+    assert_true(lifecycle_alerts_owner(LIFECYCLE_MESSAGE, src));
+    assert_false(lifecycle_alerts_owner(LIFECYCLE_DECLINED, src));
+    assert_false(lifecycle_alerts_owner(LIFECYCLE_HELP, src));
+    /* a renewal alerts the owner only when the customer did it by link */
+    assert_int_equal(lifecycle_alerts_owner(LIFECYCLE_RENEWED, src), src == LIFECYCLE_SOURCE_LINK);
+  }
 }
 
 /* A valid answer of kind k for contract id. */
@@ -396,7 +423,7 @@ static void test_every_pair_applied(void **state) {
         assert_int_equal(after.optout, OPTOUT_EMAIL);
       if (k == LIFECYCLE_RESUBSCRIBED)
         assert_int_equal(after.optout, 0);
-      assert_int_equal(res.alert_owner, lifecycle_alerts_owner(k));
+      assert_int_equal(res.alert_owner, lifecycle_alerts_owner(k, a.source));
       lifecycle_result_clear(&res);
     }
 }
@@ -638,6 +665,10 @@ static void test_renewed_new_term(void **state) {
   struct evlist ev;
   events_of(f->s, "C-1", &ev);
   assert_string_equal(ev.text, "answer.renewed contract.renewed");
+  char detail[256];
+  last_detail(f->s, "C-1", "contract.renewed", detail, sizeof detail);
+  assert_string_equal(detail, "from=reminding response=1 term=2 expires=2027-11-20T14:13:20Z "
+                              "previous=2026-11-20T14:13:20Z");
 
   /* repeated: already recorded, no third term */
   assert_int_equal(lifecycle_apply(f->s, &a, T0 + 10, &res, err, sizeof err), 0);
@@ -987,6 +1018,207 @@ static void test_decline_and_lost(void **state) {
   assert_string_equal(ev.text, "answer.lost contract.closed");
 }
 
+/* ---- the customer's one-click renewal -------------------------------------------------- */
+
+/* Renewed through the customer's link: a new term and, in the same
+ * transaction, the owner alert rows (tier customer-renewed) in the new term,
+ * so the planner's cancelling of older terms' rows leaves them alone. */
+static void test_customer_renewed_alerts_owner(void **state) {
+  struct fixture *f = *state;
+  struct lifecycle_policy pol = {
+      .callback_pause = DAY,
+      .lapse_grace = 30 * DAY,
+      .owner_channels = owner_channels,
+      .n_owner_channels = 2,
+  };
+  struct lifecycle_result res = {0};
+  struct rows w = {0};
+  char err[256];
+
+  set_state(f->s, "C-1", CONTRACT_REMINDING, 0);
+  int64_t pend = add_reminder(f->s, "C-1", 1, "reminder", "customer", REMINDER_PENDING);
+  struct lifecycle_answer a = answer("C-1", LIFECYCLE_RENEWED);
+  a.new_expires_at = EXPIRES + 365 * DAY;
+  a.idem_key = "link-0123456789abcdef-7";
+  a.policy = &pol;
+  assert_int_equal(lifecycle_apply(f->s, &a, T0, &res, err, sizeof err), 0);
+  assert_true(res.new_term);
+  assert_int_equal(res.term, 2);
+  assert_int_equal(res.cancelled, 1);
+  assert_true(res.alert_owner);
+  assert_int_equal(res.owner_alerts, 2);
+  assert_int_equal(res.owner_alerts_skipped, 0);
+  assert_string_equal(res.response.source, "link");
+  int64_t rid = res.response_id;
+  lifecycle_result_clear(&res);
+  struct reminder rm = {0};
+  assert_int_equal(store_reminder_get(f->s, pend, &rm), 0);
+  assert_int_equal(rm.status, REMINDER_CANCELLED);
+  reminder_clear(&rm);
+  assert_int_equal(store_reminder_foreach_contract(f->s, "C-1", 2, collect_rm, &w), 2);
+  const char *want_to[] = {"owner@example.com", "+4930123456"};
+  for (size_t i = 0; i < w.n; i++) {
+    assert_string_equal(w.v[i].tier, LIFECYCLE_TIER_CUSTOMER_RENEWED);
+    assert_string_equal(w.v[i].tier, "customer-renewed");
+    assert_string_equal(w.v[i].audience, "owner");
+    assert_string_equal(w.v[i].channel, owner_channels[i].name);
+    assert_string_equal(w.v[i].recipient, want_to[i]);
+    assert_int_equal(w.v[i].term, 2);
+    assert_int_equal(w.v[i].step, rid);
+    assert_int_equal(w.v[i].status, REMINDER_PENDING);
+    assert_int_equal(w.v[i].due_at, T0);
+  }
+  rows_done(&w);
+
+  /* the same POST again: already recorded, no third term, no second alert */
+  assert_int_equal(lifecycle_apply(f->s, &a, T0 + 5, &res, err, sizeof err), 0);
+  assert_true(res.already_recorded);
+  assert_false(res.alert_owner);
+  assert_int_equal(res.term, 2);
+  lifecycle_result_clear(&res);
+  assert_int_equal(store_reminder_foreach_contract(f->s, "C-1", -1, collect_rm, &w), 3);
+  rows_done(&w);
+
+  /* the owner's own renewal (owner-link) alerts nobody */
+  struct lifecycle_answer o = answer("C-2", LIFECYCLE_RENEWED);
+  o.source = LIFECYCLE_SOURCE_OWNER_LINK;
+  o.new_expires_at = EXPIRES + 365 * DAY;
+  o.policy = &pol;
+  assert_int_equal(lifecycle_apply(f->s, &o, T0, &res, err, sizeof err), 0);
+  assert_true(res.new_term);
+  assert_false(res.alert_owner);
+  lifecycle_result_clear(&res);
+  assert_int_equal(store_reminder_foreach_contract(f->s, "C-2", -1, collect_rm, &w), 0);
+}
+
+/* Where the current term began: starts_at for term 1, the previous expiry
+ * (previous= of the event that started the term) afterwards. */
+static void test_term_start(void **state) {
+  struct fixture *f = *state;
+  struct lifecycle_result res = {0};
+  char err[256];
+  int64_t start = -1;
+  struct contract c = {0};
+
+  /* term 1: starts_at, 0 when unknown */
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  assert_int_equal(lifecycle_term_start(f->s, &c, &start), 0);
+  assert_int_equal(start, 0);
+  contract_clear(&c);
+  struct contract up = {.id = (char *)"C-1",
+                        .customer_id = (char *)"cu-1",
+                        .product = (char *)"p",
+                        .starts_at = EXPIRES - 365 * DAY,
+                        .expires_at = EXPIRES};
+  assert_int_equal(store_contract_upsert(f->s, &up, T0 - DAY), STORE_UPDATED);
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  assert_int_equal(lifecycle_term_start(f->s, &c, &start), 0);
+  assert_int_equal(start, EXPIRES - 365 * DAY);
+  contract_clear(&c);
+
+  /* renewed: term 2 began at the old expiry; starts_at (term 1's) is older */
+  struct lifecycle_answer a = valid_answer("C-1", LIFECYCLE_RENEWED);
+  assert_int_equal(lifecycle_apply(f->s, &a, T0, &res, err, sizeof err), 0);
+  lifecycle_result_clear(&res);
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  assert_int_equal(c.term, 2);
+  assert_int_equal(c.starts_at, EXPIRES - 365 * DAY);
+  assert_int_equal(lifecycle_term_start(f->s, &c, &start), 0);
+  assert_int_equal(start, EXPIRES);
+  contract_clear(&c);
+
+  /* an import moves the expiry (store's contract.new_term, previous=) */
+  up.expires_at = EXPIRES + 730 * DAY;
+  assert_int_equal(store_contract_upsert(f->s, &up, T0), STORE_UPDATED);
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  assert_int_equal(c.term, 3);
+  assert_int_equal(lifecycle_term_start(f->s, &c, &start), 0);
+  assert_int_equal(start, EXPIRES + 365 * DAY);
+  contract_clear(&c);
+
+  /* ... and one that gives the new term's start after a gap: starts_at wins */
+  up.starts_at = EXPIRES + 800 * DAY;
+  up.expires_at = EXPIRES + 1165 * DAY;
+  assert_int_equal(store_contract_upsert(f->s, &up, T0), STORE_UPDATED);
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  assert_int_equal(c.term, 4);
+  assert_int_equal(lifecycle_term_start(f->s, &c, &start), 0);
+  assert_int_equal(start, EXPIRES + 800 * DAY);
+  contract_clear(&c);
+
+  /* a later term whose start was not recorded (an older renewd): unknown */
+  set_state(f->s, "C-2", CONTRACT_REMINDING, 0);
+  assert_int_equal(store_contract_get(f->s, "C-2", &c), 0);
+  c.term = 2;
+  c.expires_at = EXPIRES + 365 * DAY;
+  assert_int_equal(
+      store_contract_set_state(f->s, &c, "contract.renewed", "from=reminding response=9", T0), 0);
+  start = -1;
+  assert_int_equal(lifecycle_term_start(f->s, &c, &start), 0);
+  assert_int_equal(start, 0);
+  contract_clear(&c);
+
+  assert_int_equal(lifecycle_term_start(NULL, &c, &start), -EINVAL);
+  assert_int_equal(lifecycle_term_start(f->s, NULL, &start), -EINVAL);
+}
+
+/* The expiry "another term" gives. Expected instants computed independently
+ * (Python zoneinfo), written out as numbers. */
+static void test_renewal_expiry(void **state) {
+  struct cal *cal = NULL;
+  assert_int_equal(cal_new(&cal), 0);
+  static const struct {
+    const char *what, *zone; /* zone NULL = UTC */
+    int64_t start, expires, want;
+    int months;
+  } cases[] = {
+      /* 2030-04-01 .. 2031-04-01 local midnight (CEST) -> 2032-04-01 */
+      {"one year, Berlin", "Europe/Berlin", 1901224800, 1932760800, 1964383200, 12},
+      /* 2031-01-01 .. 2031-02-01 CET -> 2031-03-01 CET */
+      {"one month, Berlin", "Europe/Berlin", 1924988400, 1927666800, 1930086000, 1},
+      /* 2030-12-31 .. 2031-01-31 -> 31 February = 2031-02-28 */
+      {"month end clamped", "Europe/Berlin", 1924902000, 1927580400, 1929999600, 1},
+      /* 2031-01-15 EST .. 2031-04-15 EDT (90 days less an hour) -> 2031-07-15 EDT */
+      {"quarter across DST", "America/New_York", 1926219600, 1933992000, 1941854400, 3},
+      /* 2031-02-09 CST .. 2031-03-09, whose midnight does not exist (01:00 CDT)
+       * -> 2031-04-09 00:00 CDT, the start of the day again */
+      {"midnight gap", "America/Havana", 1928379600, 1930798800, 1933473600, 1},
+      /* exactly 28 days: 2031-02-01 .. 2031-03-01 -> 2031-04-01 */
+      {"28 days", NULL, 1927670400, 1930089600, 1932768000, 1},
+      /* 27 days is too short: one year */
+      {"27 days", NULL, 1936483200 - 27 * DAY, 1936483200, 1936483200 + 366 * DAY, 12},
+      /* 2026-04-01 .. 2031-04-01 (1826 days) -> 2036-04-01 */
+      {"five years", NULL, 1775001600, 1932768000, 2090620800, 60},
+      /* 2025-06-10 .. 2031-06-10 is too long: one year, 2032-06-10 */
+      {"six years", NULL, 1749513600, 1938816000, 1970438400, 12},
+      {"unknown start", NULL, 0, 1938816000, 1970438400, 12},
+      {"start after expiry", NULL, 1938816000 + DAY, 1938816000, 1970438400, 12},
+      /* not at a day's start: the time of day is kept */
+      {"15:30 kept", NULL, 1907335800, 1938871800, 1970494200, 12},
+      /* 2027-02-28 .. 2028-02-29 (366 days) -> 29 February 2029 = 28 February */
+      {"leap day", NULL, 1803772800, 1835395200, 1866931200, 12},
+  };
+  for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+    const struct cal_zone *z = cases[i].zone ? cal_zone(cal, cases[i].zone) : NULL;
+    if (cases[i].zone)
+      assert_non_null(z);
+    int64_t got = -1;
+    int months = -1;
+    assert_int_equal(lifecycle_renewal_expiry(z, cases[i].start, cases[i].expires, &got, &months),
+                     0);
+    if (got != cases[i].want || months != cases[i].months)
+      fail_msg("%s: got %" PRId64 " (%d months), want %" PRId64 " (%d months)", cases[i].what, got,
+               months, cases[i].want, cases[i].months);
+  }
+  int64_t got = 7;
+  assert_int_equal(lifecycle_renewal_expiry(NULL, 0, 0, &got, NULL), -EINVAL);
+  assert_int_equal(lifecycle_renewal_expiry(NULL, 0, 1938816000, NULL, NULL), -EINVAL);
+  /* 9999-07-25 + one year is past what the calendar handles */
+  assert_int_equal(lifecycle_renewal_expiry(NULL, 0, INT64_C(253388505600), &got, NULL), -ERANGE);
+  assert_int_equal(got, 7);
+  cal_free(cal);
+}
+
 /* ---- one transaction ---------------------------------------------------------------- */
 
 static void test_atomic(void **state) {
@@ -1040,6 +1272,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_snooze_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_decline_and_lost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_customer_renewed_alerts_owner, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_term_start, setup, teardown),
+      cmocka_unit_test(test_renewal_expiry),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

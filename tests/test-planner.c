@@ -332,8 +332,19 @@ static void test_plan_inserts_rows_and_next_due(void **state) {
   assert_int_equal(c.state, CONTRACT_ACTIVE);
   contract_clear(&c);
 
+  /* not in a ladder yet: its schedule follows the config */
+  int64_t next = 0;
+  bool in_ladder = true;
+  assert_int_equal(planner_plan_contract(&f->env, rowid, NOTICE_DUE - 60, &next, &in_ladder), 1);
+  assert_int_equal(next, NOTICE_DUE);
+  assert_false(in_ladder);
+
   /* at the notice: one pending row per channel, the ladder is entered */
-  assert_int_equal(plan(f, rowid, NOTICE_DUE), REMINDER0_DUE);
+  assert_int_equal(store_begin(f->s), 0);
+  assert_int_equal(planner_plan_contract(&f->env, rowid, NOTICE_DUE, &next, &in_ladder), 1);
+  assert_int_equal(store_commit(f->s), 0);
+  assert_int_equal(next, REMINDER0_DUE);
+  assert_true(in_ladder);
   static const char *const rows1[] = {
       "notice/0 email customer anna@example.com pending - 2030-01-30T09:00:00Z",
       "notice/0 sms customer +4915112345001 pending - 2030-01-30T09:00:00Z",

@@ -765,6 +765,39 @@ static void test_escaping(void **state) {
   r = report_free(r);
 }
 
+/* security: CSV cells that a spreadsheet would run as a formula start with
+ * ' (a leading TAB or CR used to slip through: some spreadsheets skip it). */
+static void test_csv_formula(void **state) {
+  static const struct {
+    const char *segment, *cell;
+  } t[] = {
+      {"=HYPERLINK(\"http://x\")", "segment,\"'=HYPERLINK(\"\"http://x\"\")\",terms,1\r\n"},
+      {"+1+1", "segment,'+1+1,terms,1\r\n"},
+      {"-2+3", "segment,'-2+3,terms,1\r\n"},
+      {"@SUM(A1)", "segment,'@SUM(A1),terms,1\r\n"},
+      {"\t=1+2", "segment,'\t=1+2,terms,1\r\n"},
+      {"\r=1+2", "segment,\"'\r=1+2\",terms,1\r\n"},
+      {"smb", "segment,smb,terms,1\r\n"},
+  };
+  for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+    struct report_builder *b = NULL;
+    struct report_options o = {.from = D(1), .until = D(8), .by = REPORT_BY_SEGMENT};
+    assert_int_equal(report_builder_new(&o, &b), 0);
+    struct store_report_term term = {.contract_id = "A",
+                                     .term = 1,
+                                     .expires_at = D(2),
+                                     .segment = t[i].segment,
+                                     .state = CONTRACT_ACTIVE};
+    assert_int_equal(report_builder_add(b, &term), 0);
+    struct report *r = NULL;
+    assert_int_equal(report_builder_finish(b, &r), 0);
+    b = report_builder_free(b);
+    _cleanup_free_ char *c = render(r, report_render_csv);
+    assert_contains(c, t[i].cell);
+    r = report_free(r);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && streq(argv[1], "--make-fixture")) {
     unlink(argv[2]);
@@ -775,6 +808,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_rate),
       cmocka_unit_test(test_builder_pure),
       cmocka_unit_test(test_escaping),
+      cmocka_unit_test(test_csv_formula),
       cmocka_unit_test_setup_teardown(test_rows, setup, teardown),
       cmocka_unit_test_setup_teardown(test_funnel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reasons, setup, teardown),

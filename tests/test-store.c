@@ -1117,9 +1117,36 @@ static void test_enum_names(void **state) {
   assert_int_equal(reminder_status_from_string(NULL), -EINVAL);
 }
 
+/* security: a new store holds customer data and is not world-readable,
+ * whatever SQLite's default mode (0644); its WAL files follow the file. */
+static void test_new_file_mode(void **state) {
+  struct fixture *f = *state;
+  mode_t old = umask(022);
+  char err[256];
+  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(store_meta_set(f->s, "k", "v"), 0); /* a write: -wal exists */
+  umask(old);
+  const char *suffixes[] = {"", "-wal", "-shm"};
+  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+    char p[160];
+    struct stat st;
+    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+  }
+  /* an existing file keeps its mode (the operator's choice) */
+  f->s = store_free(f->s);
+  assert_int_equal(chmod(f->path, 0600), 0);
+  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  struct stat st;
+  assert_int_equal(stat(f->path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_new_file_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_empty, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refuse_foreign_db, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),

@@ -123,7 +123,9 @@ static void test_escape_controls(void **state) {
       {"line\nrenewd[info]: forged", "line\\x0arenewd[info]: forged"},
       {"a\rb\tc\x1b[2Jd\x7f", "a\\x0db\\x09c\\x1b[2Jd\\x7f"},
       {"\xe7\xbb\xad\xe7\xba\xa6 ok", "\xe7\xbb\xad\xe7\xba\xa6 ok"}, /* 续约 */
-      {"c1 \xc2\x9b" "31m", "c1 \\xc2\\x9b31m"},                         /* U+009B CSI */
+      {"c1 \xc2\x9b"
+       "31m",
+       "c1 \\xc2\\x9b31m"}, /* U+009B CSI */
       {"nbsp \xc2\xa0.", "nbsp \xc2\xa0."},
       {"bad \xff\xc3(", "bad \\xff\\xc3("},
       {"over \xc0\xaf", "over \\xc0\\xaf"},
@@ -138,21 +140,18 @@ static void test_escape_controls(void **state) {
   char small[8];
   assert_int_equal(str_escape_controls("abcd\nef", small, sizeof small), 4);
   assert_string_equal(small, "abcd");
-  assert_int_equal(str_escape_controls("\xe7\xbb\xad\xe7\xbb\xad\xe7\xbb\xad", small, sizeof small), 6);
+  assert_int_equal(str_escape_controls("\xe7\xbb\xad\xe7\xbb\xad\xe7\xbb\xad", small, sizeof small),
+                   6);
   assert_int_equal(str_escape_controls(NULL, small, sizeof small), 0);
   assert_string_equal(small, "");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_buf),
-      cmocka_unit_test(test_consttime),
-      cmocka_unit_test(test_parse),
-      cmocka_unit_test(test_secret),
-      cmocka_unit_test(test_buf_overflow),
-      cmocka_unit_test(test_rfc3339_range),
-      cmocka_unit_test(test_url_redact),
-      cmocka_unit_test(test_escape_controls),
+      cmocka_unit_test(test_buf),          cmocka_unit_test(test_consttime),
+      cmocka_unit_test(test_parse),        cmocka_unit_test(test_secret),
+      cmocka_unit_test(test_buf_overflow), cmocka_unit_test(test_rfc3339_range),
+      cmocka_unit_test(test_url_redact),   cmocka_unit_test(test_escape_controls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
