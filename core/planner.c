@@ -175,6 +175,7 @@ static void refresh_input(const struct planner_env *env, struct planner_contract
       .customer_window = pc->customer_window,
       .owner_zone = pc->owner_zone,
       .owner_window = pc->owner_window,
+      .escalate_zones = pc->escalate_zones,
       .sent = pc->sent,
       .n_sent = pc->n_sent,
       .customer_answered = pc->answered,
@@ -239,6 +240,19 @@ int planner_build_input(const struct planner_env *env, int64_t rowid, int64_t no
     return -ENOMEM; /* not even UTC could be loaded */
   pc->customer_window = env->window(env->ud, NULL);
   pc->owner_window = env->window(env->ud, pc->policy->owner_window);
+  /* Escalations that go up a level are sent in the hours of the person they go to. */
+  for (size_t t = 0; t < pc->policy->n_tiers && t < POLICY_MAX_TIERS; t++) {
+    const struct tier *tier = &pc->policy->tiers[t];
+    if (tier->audience != AUDIENCE_OWNER || isempty(tier->escalate_to))
+      continue;
+    struct owner boss = {0};
+    r = store_owner_get(env->store, tier->escalate_to, &boss);
+    if (r >= 0 && !isempty(boss.tz))
+      pc->escalate_zones[t] = cal_zone(env->cal, boss.tz);
+    owner_clear(&boss);
+    if (r < 0 && r != -ENOENT)
+      return r;
+  }
   refresh_input(env, pc, now);
   return 0;
 }

@@ -137,6 +137,8 @@ struct planner_contract {
   const struct cal_zone *owner_zone;         /* the owner's, NULL = customer_zone */
   const struct cal_window *customer_window;  /* the default window */
   const struct cal_window *owner_window;     /* the policy's OwnerSendWindow= */
+  const struct cal_zone *escalate_zones[POLICY_MAX_TIERS]; /* per tier: the EscalateTo= person's
+                                                              zone (NULL = owner_zone) */
   struct policy_input in;                    /* ready for policy_next()/policy_plan() */
 };
 

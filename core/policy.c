@@ -148,18 +148,31 @@ static enum audience occ_audience(const struct walk *w, const struct occ *o) {
   return w->in->policy->tiers[o->tier].audience;
 }
 
-static int64_t window_next(const struct policy_input *in, enum audience a, int64_t t) {
+/* The zone an occurrence's recipient lives in: the customer's, the owner's,
+ * or, for the steps of an escalating tier at or after EscalateAfter=, the
+ * EscalateTo= person's. */
+static const struct cal_zone *occ_zone(const struct policy_input *in, const struct occ *o) {
+  const struct tier *t = &in->policy->tiers[o->tier];
+  if (t->audience != AUDIENCE_OWNER)
+    return in->customer_zone;
+  if (in->escalate_zones && in->escalate_zones[o->tier] && t->escalate_to &&
+      t->escalate_after > 0 && o->step >= (int32_t)t->escalate_after)
+    return in->escalate_zones[o->tier];
+  return in->owner_zone ? in->owner_zone : in->customer_zone;
+}
+
+/* The first instant >= t inside the window of o's recipient. */
+static int64_t window_next(const struct policy_input *in, const struct occ *o, int64_t t) {
+  enum audience a = in->policy->tiers[o->tier].audience;
   const struct cal_window *win = a == AUDIENCE_OWNER ? in->owner_window : in->customer_window;
-  const struct cal_zone *z =
-      a == AUDIENCE_OWNER && in->owner_zone ? in->owner_zone : in->customer_zone;
   if (!win)
     return t;
-  return cal_window_next(win, z, t);
+  return cal_window_next(win, occ_zone(in, o), t);
 }
 
 static int64_t occ_due(struct walk *w, struct occ *o) {
   if (!o->has_due) {
-    o->due = window_next(w->in, occ_audience(w, o), o->raw);
+    o->due = window_next(w->in, o, o->raw);
     o->has_due = true;
   }
   return o->due;
@@ -248,7 +261,7 @@ static bool decide(struct walk *w, struct occ *o, struct policy_action *a) {
       return true;
     }
   }
-  action_occ(a, POLICY_REMIND, w, o, window_next(in, aud, in->now), NULL);
+  action_occ(a, POLICY_REMIND, w, o, window_next(in, o, in->now), NULL);
   a->catch_up = true;
   return true;
 }

@@ -68,6 +68,9 @@ struct policy_input {
   const struct cal_window *customer_window; /* NULL = any time */
   const struct cal_zone *owner_zone;        /* NULL = customer_zone */
   const struct cal_window *owner_window;    /* NULL = any time */
+  const struct cal_zone *const *escalate_zones; /* NULL, or one entry per tier: the zone of the
+                                                   tier's EscalateTo= person, used for its steps
+                                                   >= EscalateAfter= (NULL entry = owner_zone) */
   const struct policy_sent *sent;           /* rows recorded in this term, any order */
   size_t n_sent;
   bool customer_answered; /* any customer answer recorded in this term */

@@ -384,6 +384,15 @@ static int tokens_parse(const char *text, char ***ret, size_t *ret_n) {
   return 0;
 }
 
+/* A *File= value as it may be logged: a path, or a credential name; anything
+ * else could be a secret pasted into the wrong place and is not shown. */
+static const char *secret_ref_shown(const char *v) {
+  if (strchr(v, '/'))
+    return v;
+  size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+  return v[n] == 0 && n <= 64 ? v : "(value not shown)";
+}
+
 static void load_secrets(struct http *h, const struct config *cfg) {
   const struct logger *log = h->deps.log;
   char err[256];
@@ -394,7 +403,7 @@ static void load_secrets(struct http *h, const struct config *cfg) {
     log_notice(log, "http: no LinkKeyFile= configured: answer links are disabled (503)");
   else if ((r = linkkeys_load(cfg->daemon.link_key_file, &h->keys, err, sizeof err)) < 0)
     log_error(log, "http: LinkKeyFile=%s: %s; answer links are disabled (503)",
-              cfg->daemon.link_key_file, err);
+              secret_ref_shown(cfg->daemon.link_key_file), err);
 
   tokens_free(h->api_tokens, h->n_api_tokens);
   h->api_tokens = NULL;
@@ -408,10 +417,10 @@ static void load_secrets(struct http *h, const struct config *cfg) {
     }
     if (r < 0)
       log_error(log, "http: ApiTokenFile=%s: %s; the API refuses every request (401)",
-                cfg->daemon.api_token_file, strerror(-r));
+                secret_ref_shown(cfg->daemon.api_token_file), strerror(-r));
     else if (h->n_api_tokens == 0)
       log_error(log, "http: ApiTokenFile=%s holds no token; the API refuses every request (401)",
-                cfg->daemon.api_token_file);
+                secret_ref_shown(cfg->daemon.api_token_file));
   }
 
   wipe_free(h->sms_token);

@@ -83,8 +83,8 @@ int linkkeys_load(const char *path_or_credential, struct linkkeys **ret, char *e
   int r = read_secret(path_or_credential, &text);
   if (r < 0) {
     if (err && errlen)
-      snprintf(err, errlen, "cannot read %s: %s",
-               path_or_credential ? path_or_credential : "(none)", strerror(-r));
+      /* The caller names the setting; the value itself may be a misplaced secret. */
+      snprintf(err, errlen, "cannot read the key file: %s", strerror(-r));
     return r;
   }
   size_t len = strlen(text);
