@@ -741,12 +741,56 @@ static void test_invalid(void **state) {
   free_policy(p);
 }
 
+/* EscalateTo=: from step EscalateAfter= on, an escalation goes up a level and
+ * is timed in the hours of the person it goes to, not the owner's. */
+static void test_escalate_zone(void **state) {
+  struct env *e = *state;
+  static const struct tier_spec spec[] = {
+      {"esc", "-P5D", "FREQ=DAILY;COUNT=3", AUDIENCE_OWNER},
+      {0},
+  };
+  struct policy *p = build_policy(spec, CATCHUP_ALL, 0);
+  p->tiers[0].escalate_after = 1;
+  p->tiers[0].escalate_to = strdup("boss");
+  const struct cal_zone *zones[1] = {cal_zone(e->cal, "America/New_York")};
+  struct policy_sent sent[] = {{"esc", 0}};
+  struct policy_input in = {
+      .policy = p,
+      .expires_at = t3339("2027-06-12T00:00:00Z"), /* a Saturday */
+      .state = CONTRACT_REMINDING,
+      .customer_zone = cal_zone(e->cal, "UTC"),
+      .owner_zone = cal_zone(e->cal, "Asia/Tokyo"),
+      .owner_window = &e->biz,
+      .escalate_zones = zones,
+      .sent = sent,
+      .n_sent = 1,
+      .now = t3339("2027-06-07T12:00:00Z"),
+      .catchup_grace = HOUR,
+  };
+  struct policy_action a;
+  char buf[160];
+  /* step 1 (raw Tue 2027-06-08 00:00Z = 20:00 Mon in New York): the boss's
+   * 09:00 on Tuesday, 13:00Z — not Tokyo's 09:00 (00:00Z). */
+  assert_int_equal(policy_next(&in, &a), 0);
+  action_str(p, &a, buf, sizeof buf);
+  assert_string_equal(buf, "remind esc/1 2027-06-08T13:00:00Z");
+  /* Without the boss's zone, the owner's (Tokyo) hours apply. */
+  in.escalate_zones = NULL;
+  assert_int_equal(policy_next(&in, &a), 0);
+  action_str(p, &a, buf, sizeof buf);
+  assert_string_equal(buf, "remind esc/1 2027-06-08T00:00:00Z");
+  free(p->tiers[0].escalate_to);
+  p->tiers[0].escalate_to = NULL;
+  free_policy(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_step_table),
       cmocka_unit_test(test_trace_table),
       cmocka_unit_test(test_plan),
       cmocka_unit_test(test_invalid),
+      cmocka_unit_test(test_escalate_zone),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
