@@ -709,10 +709,13 @@ static int build_event(const struct message *m, const struct reminder *row, int6
                                      "links",    "alert",    "history", "responses"};
   char ts[32];
   struct buf b = {0};
+  /* Only the header is initialised: the 2 KiB staging area is written before
+   * it is read (jw_flush appends v[0..n)). */
   struct jw jw, *w = &jw;
   w->b = &b;
   w->n = 0;
   w->r = 0;
+  w->v[0] = 0; /* tells GCC's -Wmaybe-uninitialized (ASan builds) the buffer is live */
   bool first = true, dfirst = true;
   jw_char(w, '{');
   jw_str_member(w, &first, "type", m->event_type);
