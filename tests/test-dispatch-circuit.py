@@ -33,11 +33,11 @@ ConnectTimeout=2s""").replace("{secret}", env.secret_file))
 # expiring in 10 days: the notice (-P30D) was due 20 days ago -> catch-up now
 env.import_contracts(N, expires_on=(datetime.date.today() + datetime.timedelta(days=10)).isoformat())
 env.start_daemon()
-env.wait_log("circuit open", timeout=30)
+env.wait_log("circuit open", timeout=120)  # generous: CI runs sanitizer builds in parallel
 rcv = env.receiver(port=port, secrets=[SECRET])
 rows = env.wait_rows(lambda rs: len(rs) == N and all(r["status"] == "sent" for r in rs),
-                     timeout=40, what="all rows sent")
-env.wait_log("circuit closed", timeout=5)
+                     timeout=120, what="all rows sent")
+env.wait_log("circuit closed", timeout=30)
 log = env.log_text()
 recs = [r for r in rcv.records() if r["answered"] == 204]
 keys = {r["idem_key"] for r in rows}
