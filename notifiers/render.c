@@ -20,19 +20,19 @@
 #define LADDER_CACHE 16 /* snapshots kept parsed (a handful of policies and their versions) */
 
 struct render {
-  const struct config *cfg; /* borrowed */
-  struct cal *cal;          /* borrowed */
-  struct templates *tmpl;   /* NULL when the directory is missing */
-  struct linkkeys *keys;    /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
-  char *locale;             /* render_set_locale() override (renewctl preview), or NULL */
+  const struct config *cfg;   /* borrowed */
+  struct cal *cal;            /* borrowed */
+  struct templates *tmpl;     /* NULL when the directory is missing */
+  struct linkkeys *keys;      /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
+  char *locale;               /* render_set_locale() override (renewctl preview), or NULL */
   struct tmpl *builtin[3][4]; /* compiled built-in templates [customer/owner/ops][part], lazily */
   /* parsed ladder snapshots by id: a snapshot never changes once stored, and
    * parsing one costs more than rendering the message; ring of LADDER_CACHE */
   struct ladder_cached {
-    int64_t id;             /* ladders(id), 0 = empty slot */
-    struct policy *policy;  /* owned */
+    int64_t id;            /* ladders(id), 0 = empty slot */
+    struct policy *policy; /* owned */
   } ladders[LADDER_CACHE];
-  size_t ladders_next;      /* slot the next snapshot replaces */
+  size_t ladders_next; /* slot the next snapshot replaces */
 };
 
 /* ---- built-in templates: used when the directory has none of that name ---- */
@@ -521,7 +521,10 @@ static bool json_utf8_ok(const char *s) {
       p++;
       continue;
     }
-    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t n = c >= 0xC2 && c <= 0xDF   ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
     if (n == 0)
       return false;
     uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);

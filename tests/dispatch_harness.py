@@ -67,6 +67,7 @@ class Env:
                      catchup="latest", offset="-P30D"):
         text = f"""[Daemon]
 Database={self.db}
+Listen=127.0.0.1:{free_port()}
 PublicURL=https://renew.test
 TimeZone=UTC
 Templates={self.dir}/templates

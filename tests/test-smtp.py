@@ -40,7 +40,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itestlib import SKIP, TestFailure, check, import_owners, main_wrapper, run, write  # noqa: E402
+from itestlib import SKIP, TestFailure, check, free_port, import_owners, main_wrapper, run, write  # noqa: E402
 
 try:
     from smtp_server import SmtpServer  # noqa: E402
@@ -58,6 +58,7 @@ PASSWORD = "pa55 w0rd:with$pecial"
 CONFIG = """\
 [Daemon]
 Database={db}
+Listen=127.0.0.1:{listen_port}
 PublicURL=https://renew.test
 TimeZone=UTC
 Templates={templates}
@@ -108,7 +109,7 @@ def setup(wd, name, url, extra="", tiers="notice", contracts=None):
     os.makedirs(d)
     db, conf, key = os.path.join(d, "renewd.db"), os.path.join(d, "renewd.conf"), os.path.join(d, "link-key")
     write(key, "0123456789abcdef0123456789abcdef\n")
-    write(conf, CONFIG.format(db=db, templates=TEMPLATES, linkkey=key, url=url, extra=extra,
+    write(conf, CONFIG.format(db=db, listen_port=free_port(), templates=TEMPLATES, linkkey=key, url=url, extra=extra,
                               tiers=tiers))
     path = os.path.join(d, "contracts.csv")
     with open(path, "w", newline="", encoding="utf-8") as f:
