@@ -108,7 +108,7 @@ struct renewd {
 /* Starts renewd with its console log on a pipe; extra_env (NULL-terminated,
  * may be NULL) is added to the environment. */
 static _unused_ void renewd_start(struct renewd *d, const char *renewd, const char *config,
-                         const char *log_path, const char *const *extra_env) {
+                                  const char *log_path, const char *const *extra_env) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0)
     die("pipe: %m");
@@ -132,8 +132,8 @@ static _unused_ void renewd_start(struct renewd *d, const char *renewd, const ch
   const char *override = getenv("RENEWD"); /* measure another build of renewd */
   if (override && *override)
     renewd = override;
-  char *argv[] = {(char *)renewd, (char *)"--config", (char *)config, (char *)"--log-target",
-                  (char *)"console", NULL};
+  char *argv[] = {(char *)renewd,         (char *)"--config", (char *)config,
+                  (char *)"--log-target", (char *)"console",  NULL};
   *d = (struct renewd){.err_fd = p[0]};
   d->started_ms = now_ms();
   int r = posix_spawn(&d->pid, renewd, &fa, NULL, argv, env);
@@ -151,8 +151,7 @@ static _unused_ void renewd_start(struct renewd *d, const char *renewd, const ch
  * timeout_ms passes. Returns the monotonic ms when the line was read, or dies
  * (renewd exited, timeout). */
 static _unused_ double renewd_wait_line(struct renewd *d, const char *needle, double timeout_ms,
-                                        char *out,
-                               size_t outlen) {
+                                        char *out, size_t outlen) {
   double deadline = now_ms() + timeout_ms;
   for (;;) {
     char *nl;

@@ -29,55 +29,54 @@
 
 #define DAY 86400
 
-static const char config_fmt[] =
-    "[Daemon]\n"
-    "Database=%s/store.db\n"
-    "Listen=127.0.0.1:%d\n"
-    "TimeZone=Europe/Berlin\n"
-    "Horizon=48h\n"
-    "RefillInterval=10min\n"
-    "ChangePollInterval=1s\n"
-    "\n"
-    "[SendWindow]\n"
-    "Hours=09:00-18:00\n"
-    "Days=Mon..Fri\n"
-    "\n"
-    "[SendWindow owners]\n"
-    "Hours=08:00-19:00\n"
-    "Days=Mon..Fri\n"
-    "\n"
-    "[Policy standard]\n"
-    "Segments=*\n"
-    "CatchUp=skip\n"
-    "Tiers=notice reminder final escalation\n"
-    "FallbackOwner=owner0\n"
-    "OwnerSendWindow=owners\n"
-    "\n"
-    "[Tier notice]\n"
-    "Offset=-P%dD\n"
-    "Channels=email\n"
-    "\n"
-    "[Tier reminder]\n"
-    "Offset=-P%dD\n"
-    "Repeat=FREQ=WEEKLY;COUNT=2\n"
-    "Channels=email\n"
-    "\n"
-    "[Tier final]\n"
-    "Offset=-P%dD\n"
-    "Channels=email\n"
-    "\n"
-    "[Tier escalation]\n"
-    "Offset=-P%dD\n"
-    "Channels=owner-email\n"
-    "Audience=owner\n"
-    "\n"
-    "[Channel email]\n"
-    "Type=sink\n"
-    "Maildir=%s/maildir\n"
-    "\n"
-    "[Channel owner-email]\n"
-    "Type=sink\n"
-    "Maildir=%s/maildir-owners\n";
+static const char config_fmt[] = "[Daemon]\n"
+                                 "Database=%s/store.db\n"
+                                 "Listen=127.0.0.1:%d\n"
+                                 "TimeZone=Europe/Berlin\n"
+                                 "Horizon=48h\n"
+                                 "RefillInterval=10min\n"
+                                 "ChangePollInterval=1s\n"
+                                 "\n"
+                                 "[SendWindow]\n"
+                                 "Hours=09:00-18:00\n"
+                                 "Days=Mon..Fri\n"
+                                 "\n"
+                                 "[SendWindow owners]\n"
+                                 "Hours=08:00-19:00\n"
+                                 "Days=Mon..Fri\n"
+                                 "\n"
+                                 "[Policy standard]\n"
+                                 "Segments=*\n"
+                                 "CatchUp=skip\n"
+                                 "Tiers=notice reminder final escalation\n"
+                                 "FallbackOwner=owner0\n"
+                                 "OwnerSendWindow=owners\n"
+                                 "\n"
+                                 "[Tier notice]\n"
+                                 "Offset=-P%dD\n"
+                                 "Channels=email\n"
+                                 "\n"
+                                 "[Tier reminder]\n"
+                                 "Offset=-P%dD\n"
+                                 "Repeat=FREQ=WEEKLY;COUNT=2\n"
+                                 "Channels=email\n"
+                                 "\n"
+                                 "[Tier final]\n"
+                                 "Offset=-P%dD\n"
+                                 "Channels=email\n"
+                                 "\n"
+                                 "[Tier escalation]\n"
+                                 "Offset=-P%dD\n"
+                                 "Channels=owner-email\n"
+                                 "Audience=owner\n"
+                                 "\n"
+                                 "[Channel email]\n"
+                                 "Type=sink\n"
+                                 "Maildir=%s/maildir\n"
+                                 "\n"
+                                 "[Channel owner-email]\n"
+                                 "Type=sink\n"
+                                 "Maildir=%s/maildir-owners\n";
 
 static void write_config(const char *path, const char *dir, int port, const int offsets[4]) {
   FILE *f = fopen(path, "we");
@@ -116,8 +115,7 @@ static void generate(const char *db, long n, int64_t now) {
                "  %" PRId64 " + %d + (i * 7919) %% %d, 10000, 'EUR', i, %" PRId64 ", %" PRId64
                " FROM k;\n"
                "COMMIT;\n",
-               now, now, customers - 1, now, now, n, customers, now, DAY, 365 * DAY, now,
-               now) < 0)
+               now, now, customers - 1, now, now, n, customers, now, DAY, 365 * DAY, now, now) < 0)
     die("out of memory");
   sqlite3_run(db, sql);
   free(sql);
@@ -134,7 +132,7 @@ int main(int argc, char **argv) {
   }
   char *dir = scratch_dir("bench-reload");
   char db[512], cron_db[512], conf[512], conf_b[512], log_path[512], loop_line[512] = "",
-                                                                      line[512] = "";
+                                                                     line[512] = "";
   snprintf(db, sizeof db, "%s/store.db", dir);
   snprintf(cron_db, sizeof cron_db, "%s/cron.db", dir);
   snprintf(conf, sizeof conf, "%s/renewd.conf", dir);
@@ -177,7 +175,9 @@ int main(int argc, char **argv) {
   long daemon_ms = -1, planned = -1, slice = -1, commit = -1;
   const char *p = strstr(line, "refill done in");
   if (p)
-    sscanf(p, "refill done in %ld ms (%ld contracts planned, longest slice %ld ms, longest commit %ld ms)",
+    sscanf(p,
+           "refill done in %ld ms (%ld contracts planned, longest slice %ld ms, longest commit %ld "
+           "ms)",
            &daemon_ms, &planned, &slice, &commit);
   int rc = renewd_stop(&d, loop_line, sizeof loop_line);
   if (rc != 0)
@@ -193,17 +193,16 @@ int main(int argc, char **argv) {
   /* the new first tier (-P90D) in whole days before the expiry, moved to
    * 09:00 when it falls before the window opens (UTC days: the shell has no
    * zone data) */
-  if (asprintf(&update,
-               "UPDATE contracts SET next_due_at = (expires_at - 90 * 86400) +\n"
-               "  CASE WHEN (expires_at - 90 * 86400) %% 86400 < 9 * 3600\n"
-               "  THEN 9 * 3600 - (expires_at - 90 * 86400) %% 86400 ELSE 0 END;") < 0)
+  if (asprintf(&update, "UPDATE contracts SET next_due_at = (expires_at - 90 * 86400) +\n"
+                        "  CASE WHEN (expires_at - 90 * 86400) %% 86400 < 9 * 3600\n"
+                        "  THEN 9 * 3600 - (expires_at - 90 * 86400) %% 86400 ELSE 0 END;") < 0)
     die("out of memory");
   double update_ms = sqlite3_run(cron_db, update);
   free(update);
 
   double reload_ms = t1 - t0;
-  printf("  (a) sqlite3 UPDATE contracts SET next_due_at = ... (%ld rows, indexed): %9.1f ms\n",
-         n, update_ms);
+  printf("  (a) sqlite3 UPDATE contracts SET next_due_at = ... (%ld rows, indexed): %9.1f ms\n", n,
+         update_ms);
   printf("  (b) renewd reload, SIGHUP -> refill done:                     %9.1f ms  "
          "(daemon: %ld ms, %ld contracts planned)\n",
          reload_ms, daemon_ms, planned);

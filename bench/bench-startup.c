@@ -83,12 +83,13 @@ static void generate(const char *db, long n, long hot, int64_t now) {
                "INSERT INTO contracts(rowid, id, customer_id, product, expires_at, change_seq,\n"
                "  created_at, updated_at)\n"
                "  SELECT i, 'C' || i, 'K' || (i %% %ld), 'Pro',\n"
-               "  CASE WHEN i <= %ld THEN %" PRId64 " + 60 * %d + 7200 + (i * 7919) %% (44 * 3600)\n"
+               "  CASE WHEN i <= %ld THEN %" PRId64
+               " + 60 * %d + 7200 + (i * 7919) %% (44 * 3600)\n"
                "  ELSE %" PRId64 " + 400 * %d + (i * 7919) %% (365 * %d) END,\n"
                "  i, %" PRId64 ", %" PRId64 " FROM k;\n"
                "COMMIT;\n",
-               now, now, customers - 1, now, now, n, customers, hot, now, DAY, now, DAY, DAY,
-               now, now) < 0)
+               now, now, customers - 1, now, now, n, customers, hot, now, DAY, now, DAY, DAY, now,
+               now) < 0)
     die("out of memory");
   sqlite3_run(db, sql);
   free(sql);

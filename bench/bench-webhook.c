@@ -82,7 +82,8 @@ static int free_port(void) {
 
 static bool port_open(int port) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof a) == 0;
   if (s >= 0)
@@ -131,7 +132,7 @@ static pid_t start_nginx(const char *prefix, int port) {
 struct loop {
   struct pollfd fds[256];
   size_t n;
-  long timer_ms;     /* -1 = off */
+  long timer_ms;       /* -1 = off */
   int64_t deadline_ms; /* monotonic */
   size_t sent, failed;
 };
@@ -152,9 +153,9 @@ static int loop_watch(void *ud, int fd, int what) {
       return -ENOSPC;
     l->n++;
   }
-  l->fds[k] = (struct pollfd){.fd = fd,
-                              .events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
-                                                (what & CURL_POLL_OUT ? POLLOUT : 0))};
+  l->fds[k] = (struct pollfd){
+      .fd = fd,
+      .events = (short)((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0))};
   return 0;
 }
 
@@ -213,30 +214,43 @@ static double bench_dispatcher(const char *prefix, const char *url, size_t n, si
     if (store_open(db, 0, &s, err, sizeof err) < 0)
       _exit(1);
     store_begin(s);
-  for (size_t i = 0; i < n; i++) {
-    char cid[32], kid[32], email[64];
-    snprintf(cid, sizeof cid, "C-%07zu", i);
-    snprintf(kid, sizeof kid, "K-%07zu", i);
-    snprintf(email, sizeof email, "customer%zu@example.com", i);
-    struct customer cu = {.id = kid, .name = (char *)"Ada Lovelace", .email = email,
-                          .tz = (char *)"Europe/Berlin", .locale = (char *)"en",
-                          .segment = (char *)"smb", .owner_id = (char *)"alice"};
-    struct contract c = {.id = cid, .customer_id = kid, .product = (char *)"Cloud Backup",
-                         .currency = (char *)"EUR", .expires_at = T0 + 30 * 86400,
-                         .starts_at = T0 - 335 * 86400, .value_minor = 120050};
-    struct reminder r = {.contract_id = cid, .term = 1, .tier = (char *)"notice",
-                         .channel = (char *)"hook", .audience = (char *)"customer",
-                         .recipient = (char *)url, .due_at = T0, .status = REMINDER_PENDING};
-    if (store_customer_upsert(s, &cu, T0) < 0 || store_contract_upsert(s, &c, T0) < 0 ||
-        store_reminder_insert(s, &r, T0, NULL) < 0) {
-      fprintf(stderr, "bench-webhook: insert failed: %s\n", store_last_error(s));
-      exit(1);
+    for (size_t i = 0; i < n; i++) {
+      char cid[32], kid[32], email[64];
+      snprintf(cid, sizeof cid, "C-%07zu", i);
+      snprintf(kid, sizeof kid, "K-%07zu", i);
+      snprintf(email, sizeof email, "customer%zu@example.com", i);
+      struct customer cu = {.id = kid,
+                            .name = (char *)"Ada Lovelace",
+                            .email = email,
+                            .tz = (char *)"Europe/Berlin",
+                            .locale = (char *)"en",
+                            .segment = (char *)"smb",
+                            .owner_id = (char *)"alice"};
+      struct contract c = {.id = cid,
+                           .customer_id = kid,
+                           .product = (char *)"Cloud Backup",
+                           .currency = (char *)"EUR",
+                           .expires_at = T0 + 30 * 86400,
+                           .starts_at = T0 - 335 * 86400,
+                           .value_minor = 120050};
+      struct reminder r = {.contract_id = cid,
+                           .term = 1,
+                           .tier = (char *)"notice",
+                           .channel = (char *)"hook",
+                           .audience = (char *)"customer",
+                           .recipient = (char *)url,
+                           .due_at = T0,
+                           .status = REMINDER_PENDING};
+      if (store_customer_upsert(s, &cu, T0) < 0 || store_contract_upsert(s, &c, T0) < 0 ||
+          store_reminder_insert(s, &r, T0, NULL) < 0) {
+        fprintf(stderr, "bench-webhook: insert failed: %s\n", store_last_error(s));
+        exit(1);
+      }
+      if (i % 10000 == 9999) {
+        store_commit(s);
+        store_begin(s);
+      }
     }
-    if (i % 10000 == 9999) {
-      store_commit(s);
-      store_begin(s);
-    }
-  }
     store_commit(s);
     store_free(s);
     _exit(0);
@@ -383,9 +397,17 @@ static double bench_curl_cmd(const char *prefix, const char *url, size_t m, cons
   snprintf(path, sizeof path, "%s/body.json", prefix);
   write_file(path, body);
   snprintf(data, sizeof data, "@%s", path);
-  char *argv[] = {(char *)"curl", (char *)"-s", (char *)"-o", (char *)"/dev/null", (char *)"-f",
-                  (char *)"-H", (char *)"Content-Type: application/json", (char *)"--data-binary",
-                  data, (char *)url, NULL};
+  char *argv[] = {(char *)"curl",
+                  (char *)"-s",
+                  (char *)"-o",
+                  (char *)"/dev/null",
+                  (char *)"-f",
+                  (char *)"-H",
+                  (char *)"Content-Type: application/json",
+                  (char *)"--data-binary",
+                  data,
+                  (char *)url,
+                  NULL};
   double t0 = now_s();
   for (size_t i = 0; i < m; i++) {
     pid_t pid;

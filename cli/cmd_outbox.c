@@ -24,8 +24,8 @@
 /* ---- outbox (list) ------------------------------------------------------------------- */
 
 struct outbox_ctx {
-  const char *channel;     /* filter, NULL = any */
-  size_t limit;            /* 0 = all */
+  const char *channel; /* filter, NULL = any */
+  size_t limit;        /* 0 = all */
   size_t n;
   struct cli_table *table; /* NULL: JSON */
   json_t *arr;
@@ -72,7 +72,8 @@ static int outbox_row(const struct reminder *m, void *ud) {
     return cli_table_add(o->table, cells);
   }
   json_t *j = json_object();
-  if (!j || json_array_append_new(o->arr, j) < 0 || cli_json_set(j, "id", json_integer(m->id)) < 0 ||
+  if (!j || json_array_append_new(o->arr, j) < 0 ||
+      cli_json_set(j, "id", json_integer(m->id)) < 0 ||
       cli_json_set(j, "contract_id", cli_json_str(m->contract_id)) < 0 ||
       cli_json_set(j, "term", json_integer(m->term)) < 0 ||
       cli_json_set(j, "tier", cli_json_str(m->tier)) < 0 ||
@@ -204,8 +205,8 @@ static int outbox_retry(struct cli *c, int argc, char **argv) {
   }
   r = store_begin(s);
   for (size_t i = 0; i < rc.n_ids && r >= 0; i++)
-    r = store_reminder_set_status(s, rc.ids[i], REMINDER_RETRY, rc.now, "retry requested by renewctl",
-                                  NULL, rc.now);
+    r = store_reminder_set_status(s, rc.ids[i], REMINDER_RETRY, rc.now,
+                                  "retry requested by renewctl", NULL, rc.now);
   if (r >= 0)
     r = store_event_append(s, NULL, "outbox.retry", all ? "all dead rows" : "rows by id", rc.now);
   if (r >= 0)
@@ -273,9 +274,9 @@ int cmd_outbox(struct cli *c, int argc, char **argv) {
   if (c->json)
     o.arr = json_array();
   else {
-    static const char *const headers[] = {"ID",        "CONTRACT", "TIER",   "STEP",
-                                          "CHANNEL",   "AUDIENCE", "RECIPIENT", "STATUS",
-                                          "ATTEMPTS",  "WHEN",     "ERROR/PROVIDER ID"};
+    static const char *const headers[] = {
+        "ID",        "CONTRACT", "TIER",     "STEP", "CHANNEL",          "AUDIENCE",
+        "RECIPIENT", "STATUS",   "ATTEMPTS", "WHEN", "ERROR/PROVIDER ID"};
     o.table = cli_table_new(ELEMENTSOF(headers), headers);
     if (o.table) {
       cli_table_align_right(o.table, 0);
@@ -375,19 +376,22 @@ int cmd_send_test(struct cli *c, int argc, char **argv) {
     cli_error("%s", *err ? err : strerror(-r));
     return r == -ENOMEM ? EX_OSERR : EX_CONFIG;
   }
-  const char *what = res.status == NOTIFY_SENT        ? "sent"
-                     : res.status == NOTIFY_TRANSIENT ? "failed (transient: would be retried)"
-                                                      : "failed (permanent: would be a dead letter)";
+  const char *what = res.status == NOTIFY_SENT ? "sent"
+                     : res.status == NOTIFY_TRANSIENT
+                         ? "failed (transient: would be retried)"
+                         : "failed (permanent: would be a dead letter)";
   if (c->json) {
     json_t *j = json_object();
     if (!j || cli_json_set(j, "channel", json_string(channel)) < 0 ||
         cli_json_set(j, "to", json_string(to)) < 0 ||
-        cli_json_set(j, "result", json_string(res.status == NOTIFY_SENT        ? "sent"
-                                              : res.status == NOTIFY_TRANSIENT ? "transient"
-                                                                               : "permanent")) < 0 ||
+        cli_json_set(j, "result",
+                     json_string(res.status == NOTIFY_SENT        ? "sent"
+                                 : res.status == NOTIFY_TRANSIENT ? "transient"
+                                                                  : "permanent")) < 0 ||
         cli_json_set(j, "provider_id", cli_json_str(res.provider_id)) < 0 ||
         cli_json_set(j, "error", cli_json_str(res.error)) < 0 ||
-        cli_json_set(j, "status_code", res.http_status ? json_integer(res.http_status) : json_null()) < 0 ||
+        cli_json_set(j, "status_code",
+                     res.http_status ? json_integer(res.http_status) : json_null()) < 0 ||
         cli_json_set(j, "ms", json_integer(ms)) < 0) {
       json_decref(j);
       cli_error("out of memory");

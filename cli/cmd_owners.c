@@ -99,7 +99,9 @@ static int owners_import(struct cli *c, const char *file, bool dry_run) {
       if (strcasecmp(rec.fields[i], owner_cols[k]) == 0)
         break;
     if (k == _OC_MAX) {
-      fprintf(stderr, "%s:%u: %s: unknown column (expected id, name, email, phone, webhook, timezone, manager)\n",
+      fprintf(stderr,
+              "%s:%u: %s: unknown column (expected id, name, email, phone, webhook, timezone, "
+              "manager)\n",
               file, rec.line, rec.fields[i]);
       problems++;
     } else if (map[k] >= 0) {
@@ -120,7 +122,8 @@ static int owners_import(struct cli *c, const char *file, bool dry_run) {
     if (r == 0)
       break;
     if (r < 0) {
-      fprintf(stderr, "%s:%u: %s\n", file, csv_error_line(rd), csv_error(rd) ? csv_error(rd) : strerror(-r));
+      fprintf(stderr, "%s:%u: %s\n", file, csv_error_line(rd),
+              csv_error(rd) ? csv_error(rd) : strerror(-r));
       problems++;
       break;
     }

@@ -54,12 +54,11 @@ static char *format_local(const struct cal_zone *z, int64_t t, char out[static 3
   char b[64];
   if (off % 60)
     snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d:%02d", l.year, l.month, l.day,
-             l.hour, l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600,
-             off / 60 % 60, off % 60);
+             l.hour, l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600, off / 60 % 60,
+             off % 60);
   else
     snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", l.year, l.month, l.day,
-             l.hour, l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600,
-             off / 60 % 60);
+             l.hour, l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600, off / 60 % 60);
   snprintf(out, 32, "%s", b);
   return out;
 }
@@ -135,8 +134,8 @@ static int need_config(struct cli *c, const char *command, const struct config *
   if (ex)
     return ex;
   if (!*ret) {
-    cli_error("%s needs the policies of a configuration: %s does not exist (use --config)",
-              command, CONFIG_DEFAULT_PATH);
+    cli_error("%s needs the policies of a configuration: %s does not exist (use --config)", command,
+              CONFIG_DEFAULT_PATH);
     return EX_CONFIG;
   }
   return 0;
@@ -151,11 +150,11 @@ static int store_error(struct store *s, const char *what, int r) {
 /* ---- plan: the timeline ----------------------------------------------------------- */
 
 struct plan_row {
-  int64_t at;                  /* when it was / will be acted on (UTC) */
-  uint64_t seq;                /* insertion order, the last sort key */
-  char *contract_id;           /* owned */
+  int64_t at;        /* when it was / will be acted on (UTC) */
+  uint64_t seq;      /* insertion order, the last sort key */
+  char *contract_id; /* owned */
   int32_t term;
-  char *tier;                  /* owned */
+  char *tier; /* owned */
   int32_t step;
   char *channel;               /* owned */
   const char *audience;        /* static */
@@ -233,9 +232,9 @@ static const struct cal_zone *recipient_zone(const struct plan_ctx *x,
 /* A reminder row already recorded in the current term. */
 static int history_row_cb(const struct reminder *m, void *ud) {
   struct plan_ctx *x = ud;
-  int64_t at = m->sent_at > 0                                             ? m->sent_at
+  int64_t at = m->sent_at > 0                                          ? m->sent_at
                : m->status == REMINDER_RETRY && m->next_attempt_at > 0 ? m->next_attempt_at
-                                                                         : m->due_at;
+                                                                       : m->due_at;
   if (at < x->from || at >= x->until)
     return 0;
   bool owner = streq_ptr(m->audience, "owner");
@@ -370,8 +369,8 @@ static int print_timeline(struct plan_ctx *x) {
     fputs(x->n_rows ? "\n]\n" : "]\n", stdout);
     return 0;
   }
-  static const char *const headers[] = {"WHEN (UTC)", "LOCAL", "CONTRACT", "TIER", "STEP",
-                                        "CHANNEL",    "TO",    "STATUS"};
+  static const char *const headers[] = {"WHEN (UTC)", "LOCAL",   "CONTRACT", "TIER",
+                                        "STEP",       "CHANNEL", "TO",       "STATUS"};
   _cleanup_(table_freep) struct cli_table *t = cli_table_new(ELEMENTSOF(headers), headers);
   if (!t)
     goto oom;
@@ -393,8 +392,14 @@ static int print_timeline(struct plan_ctx *x) {
       status = strprintf("%s%s", r->status, r->catch_up ? " (catch-up)" : "");
     if (!to || !status)
       goto oom;
-    const char *cells[] = {format_rfc3339(r->at, when), format_local(r->zone, r->at, local),
-                           r->contract_id, r->tier, step, r->channel, to, status};
+    const char *cells[] = {format_rfc3339(r->at, when),
+                           format_local(r->zone, r->at, local),
+                           r->contract_id,
+                           r->tier,
+                           step,
+                           r->channel,
+                           to,
+                           status};
     if (cli_table_add(t, cells) < 0)
       goto oom;
   }
@@ -580,8 +585,8 @@ static int diff_contract(struct diff_ctx *x, const char *id, const struct occ_li
     const struct occ *o = &old->v[k], *n = occ_find(new, o->tier, o->step);
     if (!in_period(x, o) && !in_period(x, n))
       continue;
-    const char *what = !n ? "removed"
-                       : n->at != o->at ? "moved"
+    const char *what = !n                                 ? "removed"
+                       : n->at != o->at                   ? "moved"
                        : !streq(n->channels, o->channels) ? "channels"
                                                           : NULL;
     if (!what)
@@ -1062,10 +1067,10 @@ int cmd_replan(struct cli *c, int argc, char **argv) {
         const char *cells[] = {l.v[i].id, l.v[i].state, l.v[i].policy, ladder};
         r = cli_table_add(t, cells);
       } else {
-        json_t *j = json_pack("{s:s, s:s, s:s?, s:I, s:o}", "contract_id", l.v[i].id, "state",
-                              l.v[i].state, "policy", l.v[i].policy, "old_ladder",
-                              (json_int_t)old_id, "new_ladder",
-                              new_id ? json_integer(new_id) : json_null());
+        json_t *j =
+            json_pack("{s:s, s:s, s:s?, s:I, s:o}", "contract_id", l.v[i].id, "state", l.v[i].state,
+                      "policy", l.v[i].policy, "old_ladder", (json_int_t)old_id, "new_ladder",
+                      new_id ? json_integer(new_id) : json_null());
         r = j && json_array_append_new(items, j) == 0 ? 0 : -ENOMEM;
       }
       if (r < 0)
@@ -1082,9 +1087,8 @@ int cmd_replan(struct cli *c, int argc, char **argv) {
   }
 
   if (c->json) {
-    json_t *j = json_pack("{s:b, s:O, s:I, s:I}", "dry_run", dry_run, "moved", items,
-                          "moved_count", (json_int_t)moved, "unchanged_count",
-                          (json_int_t)unchanged);
+    json_t *j = json_pack("{s:b, s:O, s:I, s:I}", "dry_run", dry_run, "moved", items, "moved_count",
+                          (json_int_t)moved, "unchanged_count", (json_int_t)unchanged);
     if (!j)
       goto oom;
     ex = cli_json_print(j, stdout);

@@ -35,22 +35,25 @@
   X(respond, "respond", "ID KIND [--expires-on D|--until D|--at T|--reason R|--note T]",           \
     "record an answer: renewed, declined, snoozed, callback, lost, (un|re)subscribed")             \
   X(history, "history", "ID", "a contract's reminders, deliveries, answers and events in order")   \
-  X(preview, "preview", "CONTRACT TIER [--channel C] [--locale L]", "show exactly what would be sent") \
+  X(preview, "preview", "CONTRACT TIER [--channel C] [--locale L]",                                \
+    "show exactly what would be sent")                                                             \
   X(owners, "owners", "import FILE.csv [--dry-run] | list",                                        \
     "import or list the sales owners who receive escalations")                                     \
-  X(outbox, "outbox", "[--state S] [--channel C] [--json] | retry ID...|--all-dead",            \
+  X(outbox, "outbox", "[--state S] [--channel C] [--json] | retry ID...|--all-dead",               \
     "list the outbox; make dead messages due again")                                               \
-  X(send_test, "send-test", "--channel NAME --to ADDRESS", "send a sample message through a channel") \
-  X(plan, "plan", "[--contract ID] [--from T] [--days N] [--config NEW.conf --diff]",             \
-    "upcoming reminders as a timeline, or what a new config would move")                          \
+  X(send_test, "send-test", "--channel NAME --to ADDRESS",                                         \
+    "send a sample message through a channel")                                                     \
+  X(plan, "plan", "[--contract ID] [--from T] [--days N] [--config NEW.conf --diff]",              \
+    "upcoming reminders as a timeline, or what a new config would move")                           \
   X(replan, "replan", "--contract ID | --all [--dry-run]",                                         \
     "move contracts in a ladder onto the current config's policy")                                 \
-  X(report, "report", "[--from D] [--to D] [--by tier|channel|segment|owner|policy] [--json|--csv|--html F]", \
-    "the renewal funnel: reminded, answered, renewed, declined, lapsed; rates")                   \
-  X(check_config, "check-config", "[--config PATH]",                                            \
-    "validate the configuration exactly as the daemon does; print the policies")                \
+  X(report, "report",                                                                              \
+    "[--from D] [--to D] [--by tier|channel|segment|owner|policy] [--json|--csv|--html F]",        \
+    "the renewal funnel: reminded, answered, renewed, declined, lapsed; rates")                    \
+  X(check_config, "check-config", "[--config PATH]",                                               \
+    "validate the configuration exactly as the daemon does; print the policies")                   \
   X(link, "link", "CONTRACT ACTION [--expires T] [--term N]",                                      \
-    "print a signed answer link (ops, support, tests; see docs/http.md)")                           \
+    "print a signed answer link (ops, support, tests; see docs/http.md)")                          \
   /* new commands go above this line, each line ending in a backslash */
 
 #define X_DECLARE(fn, name, args, summary) int cmd_##fn(struct cli *c, int argc, char **argv);

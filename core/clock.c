@@ -9,7 +9,9 @@ int64_t clock_monotonic_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void clock_init_real(struct clock *c) { *c = (struct clock){.simulated = false}; }
+void clock_init_real(struct clock *c) {
+  *c = (struct clock){.simulated = false};
+}
 
 void clock_init_simulated(struct clock *c, int64_t start, double speed) {
   *c = (struct clock){

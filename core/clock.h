@@ -11,11 +11,11 @@
 #include <stdint.h>
 
 struct clock {
-  bool simulated;     /* false: CLOCK_REALTIME */
-  int64_t sim_now;    /* simulated: current instant */
-  double speed;       /* simulated: 0 = jump as fast as possible, N = N x real time */
-  int64_t real_base;  /* simulated with speed: CLOCK_MONOTONIC ms when sim_base was set */
-  int64_t sim_base;   /* simulated with speed: sim instant at real_base */
+  bool simulated;    /* false: CLOCK_REALTIME */
+  int64_t sim_now;   /* simulated: current instant */
+  double speed;      /* simulated: 0 = jump as fast as possible, N = N x real time */
+  int64_t real_base; /* simulated with speed: CLOCK_MONOTONIC ms when sim_base was set */
+  int64_t sim_base;  /* simulated with speed: sim instant at real_base */
 };
 
 void clock_init_real(struct clock *c);

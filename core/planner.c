@@ -62,7 +62,8 @@ static int ladder_load(struct store *store, int64_t id, struct policy **ret) {
   return ladder_parse(text, ret);
 }
 
-const struct policy *planner_ladders_get(struct planner_ladders *l, struct store *store, int64_t id) {
+const struct policy *planner_ladders_get(struct planner_ladders *l, struct store *store,
+                                         int64_t id) {
   if (!l || !store)
     return NULL;
   for (size_t k = 0; k < l->n; k++)
@@ -185,8 +186,8 @@ static void refresh_input(const struct planner_env *env, struct planner_contract
 }
 
 static bool env_valid(const struct planner_env *env) {
-  return env && env->store && env->cal && env->policy_for_segment && env->window &&
-         env->channel && env->catchup_grace >= 0;
+  return env && env->store && env->cal && env->policy_for_segment && env->window && env->channel &&
+         env->catchup_grace >= 0;
 }
 
 int planner_build_input(const struct planner_env *env, int64_t rowid, int64_t now,
@@ -528,10 +529,9 @@ finish:
 
 /* ---- dry run ------------------------------------------------------------------ */
 
-int planner_simulate(const struct planner_env *env, struct planner_contract *pc, int64_t now,
-                     int64_t until,
-                     int (*cb)(struct planner_contract *pc, const struct policy_action *a, void *ud),
-                     void *ud) {
+int planner_simulate(
+    const struct planner_env *env, struct planner_contract *pc, int64_t now, int64_t until,
+    int (*cb)(struct planner_contract *pc, const struct policy_action *a, void *ud), void *ud) {
   if (!env_valid(env) || !pc || !cb)
     return -EINVAL;
   if (!pc->policy)

@@ -66,7 +66,8 @@ static inline void planner_ladders_freep(struct planner_ladders **l) {
 /* The parsed snapshot id (from the cache, else loaded from store and cached),
  * or NULL when it does not exist or does not parse. Valid until
  * planner_ladders_free(). */
-const struct policy *planner_ladders_get(struct planner_ladders *l, struct store *store, int64_t id);
+const struct policy *planner_ladders_get(struct planner_ladders *l, struct store *store,
+                                         int64_t id);
 
 enum planner_event_kind {
   PLANNER_EVENT_REMINDER,   /* a pending outbox row was recorded */
@@ -132,14 +133,14 @@ struct planner_contract {
   struct policy *own_policy;   /* the parsed snapshot when env->ladders is NULL; owned */
   struct policy_sent *sent;    /* reminder rows of the current term (tier names owned) */
   size_t n_sent, cap_sent;
-  bool answered;                             /* a customer answer in this term */
-  const struct cal_zone *customer_zone;      /* the customer's, else env->default_tz, else UTC */
-  const struct cal_zone *owner_zone;         /* the owner's, NULL = customer_zone */
-  const struct cal_window *customer_window;  /* the default window */
-  const struct cal_window *owner_window;     /* the policy's OwnerSendWindow= */
+  bool answered;                            /* a customer answer in this term */
+  const struct cal_zone *customer_zone;     /* the customer's, else env->default_tz, else UTC */
+  const struct cal_zone *owner_zone;        /* the owner's, NULL = customer_zone */
+  const struct cal_window *customer_window; /* the default window */
+  const struct cal_window *owner_window;    /* the policy's OwnerSendWindow= */
   const struct cal_zone *escalate_zones[POLICY_MAX_TIERS]; /* per tier: the EscalateTo= person's
                                                               zone (NULL = owner_zone) */
-  struct policy_input in;                    /* ready for policy_next()/policy_plan() */
+  struct policy_input in; /* ready for policy_next()/policy_plan() */
 };
 
 /* Loads contract rowid with its customer, owner, policy and the history of its
@@ -193,10 +194,9 @@ int planner_plan_contract(const struct planner_env *env, int64_t rowid, int64_t 
  * cb for each action due before until, in order. SKIP actions carry the
  * instant they would be decided at. Stops early when cb returns < 0 (returned).
  * Returns the number of actions reported, 0 when pc has no policy, -EINVAL. */
-int planner_simulate(const struct planner_env *env, struct planner_contract *pc, int64_t now,
-                     int64_t until,
-                     int (*cb)(struct planner_contract *pc, const struct policy_action *a, void *ud),
-                     void *ud);
+int planner_simulate(
+    const struct planner_env *env, struct planner_contract *pc, int64_t now, int64_t until,
+    int (*cb)(struct planner_contract *pc, const struct policy_action *a, void *ud), void *ud);
 
 /* Moves contract rowid, already in a ladder, onto the current policy for its
  * segment (the `renewctl replan` operation): sets ladder_id to the snapshot of

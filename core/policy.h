@@ -71,7 +71,7 @@ struct policy_input {
   const struct cal_zone *const *escalate_zones; /* NULL, or one entry per tier: the zone of the
                                                    tier's EscalateTo= person, used for its steps
                                                    >= EscalateAfter= (NULL entry = owner_zone) */
-  const struct policy_sent *sent;           /* rows recorded in this term, any order */
+  const struct policy_sent *sent;               /* rows recorded in this term, any order */
   size_t n_sent;
   bool customer_answered; /* any customer answer recorded in this term */
   int64_t now;

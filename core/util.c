@@ -8,7 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
-char *strdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+char *strdup_or_null(const char *s) {
+  return s ? strdup(s) : NULL;
+}
 
 int free_and_strdup(char **dst, const char *src) {
   char *c = NULL;
@@ -67,7 +69,9 @@ int buf_append(struct buf *b, const void *data, size_t len) {
   return 0;
 }
 
-int buf_puts(struct buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
+int buf_puts(struct buf *b, const char *s) {
+  return buf_append(b, s, strlen(s));
+}
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) {
   va_list aq;

@@ -41,19 +41,25 @@
 /* "Never" as an instant: larger than any real due time. */
 #define TIME_NEVER INT64_MAX
 
-static inline void freep(void *p) { free(*(void **)p); }
+static inline void freep(void *p) {
+  free(*(void **)p);
+}
 static inline void fclosep(FILE **f) {
   if (*f)
     fclose(*f);
 }
 
-static inline bool streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+static inline bool streq(const char *a, const char *b) {
+  return strcmp(a, b) == 0;
+}
 static inline bool streq_ptr(const char *a, const char *b) {
   if (!a || !b)
     return a == b;
   return strcmp(a, b) == 0;
 }
-static inline bool isempty(const char *s) { return !s || !*s; }
+static inline bool isempty(const char *s) {
+  return !s || !*s;
+}
 
 /* Returns a heap copy of s (NULL stays NULL). Caller frees. Aborts on OOM is not
  * done: returns NULL, check it when s was not NULL. */

@@ -39,7 +39,8 @@ static bool stderr_is_journal(void) {
 
 void log_init(struct logger *l, enum log_target target, int max_level) {
   if (target == LOG_TARGET_AUTO)
-    target = (stderr_is_journal() || !isatty(STDERR_FILENO)) && access("/run/systemd/journal/socket", W_OK) == 0
+    target = (stderr_is_journal() || !isatty(STDERR_FILENO)) &&
+                     access("/run/systemd/journal/socket", W_OK) == 0
                  ? LOG_TARGET_JOURNAL
                  : LOG_TARGET_CONSOLE;
   l->target = target;
@@ -47,7 +48,8 @@ void log_init(struct logger *l, enum log_target target, int max_level) {
 }
 
 static const char *level_name(int level) {
-  static const char *names[] = {"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"};
+  static const char *names[] = {"emerg",   "alert",  "crit", "error",
+                                "warning", "notice", "info", "debug"};
   return level >= 0 && level <= 7 ? names[level] : "?";
 }
 

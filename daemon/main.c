@@ -30,7 +30,7 @@
 #include "daemon/metrics.h" /* http helper */
 #include "notifiers/dispatch.h"
 
-#define WORK_BUDGET 500    /* contracts planned per loop iteration */
+#define WORK_BUDGET 500 /* contracts planned per loop iteration */
 #define STATUS_INTERVAL_S 5
 
 struct fd_watch {
@@ -66,9 +66,9 @@ struct daemon {
   int64_t sim_until;  /* end of the simulation */
   bool print_summary; /* console summary lines in simulation */
   uint64_t sent, retried, dead, fallbacks;
-  int64_t sim_day;       /* simulated day last summarised on the console */
-  int64_t data_version;  /* PRAGMA data_version last seen by on_poll */
-  uint64_t sent_at_day;  /* d->sent when that day began */
+  int64_t sim_day;      /* simulated day last summarised on the console */
+  int64_t data_version; /* PRAGMA data_version last seen by on_poll */
+  uint64_t sent_at_day; /* d->sent when that day began */
   int exit_code;
 };
 
@@ -112,7 +112,9 @@ static int loop_with_stats(struct daemon *d) {
   return r < 0 ? r : code;
 }
 
-static int64_t daemon_now(struct daemon *d) { return clock_now(&d->clock); }
+static int64_t daemon_now(struct daemon *d) {
+  return clock_now(&d->clock);
+}
 
 /* ---- status ----------------------------------------------------------------- */
 
@@ -163,7 +165,9 @@ static void sim_day_summary(struct daemon *d, int64_t now) {
     char when[32];
     format_rfc3339(d->sim_day * 86400, when);
     when[10] = 0;
-    fprintf(stderr, "renewd: [simulated %s] %" PRIu64 " reminders sent (%" PRIu64 " in total), %zu due in the next %" PRId64 " h\n",
+    fprintf(stderr,
+            "renewd: [simulated %s] %" PRIu64 " reminders sent (%" PRIu64
+            " in total), %zu due in the next %" PRId64 " h\n",
             when, d->sent - d->sent_at_day, d->sent, sched_wheel_count(d->sched),
             d->cfg->daemon.horizon / 3600);
   }
@@ -399,7 +403,8 @@ static void on_dispatch_report(void *userdata, const struct dispatch_report *rep
     break;
   case DISPATCH_DEAD:
     d->dead++;
-    log_msg(&d->log, LOG_ERR, &lc, "gave up after %d attempts: %s (dead letter; see renewctl outbox --state dead)",
+    log_msg(&d->log, LOG_ERR, &lc,
+            "gave up after %d attempts: %s (dead letter; see renewctl outbox --state dead)",
             rep->attempts, rep->detail ? rep->detail : "?");
     break;
   case DISPATCH_FALLBACK:
@@ -517,7 +522,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
     r = dispatcher_set_config(d->disp, cfg, &errs);
     config_errors_clear(&errs);
     if (r < 0) {
-      log_error(&d->log, "reload rejected: channel settings invalid; keeping the running configuration");
+      log_error(&d->log,
+                "reload rejected: channel settings invalid; keeping the running configuration");
       config_free(cfg);
     } else {
       sched_set_config(d->sched, cfg, daemon_now(d));
@@ -579,14 +585,23 @@ static int parse_instant(const char *s, int64_t *ret) {
 }
 
 static int parse_level(const char *s) {
-  static const char *names[] = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
+  static const char *names[] = {"emerg",   "alert",  "crit", "err",
+                                "warning", "notice", "info", "debug"};
   for (int k = 0; k < 8; k++)
     if (streq(s, names[k]))
       return k;
   return -EINVAL;
 }
 
-enum { ARG_CHECK = 0x100, ARG_LOG_TARGET, ARG_LOG_LEVEL, ARG_SIMULATE, ARG_SPEED, ARG_VERSION, ARG_DB };
+enum {
+  ARG_CHECK = 0x100,
+  ARG_LOG_TARGET,
+  ARG_LOG_LEVEL,
+  ARG_SIMULATE,
+  ARG_SPEED,
+  ARG_VERSION,
+  ARG_DB
+};
 
 int main(int argc, char **argv) {
   static const struct option options[] = {
@@ -622,7 +637,8 @@ int main(int argc, char **argv) {
       break;
     case ARG_LOG_TARGET:
       if ((r = log_target_from_string(optarg)) < 0) {
-        fprintf(stderr, "renewd: --log-target: expected console, journal or auto, got '%s'\n", optarg);
+        fprintf(stderr, "renewd: --log-target: expected console, journal or auto, got '%s'\n",
+                optarg);
         return EX_USAGE;
       }
       target = r;
@@ -665,7 +681,8 @@ int main(int argc, char **argv) {
     _cleanup_free_ char *from = dots ? strndup(simulate, (size_t)(dots - simulate)) : NULL;
     int64_t t0, t1;
     if (!dots || parse_instant(from, &t0) < 0 || parse_instant(dots + 2, &t1) < 0 || t1 <= t0) {
-      fprintf(stderr, "renewd: --simulate: expected FROM..UNTIL (e.g. 2027-01-01..2027-12-31), got '%s'\n",
+      fprintf(stderr,
+              "renewd: --simulate: expected FROM..UNTIL (e.g. 2027-01-01..2027-12-31), got '%s'\n",
               simulate);
       return EX_USAGE;
     }
@@ -775,13 +792,16 @@ int main(int argc, char **argv) {
     goto fail;
   r = dispatcher_recover(d.disp);
   if (r > 0)
-    log_notice(&d.log, "%d reminders were being sent when renewd stopped; sending them again with the same idempotency keys", r);
+    log_notice(&d.log,
+               "%d reminders were being sent when renewd stopped; sending them again with the same "
+               "idempotency keys",
+               r);
 
   r = sched_start(d.sched, now);
   if (r < 0)
     goto fail;
-  log_info(&d.log, "renewd %s started: store %s, config %s%s", RENEWD_VERSION, db,
-           d.config_path, d.simulate ? ", simulated clock" : "");
+  log_info(&d.log, "renewd %s started: store %s, config %s%s", RENEWD_VERSION, db, d.config_path,
+           d.simulate ? ", simulated clock" : "");
   /* READY=1 once the work queued by sched_start (the horizon) is done. */
   enable_work(&d);
   dispatcher_kick(d.disp);
@@ -791,7 +811,9 @@ int main(int argc, char **argv) {
   if (r < 0)
     goto fail;
   if (d.simulate)
-    fprintf(stderr, "renewd: simulation done: %" PRIu64 " sent, %" PRIu64 " retries, %" PRIu64 " dead letters\n",
+    fprintf(stderr,
+            "renewd: simulation done: %" PRIu64 " sent, %" PRIu64 " retries, %" PRIu64
+            " dead letters\n",
             d.sent, d.retried, d.dead);
   goto out;
 

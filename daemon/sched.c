@@ -80,8 +80,8 @@ struct sched {
   struct planner_ladders *ladders; /* parsed ladder snapshots; owned */
   struct planner_env env;          /* planner environment over cfg (core/planner.h) */
 
-  struct rowid_queue work;  /* contracts to (re)plan */
-  struct range_list scans;  /* expiry ranges to scan for not-yet-laddered candidates */
+  struct rowid_queue work; /* contracts to (re)plan */
+  struct range_list scans; /* expiry ranges to scan for not-yet-laddered candidates */
 
   int64_t loaded_until; /* the wheel holds everything due before this */
   int64_t next_refill;  /* when to extend the horizon next */
@@ -93,15 +93,17 @@ struct sched {
   bool created_pending; /* a transaction inserted pending rows */
 
   struct sched_stats stats;
-  uint64_t refill_planned0; /* stats.contracts_planned when the running refill started */
+  uint64_t refill_planned0;  /* stats.contracts_planned when the running refill started */
   int64_t refill_slice_max;  /* longest sched_work() call of the running refill, ms */
   int64_t refill_commit_max; /* longest commit of the running refill, ms (WAL checkpoints) */
-  bool refill_announce;     /* the running refill is a start-up or reload one */
+  bool refill_announce;      /* the running refill is a start-up or reload one */
 };
 
 /* ---- config access ------------------------------------------------------- */
 
-static int64_t cfg_horizon(const struct sched *s) { return s->cfg->daemon.horizon; }
+static int64_t cfg_horizon(const struct sched *s) {
+  return s->cfg->daemon.horizon;
+}
 static int64_t cfg_refill_interval(const struct sched *s) {
   return s->cfg->daemon.refill_interval;
 }
@@ -212,7 +214,9 @@ static int queue_push(struct rowid_queue *q, int64_t rowid) {
   return 0;
 }
 
-static bool queue_empty(const struct rowid_queue *q) { return q->head >= q->n; }
+static bool queue_empty(const struct rowid_queue *q) {
+  return q->head >= q->n;
+}
 
 static int cmp_rowid(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -517,7 +521,8 @@ static int queue_changed_cb(const struct contract *c, void *ud) {
 
 static int queue_changes(struct sched *s) {
   int64_t max = s->seen_change_seq;
-  int r = store_contract_foreach_changed(s->store, s->seen_change_seq, 0, queue_changed_cb, s, &max);
+  int r =
+      store_contract_foreach_changed(s->store, s->seen_change_seq, 0, queue_changed_cb, s, &max);
   if (r < 0)
     return r;
   s->seen_change_seq = max;
@@ -726,7 +731,9 @@ int64_t sched_next_wakeup(struct sched *s) {
   return MIN(wheel_next_expiry(s->wheel), s->next_refill);
 }
 
-size_t sched_wheel_count(const struct sched *s) { return wheel_count(s->wheel); }
+size_t sched_wheel_count(const struct sched *s) {
+  return wheel_count(s->wheel);
+}
 
 int64_t sched_next_due(struct sched *s, int64_t *ret_rowid) {
   int64_t t = wheel_next_expiry(s->wheel);
@@ -735,4 +742,6 @@ int64_t sched_next_due(struct sched *s, int64_t *ret_rowid) {
   return t;
 }
 
-const struct sched_stats *sched_stats(const struct sched *s) { return &s->stats; }
+const struct sched_stats *sched_stats(const struct sched *s) {
+  return &s->stats;
+}

@@ -56,7 +56,7 @@ struct chan {
   const struct notifier_ops *ops; /* backend */
   void *state;                    /* backend instance */
   struct chan_settings set;
-  unsigned in_flight;             /* transfers running */
+  unsigned in_flight; /* transfers running */
   /* token bucket */
   double tokens;     /* available now */
   double capacity;   /* bucket size: one second's worth, at least 1 */
@@ -72,8 +72,8 @@ struct chan {
   int64_t retry_min;      /* earliest next_attempt_at of this channel's retry rows */
   CURL **pool;            /* idle easy handles */
   size_t n_pool;
-  bool retired;           /* replaced by a reload: freed when in_flight drops to 0 */
-  uint64_t flushed_gen;   /* batch_gen + 1 of the batch it was last flushed for */
+  bool retired;         /* replaced by a reload: freed when in_flight drops to 0 */
+  uint64_t flushed_gen; /* batch_gen + 1 of the batch it was last flushed for */
   struct chan *next_retired;
 };
 
@@ -94,8 +94,8 @@ struct outcome {
   struct chan *ch;
   struct reminder row; /* owned */
   struct notify_result res;
-  bool skipped;        /* not sent on purpose (res.error says why) */
-  bool breaker;        /* counts for the circuit breaker (a real attempt at the receiver) */
+  bool skipped; /* not sent on purpose (res.error says why) */
+  bool breaker; /* counts for the circuit breaker (a real attempt at the receiver) */
   int64_t latency_ms;
   enum notify_kind kind;
 };
@@ -127,17 +127,17 @@ struct dispatcher {
   struct chan *retired; /* list of retired channels with transfers in flight */
   struct xfer *xfers;   /* transfers in flight */
   size_t in_flight;
-  bool retry_dirty;     /* recompute the channels' retry_min from the store */
-  int64_t last_poll;    /* real clock: last full kick */
-  uint64_t rng;         /* xorshift64* state for jitter */
-  bool in_kick;         /* re-entrancy guard */
-  bool check_pending;   /* sockets were served: collect finished transfers at the timer */
+  bool retry_dirty;         /* recompute the channels' retry_min from the store */
+  int64_t last_poll;        /* real clock: last full kick */
+  uint64_t rng;             /* xorshift64* state for jitter */
+  bool in_kick;             /* re-entrancy guard */
+  bool check_pending;       /* sockets were served: collect finished transfers at the timer */
   int64_t curl_deadline_ms; /* curl's timeout (monotonic ms), -1 = none */
-  unsigned tx_depth;    /* tx_begin() nesting */
-  bool tx_ok;           /* the callback's transaction is open */
-  struct staged *staged; /* results written in the open transaction, reported at tx_end() */
+  unsigned tx_depth;        /* tx_begin() nesting */
+  bool tx_ok;               /* the callback's transaction is open */
+  struct staged *staged;    /* results written in the open transaction, reported at tx_end() */
   size_t n_staged, cap_staged;
-  uint64_t batch_gen;   /* batches applied (flush bookkeeping) */
+  uint64_t batch_gen; /* batches applied (flush bookkeeping) */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -151,7 +151,9 @@ static uint64_t rng_next(struct dispatcher *d) {
   return x * 0x2545F4914F6CDD1Dull;
 }
 
-static int64_t now_s(const struct dispatcher *d) { return clock_now(d->clock); }
+static int64_t now_s(const struct dispatcher *d) {
+  return clock_now(d->clock);
+}
 
 static struct chan *chan_find(struct dispatcher *d, const char *name) {
   for (size_t i = 0; i < d->n_chans; i++)
@@ -170,7 +172,9 @@ static void report(struct dispatcher *d, enum dispatch_outcome o, const struct r
       .reminder_id = row ? row->id : 0,
       .contract_id = row ? row->contract_id : NULL,
       .tier = row ? row->tier : NULL,
-      .channel = channel ? channel : row ? row->channel : NULL,
+      .channel = channel ? channel
+                 : row   ? row->channel
+                         : NULL,
       .recipient = row && row->recipient ? url_redact(row->recipient, to, sizeof to) : NULL,
       .attempts = row ? row->attempts : 0,
       .next_attempt_at = next,
@@ -212,9 +216,10 @@ static int chan_new(struct dispatcher *d, const struct config_channel *cc,
     r = -ENOMEM;
     goto fail;
   }
-  if ((r = ops->check_config(cc, env, errs)) < 0 || (r = dispatch_parse_settings(cc, ops, &ch->set, errs)) < 0)
+  if ((r = ops->check_config(cc, env, errs)) < 0 ||
+      (r = dispatch_parse_settings(cc, ops, &ch->set, errs)) < 0)
     goto fail;
-  if ((r = ops->new(cc, env, &ch->state, errs)) < 0)
+  if ((r = ops->new (cc, env, &ch->state, errs)) < 0)
     goto fail;
   if (!(ch->pool = calloc(ch->set.max_concurrent, sizeof *ch->pool))) {
     r = -ENOMEM;
@@ -332,7 +337,8 @@ void dispatch_nx_done(struct notify_xfer *nx) {
 }
 
 /* Options every transfer gets; the backend's prepare() adds its own. */
-void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_xfer *nx, void *priv) {
+void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_xfer *nx,
+                          void *priv) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, priv);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
@@ -342,7 +348,9 @@ void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_
   curl_easy_setopt(e, CURLOPT_WRITEDATA, nx);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, nx);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "renewd/" "0.1");
+  curl_easy_setopt(e, CURLOPT_USERAGENT,
+                   "renewd/"
+                   "0.1");
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -457,8 +465,8 @@ static int fallback_scan_cb(const struct reminder *r, void *ud) {
 
 /* A dead customer row: records a pending row on the tier's next Fallback=
  * channel not tried yet. Writes the new channel's name into fb (or ""). */
-static int insert_fallback(struct dispatcher *d, const struct reminder *dead, int64_t now,
-                           char *fb, size_t fblen) {
+static int insert_fallback(struct dispatcher *d, const struct reminder *dead, int64_t now, char *fb,
+                           size_t fblen) {
   fb[0] = 0;
   struct contract c = {0};
   struct customer cu = {0};
@@ -477,7 +485,8 @@ static int insert_fallback(struct dispatcher *d, const struct reminder *dead, in
     const char *name = t->fallback[i];
     if (streq(name, dead->channel))
       continue;
-    struct fallback_scan scan = {.tier = dead->tier, .step = dead->step, .channel = name, .found = -1};
+    struct fallback_scan scan = {
+        .tier = dead->tier, .step = dead->step, .channel = name, .found = -1};
     if ((r = store_reminder_foreach_contract(d->store, c.id, c.term, fallback_scan_cb, &scan)) < 0)
       goto out;
     if (scan.found == REMINDER_DEAD || scan.found == REMINDER_SKIPPED)
@@ -570,7 +579,7 @@ static int insert_ops_alert(struct dispatcher *d, const struct reminder *dead, i
 /* What an outcome turns into. */
 struct decision {
   enum reminder_status status;
-  int64_t next;       /* retry instant */
+  int64_t next; /* retry instant */
   char error[NOTIFY_ERROR_MAX + 64];
   char fallback[128]; /* fallback channel created, "" = none */
   bool alerted;
@@ -707,8 +716,8 @@ static void batch_report(struct dispatcher *d, struct batch *b, struct decision 
     o->row.status = dc->status;
     switch (dc->status) {
     case REMINDER_SENT:
-      report(d, DISPATCH_SENT, &o->row, NULL, o->res.provider_id[0] ? o->res.provider_id : NULL,
-             0, o->latency_ms);
+      report(d, DISPATCH_SENT, &o->row, NULL, o->res.provider_id[0] ? o->res.provider_id : NULL, 0,
+             o->latency_ms);
       break;
     case REMINDER_RETRY:
       report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
@@ -838,8 +847,7 @@ static void tokens_refill(struct chan *ch, int64_t now) {
 static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *row, int64_t now,
                       struct batch *b) {
   struct notify_result res = {0};
-  enum notify_kind kind =
-      ch->ops->send ? notify_kind_of_recipient(row->recipient) : ch->ops->kind;
+  enum notify_kind kind = ch->ops->send ? notify_kind_of_recipient(row->recipient) : ch->ops->kind;
   struct xfer *x = calloc(1, sizeof *x);
   if (!x) {
     res.status = NOTIFY_TRANSIENT;
@@ -877,7 +885,9 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
       (x->msg.customer_optout & notify_optout_bit(kind))) {
     res.status = NOTIFY_PERMANENT;
     snprintf(res.error, sizeof res.error, "customer opted out of %s since the reminder was planned",
-             kind == NOTIFY_SMS ? "SMS" : kind == NOTIFY_WEBHOOK ? "webhooks" : "email");
+             kind == NOTIFY_SMS       ? "SMS"
+             : kind == NOTIFY_WEBHOOK ? "webhooks"
+                                      : "email");
     batch_add(b, ch, &x->row, &res, true, false, 0, kind);
     xfer_free(x);
     return;
@@ -1160,7 +1170,9 @@ void dispatcher_timeout(struct dispatcher *d) {
   arm_timer(d);
 }
 
-size_t dispatcher_in_flight(const struct dispatcher *d) { return d ? d->in_flight : 0; }
+size_t dispatcher_in_flight(const struct dispatcher *d) {
+  return d ? d->in_flight : 0;
+}
 
 int64_t dispatcher_next_wakeup(struct dispatcher *d) {
   if (!d)
@@ -1344,4 +1356,3 @@ int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
   d->retry_dirty = true;
   return 0;
 }
-

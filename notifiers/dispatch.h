@@ -39,8 +39,8 @@ enum dispatch_outcome {
   DISPATCH_SENT,
   DISPATCH_RETRY,
   DISPATCH_DEAD,
-  DISPATCH_FALLBACK, /* a dead row created a row on the tier's fallback channel */
-  DISPATCH_SKIPPED,  /* not sent: opted out, contract gone, ... (detail says why) */
+  DISPATCH_FALLBACK,       /* a dead row created a row on the tier's fallback channel */
+  DISPATCH_SKIPPED,        /* not sent: opted out, contract gone, ... (detail says why) */
   DISPATCH_CIRCUIT_OPEN,   /* channel paused after FailureThreshold= transient failures
                               in a row (reminder_id 0; next_attempt_at = next probe) */
   DISPATCH_CIRCUIT_CLOSED, /* channel works again (a probe or a send succeeded) */
@@ -52,7 +52,7 @@ struct dispatch_report {
   const char *contract_id;
   const char *tier;
   const char *channel;
-  const char *recipient;   /* for logs: never a secret (URLs reduced by url_redact()) */
+  const char *recipient; /* for logs: never a secret (URLs reduced by url_redact()) */
   int32_t attempts;
   int64_t next_attempt_at; /* RETRY */
   const char *detail;      /* error text, provider id, ... */

@@ -22,12 +22,12 @@
 
 /* Dispatcher settings every channel has (notify_common_key()). */
 struct chan_settings {
-  unsigned max_concurrent;    /* transfers in flight (sync: rows per claim) */
-  double rate;                /* tokens per second, 0 = unlimited */
+  unsigned max_concurrent; /* transfers in flight (sync: rows per claim) */
+  double rate;             /* tokens per second, 0 = unlimited */
   long connect_timeout_ms;
   long timeout_ms;
-  int64_t retry_base;         /* seconds */
-  int64_t retry_max;          /* seconds */
+  int64_t retry_base; /* seconds */
+  int64_t retry_max;  /* seconds */
   int32_t max_attempts;
   unsigned failure_threshold; /* consecutive transient failures that open the circuit */
   int64_t probe_interval;     /* seconds before the first probe */
@@ -42,7 +42,8 @@ int dispatch_parse_settings(const struct config_channel *ch, const struct notifi
 /* True when tier t sends through channel chname (Channels= or Fallback=). */
 bool dispatch_tier_uses(const struct tier *t, const char *chname);
 /* Options every transfer gets (timeouts, callbacks into nx, PRIVATE = priv). */
-void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_xfer *nx, void *priv);
+void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_xfer *nx,
+                          void *priv);
 /* After a backend's prepare(): headers, recipients, upload from nx. */
 void dispatch_easy_wire(CURL *e, struct notify_xfer *nx);
 /* Frees what nx holds and zeroes it. */

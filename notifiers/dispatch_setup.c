@@ -34,13 +34,12 @@ const struct notifier_ops *dispatch_backend_for(const char *type) {
   return NULL;
 }
 
-
 #define SAMPLE_NOW INT64_C(1798761600) /* 2027-01-01: sample data is dated, not timed */
 
 /* ---- settings ------------------------------------------------------------------------ */
 
 int dispatch_parse_settings(const struct config_channel *ch, const struct notifier_ops *ops,
-                          struct chan_settings *ret, struct config_errors *errs) {
+                            struct chan_settings *ret, struct config_errors *errs) {
   struct chan_settings s = {
       .max_concurrent = ops && ops->send ? DEFAULT_SYNC_BATCH : DEFAULT_MAX_CONCURRENT,
       .connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT * 1000,
@@ -58,10 +57,8 @@ int dispatch_parse_settings(const struct config_channel *ch, const struct notifi
     const char *key;
     int64_t min, max;
   } ints[] = {
-      {"MaxConcurrent", 1, 1024},
-      {"MaxAttempts", 1, 1000},
-      {"FailureThreshold", 1, 1000000},
-      {"RatePerSecond", 1, 1000000},
+      {"MaxConcurrent", 1, 1024},       {"MaxAttempts", 1, 1000},
+      {"FailureThreshold", 1, 1000000}, {"RatePerSecond", 1, 1000000},
       {"RatePerMinute", 1, 60000000},
   };
   double per_s = 0, per_m = 0;
@@ -69,8 +66,8 @@ int dispatch_parse_settings(const struct config_channel *ch, const struct notifi
     if (!(kv = config_channel_lookup(ch, ints[i].key)))
       continue;
     if (parse_int64(kv->value, &v) < 0 || v < ints[i].min || v > ints[i].max) {
-      r = notify_error(errs, ch, kv, "expected a whole number %" PRId64 "..%" PRId64,
-                       ints[i].min, ints[i].max);
+      r = notify_error(errs, ch, kv, "expected a whole number %" PRId64 "..%" PRId64, ints[i].min,
+                       ints[i].max);
       continue;
     }
     if (i == 0)
@@ -89,7 +86,7 @@ int dispatch_parse_settings(const struct config_channel *ch, const struct notifi
     const char *key;
     int64_t min, max;
   } spans[] = {
-      {"ConnectTimeout", 1, 600}, {"Timeout", 1, 3600},      {"RetryBase", 1, 86400},
+      {"ConnectTimeout", 1, 600}, {"Timeout", 1, 3600},        {"RetryBase", 1, 86400},
       {"RetryMax", 1, 7 * 86400}, {"ProbeInterval", 1, 86400},
   };
   for (size_t i = 0; i < ELEMENTSOF(spans); i++) {
@@ -152,8 +149,8 @@ static int check_samples(const struct config *cfg, struct render *rd,
         continue;
       struct message m = {0};
       char err[512] = "";
-      int q = render_sample(rd, t->name, t->template_name ? t->template_name : t->name,
-                            t->audience, kind, NULL, now, &m, err, sizeof err);
+      int q = render_sample(rd, t->name, t->template_name ? t->template_name : t->name, t->audience,
+                            kind, NULL, now, &m, err, sizeof err);
       if (q < 0)
         r = notify_error(errs, ch, NULL, "tier '%s': template '%s' does not render: %s", t->name,
                          t->template_name ? t->template_name : t->name, err);
@@ -214,11 +211,11 @@ static int check_config_with(const struct config *cfg, struct cal *cal,
     const struct config_channel *ach = config_channel(cfg, cfg->alert_channel);
     const struct notifier_ops *ops = ach ? dispatch_backend_for(ach->type) : NULL;
     if (ops && ops->kind == NOTIFY_SMS && !config_channel_get(&cfg->ops, "Phone"))
-      r = notify_error(errs, &cfg->ops, NULL, "AlertChannel=%s is an SMS channel: set Phone=",
-                       cfg->alert_channel);
+      r = notify_error(errs, &cfg->ops, NULL,
+                       "AlertChannel=%s is an SMS channel: set Phone=", cfg->alert_channel);
     if (ach && streq_ptr(ach->type, "smtp") && !config_channel_get(&cfg->ops, "Email"))
-      r = notify_error(errs, &cfg->ops, NULL, "AlertChannel=%s is an email channel: set Email=",
-                       cfg->alert_channel);
+      r = notify_error(errs, &cfg->ops, NULL,
+                       "AlertChannel=%s is an email channel: set Email=", cfg->alert_channel);
   }
   render_free(rd);
   return r;
@@ -277,8 +274,9 @@ int dispatch_send_test(const struct config *cfg, struct cal *cal, const char *ch
   if (r < 0)
     goto out;
   struct notify_env env = {.cfg = cfg, .templates = render_templates(rd)};
-  if ((r = ops->check_config(cc, &env, &errs)) < 0 || (r = dispatch_parse_settings(cc, ops, &set, &errs)) < 0 ||
-      (r = ops->new(cc, &env, &state, &errs)) < 0) {
+  if ((r = ops->check_config(cc, &env, &errs)) < 0 ||
+      (r = dispatch_parse_settings(cc, ops, &set, &errs)) < 0 ||
+      (r = ops->new (cc, &env, &state, &errs)) < 0) {
     errs_to_string(&errs, err, errlen);
     goto out;
   }

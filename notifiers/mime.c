@@ -258,8 +258,9 @@ int mime_date(int64_t t, char *out) {
     return -ERANGE;
   /* The ranges are checked above; the casts tell the compiler so. */
   snprintf(out, MIME_DATE_MAX, "%s, %02u %s %04u %02u:%02u:%02u +0000", days[tm.tm_wday % 7],
-           (unsigned)tm.tm_mday % 32u, months[tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000u,
-           (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u);
+           (unsigned)tm.tm_mday % 32u, months[tm.tm_mon % 12],
+           (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)tm.tm_hour % 24u,
+           (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u);
   return 0;
 }
 

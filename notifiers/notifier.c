@@ -14,8 +14,8 @@
 #include "notifiers/smstext.h"
 
 static const char *const common_keys[] = {
-    "MaxConcurrent", "RatePerSecond",    "RatePerMinute", "ConnectTimeout", "Timeout",
-    "RetryBase",     "RetryMax",         "MaxAttempts",   "FailureThreshold", "ProbeInterval",
+    "MaxConcurrent", "RatePerSecond", "RatePerMinute", "ConnectTimeout",   "Timeout",
+    "RetryBase",     "RetryMax",      "MaxAttempts",   "FailureThreshold", "ProbeInterval",
 };
 
 bool notify_common_key(const char *key) {
@@ -201,8 +201,8 @@ void notify_classify_curl(CURLcode code, const char *errbuf, struct notify_resul
   snprintf(res->error, sizeof res->error, "%s", what);
 }
 
-void notify_classify_http(long status, const long *success, int64_t retry_after,
-                          const char *body, struct notify_result *res) {
+void notify_classify_http(long status, const long *success, int64_t retry_after, const char *body,
+                          struct notify_result *res) {
   res->http_status = status;
   bool ok = false;
   if (success && success[0]) {

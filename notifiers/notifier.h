@@ -79,18 +79,18 @@ enum notify_status {
 
 struct notify_result {
   enum notify_status status;
-  int64_t retry_after;              /* TRANSIENT: seconds the receiver asked to wait, 0 = none */
-  char provider_id[NOTIFY_ID_MAX];  /* SENT: provider's message id, "" = none */
-  char error[NOTIFY_ERROR_MAX];     /* TRANSIENT/PERMANENT: why; never holds a secret */
-  long http_status;                 /* last HTTP status / SMTP reply code, 0 = none */
+  int64_t retry_after;             /* TRANSIENT: seconds the receiver asked to wait, 0 = none */
+  char provider_id[NOTIFY_ID_MAX]; /* SENT: provider's message id, "" = none */
+  char error[NOTIFY_ERROR_MAX];    /* TRANSIENT/PERMANENT: why; never holds a secret */
+  long http_status;                /* last HTTP status / SMTP reply code, 0 = none */
 };
 
 /* Everything a backend gets about one row to send. Borrowed for the call. */
 struct notify_request {
-  const struct reminder *row;   /* the outbox row (idem_key, recipient, tier, ...) */
-  const struct message *msg;    /* rendered parts and the webhook event body */
-  enum notify_kind kind;        /* address kind of the row's recipient */
-  int64_t now;                  /* the dispatcher clock's "now" (seconds) */
+  const struct reminder *row; /* the outbox row (idem_key, recipient, tier, ...) */
+  const struct message *msg;  /* rendered parts and the webhook event body */
+  enum notify_kind kind;      /* address kind of the row's recipient */
+  int64_t now;                /* the dispatcher clock's "now" (seconds) */
 };
 
 /* Where backends find shared resources. Borrowed for the call. */
@@ -102,19 +102,19 @@ struct notify_env {
 /* Per-transfer state for curl backends; owned by the dispatcher, which frees
  * headers/recipients/buffers and calls backend_free(backend_data). */
 struct notify_xfer {
-  struct curl_slist *headers;    /* CURLOPT_HTTPHEADER, set by the dispatcher when not NULL */
-  struct curl_slist *recipients; /* CURLOPT_MAIL_RCPT (SMTP), set by the dispatcher */
-  struct buf request;            /* request body (POSTFIELDS or upload data) */
-  bool upload;                   /* true: the dispatcher streams request via READFUNCTION */
-  size_t upload_off;             /* READFUNCTION position */
-  struct buf response;           /* response body (first NOTIFY_RESPONSE_MAX bytes) */
-  int64_t retry_after;           /* from a Retry-After header (seconds), 0 = none */
-  int64_t now;                   /* clock instant at start, to resolve HTTP-date Retry-After */
-  bool refused;                  /* a backend refused the destination (e.g. private IP) */
-  char refused_why[128];         /* ... and why */
+  struct curl_slist *headers;       /* CURLOPT_HTTPHEADER, set by the dispatcher when not NULL */
+  struct curl_slist *recipients;    /* CURLOPT_MAIL_RCPT (SMTP), set by the dispatcher */
+  struct buf request;               /* request body (POSTFIELDS or upload data) */
+  bool upload;                      /* true: the dispatcher streams request via READFUNCTION */
+  size_t upload_off;                /* READFUNCTION position */
+  struct buf response;              /* response body (first NOTIFY_RESPONSE_MAX bytes) */
+  int64_t retry_after;              /* from a Retry-After header (seconds), 0 = none */
+  int64_t now;                      /* clock instant at start, to resolve HTTP-date Retry-After */
+  bool refused;                     /* a backend refused the destination (e.g. private IP) */
+  char refused_why[128];            /* ... and why */
   char curl_error[CURL_ERROR_SIZE]; /* CURLOPT_ERRORBUFFER */
-  void *backend_data;            /* backend's own per-transfer data, or NULL */
-  void (*backend_free)(void *);  /* frees backend_data */
+  void *backend_data;               /* backend's own per-transfer data, or NULL */
+  void (*backend_free)(void *);     /* frees backend_data */
 };
 
 #define NOTIFY_RESPONSE_MAX (64 * 1024)
@@ -202,8 +202,8 @@ unsigned notify_optout_bit(enum notify_kind k);
 void notify_classify_curl(CURLcode code, const char *errbuf, struct notify_result *res);
 /* HTTP: 2xx (or in success[] when given, 0-terminated) sent; 408, 425, 429 and
  * 5xx transient; any other status permanent. retry_after copied for transient. */
-void notify_classify_http(long status, const long *success, int64_t retry_after,
-                          const char *body, struct notify_result *res);
+void notify_classify_http(long status, const long *success, int64_t retry_after, const char *body,
+                          struct notify_result *res);
 /* SMTP: 2xx sent, 4xx transient, 5xx permanent. */
 void notify_classify_smtp(long code, const char *errbuf, struct notify_result *res);
 

@@ -43,19 +43,20 @@ struct builtin {
 
 static const struct builtin builtin_customer = {
     .subject = "Your {{contract.product}} expires on {{contract.expiry}}",
-    .text = "Hello {{customer.name}},\n"
-            "\n"
-            "your {{contract.product}} (contract {{contract.id}}{{#contract.value}}, "
-            "{{contract.value}}{{/contract.value}}) is valid until {{contract.expiry}}"
-            "{{#contract.days_left}}, {{contract.days_left}} days from now{{/contract.days_left}}.\n"
-            "\n"
-            "Renew it:            {{links.renew}}\n"
-            "Not renewing:        {{links.decline}}\n"
-            "Remind me later:     {{links.snooze}}\n"
-            "Please call me:      {{links.callback}}\n"
-            "\n"
-            "--\n"
-            "To stop these reminders: {{links.unsubscribe}}\n",
+    .text =
+        "Hello {{customer.name}},\n"
+        "\n"
+        "your {{contract.product}} (contract {{contract.id}}{{#contract.value}}, "
+        "{{contract.value}}{{/contract.value}}) is valid until {{contract.expiry}}"
+        "{{#contract.days_left}}, {{contract.days_left}} days from now{{/contract.days_left}}.\n"
+        "\n"
+        "Renew it:            {{links.renew}}\n"
+        "Not renewing:        {{links.decline}}\n"
+        "Remind me later:     {{links.snooze}}\n"
+        "Please call me:      {{links.callback}}\n"
+        "\n"
+        "--\n"
+        "To stop these reminders: {{links.unsubscribe}}\n",
     .html = "<p>Hello {{customer.name}},</p>\n"
             "<p>your {{contract.product}} (contract {{contract.id}}) is valid until "
             "<strong>{{contract.expiry}}</strong>.</p>\n"
@@ -149,8 +150,12 @@ int render_set_locale(struct render *rd, const char *locale) {
   return rd ? free_and_strdup(&rd->locale, isempty(locale) ? NULL : locale) : -EINVAL;
 }
 
-struct templates *render_templates(struct render *rd) { return rd ? rd->tmpl : NULL; }
-bool render_has_link_key(const struct render *rd) { return rd && rd->keys; }
+struct templates *render_templates(struct render *rd) {
+  return rd ? rd->tmpl : NULL;
+}
+bool render_has_link_key(const struct render *rd) {
+  return rd && rd->keys;
+}
 
 void message_clear(struct message *m) {
   if (!m)
@@ -188,7 +193,8 @@ static bool locale_comma_decimal(const char *locale) {
     return false;
   for (size_t i = 0; i < ELEMENTSOF(comma); i++) {
     size_t n = strlen(comma[i]);
-    if (strncasecmp(locale, comma[i], n) == 0 && (locale[n] == 0 || locale[n] == '-' || locale[n] == '_'))
+    if (strncasecmp(locale, comma[i], n) == 0 &&
+        (locale[n] == 0 || locale[n] == '-' || locale[n] == '_'))
       return true;
   }
   return false;
@@ -231,8 +237,8 @@ static char *link_url(struct render *rd, const char *prefix, const char *contrac
 
 /* Adds the links object. */
 static int add_links(struct render *rd, json_t *root, const char *contract_id, int32_t term,
-                     int64_t expires_at, int64_t now, enum audience audience,
-                     enum notify_kind kind, const char *segment, char **ret_unsub) {
+                     int64_t expires_at, int64_t now, enum audience audience, enum notify_kind kind,
+                     const char *segment, char **ret_unsub) {
   json_t *links = json_object();
   if (!links || json_object_set_new(root, "links", links) < 0)
     return -ENOMEM;
@@ -241,13 +247,15 @@ static int add_links(struct render *rd, json_t *root, const char *contract_id, i
   struct {
     const char *key, *prefix;
     enum token_action action;
-  } customer[] = {
-      {"renew", "/r/", TOKEN_RENEW},
-      {"decline", "/r/", TOKEN_DECLINE},
-      {"snooze", "/r/", TOKEN_SNOOZE},
-      {"callback", "/r/", TOKEN_CALLBACK},
-      {"unsubscribe", "/u/", kind == NOTIFY_SMS ? TOKEN_UNSUBSCRIBE_SMS : TOKEN_UNSUBSCRIBE_EMAIL},
-  },
+  } customer[] =
+      {
+          {"renew", "/r/", TOKEN_RENEW},
+          {"decline", "/r/", TOKEN_DECLINE},
+          {"snooze", "/r/", TOKEN_SNOOZE},
+          {"callback", "/r/", TOKEN_CALLBACK},
+          {"unsubscribe", "/u/",
+           kind == NOTIFY_SMS ? TOKEN_UNSUBSCRIBE_SMS : TOKEN_UNSUBSCRIBE_EMAIL},
+      },
     owner[] = {
         {"renewed", "/r/", TOKEN_OWNER_RENEWED},
         {"lost", "/r/", TOKEN_OWNER_LOST},
@@ -308,12 +316,12 @@ struct facts {
   enum audience audience;
   enum notify_kind kind;
   const char *template_name;
-  const char *zone;   /* IANA zone for dates */
-  const char *locale; /* locale of the message */
-  json_t *history;    /* array or NULL (stolen) */
-  json_t *responses;  /* array or NULL (stolen) */
-  char *history_text; /* borrowed */
-  json_t *alert;      /* object or NULL (stolen) */
+  const char *zone;           /* IANA zone for dates */
+  const char *locale;         /* locale of the message */
+  json_t *history;            /* array or NULL (stolen) */
+  json_t *responses;          /* array or NULL (stolen) */
+  char *history_text;         /* borrowed */
+  json_t *alert;              /* object or NULL (stolen) */
   const struct reminder *row; /* NULL for samples */
 };
 
@@ -370,7 +378,8 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
     goto fail;
 
   if (f->owner) {
-    if ((r = jset_str(ow, "id", f->owner->id)) < 0 || (r = jset_str(ow, "name", f->owner->name)) < 0 ||
+    if ((r = jset_str(ow, "id", f->owner->id)) < 0 ||
+        (r = jset_str(ow, "name", f->owner->name)) < 0 ||
         (r = jset_str(ow, "email", f->owner->email)) < 0 ||
         (r = jset_str(ow, "phone", f->owner->phone)) < 0)
       goto fail;
@@ -432,9 +441,8 @@ int render_template(struct render *rd, const char *name, const char *part, const
 }
 
 /* Renders subject/text/html/sms of template name (or the built-in for audience). */
-static int render_parts(struct render *rd, const char *name, bool ops_alert,
-                        enum audience audience, enum notify_kind kind, struct message *m,
-                        char *err, size_t errlen) {
+static int render_parts(struct render *rd, const char *name, bool ops_alert, enum audience audience,
+                        enum notify_kind kind, struct message *m, char *err, size_t errlen) {
   bool have = rd->tmpl && name &&
               (templates_exists(rd->tmpl, m->locale, name, "text") ||
                templates_exists(rd->tmpl, m->locale, name, "html") ||
@@ -473,9 +481,12 @@ static int render_parts(struct render *rd, const char *name, bool ops_alert,
     return m->template_name ? 0 : -ENOMEM;
   } else {
     size_t which = ops_alert ? 2 : audience == AUDIENCE_OWNER ? 1 : 0;
-    const struct builtin *b = which == 2 ? &builtin_ops : which == 1 ? &builtin_owner : &builtin_customer;
+    const struct builtin *b = which == 2   ? &builtin_ops
+                              : which == 1 ? &builtin_owner
+                                           : &builtin_customer;
     struct tmpl **slots = rd->builtin[which];
-    if ((r = render_builtin_part(&slots[0], b->subject, m->data, false, &m->subject, err, errlen)) < 0 ||
+    if ((r = render_builtin_part(&slots[0], b->subject, m->data, false, &m->subject, err, errlen)) <
+            0 ||
         (r = render_builtin_part(&slots[1], b->text, m->data, false, &m->text, err, errlen)) < 0 ||
         (kind == NOTIFY_EMAIL &&
          (r = render_builtin_part(&slots[2], b->html, m->data, true, &m->html, err, errlen)) < 0) ||
@@ -798,8 +809,8 @@ static int response_cb(const struct response *p, void *ud) {
       (p->until_at && jset_str(o, "until", format_rfc3339(p->until_at, at)) < 0))
     return -ENOMEM;
   format_rfc3339(p->created_at, at);
-  if (buf_printf(&h->text, "- %s: answered \"%s\"%s%s%s\n", at, p->kind,
-                 p->reason ? " (" : "", p->reason ? p->reason : "", p->reason ? ")" : "") < 0)
+  if (buf_printf(&h->text, "- %s: answered \"%s\"%s%s%s\n", at, p->kind, p->reason ? " (" : "",
+                 p->reason ? p->reason : "", p->reason ? ")" : "") < 0)
     return -ENOMEM;
   return 0;
 }
@@ -898,7 +909,7 @@ static int finish_message(struct render *rd, struct facts *f, const char *templa
   r = render_parts(rd, template_name, ops_alert, f->audience, f->kind, &m, err, errlen);
   if (r < 0)
     goto fail;
-  m.event_type = ops_alert ? "delivery.failed"
+  m.event_type = ops_alert                       ? "delivery.failed"
                  : f->audience == AUDIENCE_OWNER ? "escalation.raised"
                                                  : "reminder.due";
   /* the event JSON only where it is the message (webhooks) */
@@ -958,8 +969,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   if (!isempty(owner_id) && store_owner_get(store, owner_id, &ow) >= 0)
     have_ow = true;
   if (!have_ow) {
-    const struct policy *cp = pol ? pol
-                                  : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
+    const struct policy *cp =
+        pol ? pol : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
     if (cp && !isempty(cp->fallback_owner) && store_owner_get(store, cp->fallback_owner, &ow) >= 0)
       have_ow = true;
   }
@@ -984,7 +995,7 @@ int render_message(struct render *rd, struct store *store, const struct reminder
              : f.audience == AUDIENCE_CUSTOMER && have_cu && !isempty(cu.locale)
                  ? cu.locale
                  : TEMPLATES_FALLBACK_LOCALE;
-  const char *template_name = ops_alert ? RENDER_OPS_TIER
+  const char *template_name = ops_alert               ? RENDER_OPS_TIER
                               : t && t->template_name ? t->template_name
                                                       : row->tier;
   f.template_name = template_name;
@@ -1053,8 +1064,8 @@ out:
 }
 
 int render_sample(struct render *rd, const char *tier_name, const char *template_name,
-                  enum audience audience, enum notify_kind kind, const char *recipient,
-                  int64_t now, struct message *ret, char *err, size_t errlen) {
+                  enum audience audience, enum notify_kind kind, const char *recipient, int64_t now,
+                  struct message *ret, char *err, size_t errlen) {
   if (!rd || !ret)
     return -EINVAL;
   if (err && errlen)
@@ -1072,7 +1083,8 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
   struct customer cu = {
       .id = (char *)"CU-000123",
       .name = (char *)"Maximilian Mustermann-Schmidt",
-      .email = (char *)(kind == NOTIFY_EMAIL && recipient ? recipient : "max.mustermann@example.com"),
+      .email =
+          (char *)(kind == NOTIFY_EMAIL && recipient ? recipient : "max.mustermann@example.com"),
       .phone = (char *)(kind == NOTIFY_SMS && recipient ? recipient : "+4915112345678"),
       .locale = (char *)"en",
       .segment = (char *)"smb",
@@ -1116,8 +1128,8 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
       .attempts = 1,
   };
   snprintf(row.idem_key, sizeof row.idem_key, "rk-00000000000000000000000000000000");
-  int r = finish_message(rd, &f, ops_alert ? RENDER_OPS_TIER : template_name, ops_alert, &row,
-                         now, ret, err, errlen);
+  int r = finish_message(rd, &f, ops_alert ? RENDER_OPS_TIER : template_name, ops_alert, &row, now,
+                         ret, err, errlen);
   json_decref(f.alert);
   return r;
 }
@@ -1198,7 +1210,8 @@ bool render_from_valid(const char *from) {
   split_address(copy, &name, &addr);
   _cleanup_free_ char *h = NULL;
   return mime_valid_email(addr) &&
-         mime_header_addresses("From", &(struct mime_address){.name = name, .email = addr}, 1, &h) >= 0;
+         mime_header_addresses("From", &(struct mime_address){.name = name, .email = addr}, 1,
+                               &h) >= 0;
 }
 
 static int put_part(struct buf *b, const char *type, const char *body) {
@@ -1225,7 +1238,8 @@ int render_rfc5322(const struct message *m, const struct reminder *row, enum not
     return -ENOMEM;
   const char *fname, *faddr;
   split_address(from_copy, &fname, &faddr);
-  int r = mime_header_addresses("From", &(struct mime_address){.name = fname, .email = faddr}, 1, &h);
+  int r =
+      mime_header_addresses("From", &(struct mime_address){.name = fname, .email = faddr}, 1, &h);
   if (r < 0)
     goto fail;
   if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
@@ -1233,8 +1247,8 @@ int render_rfc5322(const struct message *m, const struct reminder *row, enum not
   free(h);
   h = NULL;
   if (kind == NOTIFY_EMAIL && row->recipient && mime_valid_email(row->recipient)) {
-    r = mime_header_addresses("To", &(struct mime_address){.name = m->to_name, .email = row->recipient},
-                              1, &h);
+    r = mime_header_addresses(
+        "To", &(struct mime_address){.name = m->to_name, .email = row->recipient}, 1, &h);
     if (r < 0)
       goto fail;
     if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
@@ -1270,7 +1284,9 @@ int render_rfc5322(const struct message *m, const struct reminder *row, enum not
       (r = put_header(&b, "X-Renewd-Channel", row->channel)) < 0 ||
       (r = put_header(&b, "X-Renewd-Audience", row->audience)) < 0 ||
       (r = put_header(&b, "X-Renewd-Kind",
-                      kind == NOTIFY_SMS ? "sms" : kind == NOTIFY_WEBHOOK ? "webhook" : "email")) < 0)
+                      kind == NOTIFY_SMS       ? "sms"
+                      : kind == NOTIFY_WEBHOOK ? "webhook"
+                                               : "email")) < 0)
     goto fail;
   if (kind == NOTIFY_EMAIL && m->unsubscribe_url &&
       ((r = buf_printf(&b, "List-Unsubscribe: <%s>\r\n", m->unsubscribe_url)) < 0 ||

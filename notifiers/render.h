@@ -58,20 +58,20 @@
 
 /* One rendered message. Every string owned; NULL = not rendered / none. */
 struct message {
-  char *subject;         /* subject part (email), one line */
-  char *text;            /* plain text part */
-  char *html;            /* HTML part (email only) */
-  char *sms;             /* SMS text: the sms part, else the text part */
-  char *event;           /* webhook event body (JSON, compact), rendered for kind
-                            NOTIFY_WEBHOOK only (NULL for email and SMS); its
-                            "message" holds subject/text only when a template file
-                            rendered them (webhooks get no built-in prose) */
-  const char *event_type; /* "reminder.due", "escalation.raised", "delivery.failed" (static) */
-  json_t *data;          /* the template context (own reference) */
-  char *locale;          /* locale used for rendering */
-  char *to_name;         /* display name of the recipient */
-  char *unsubscribe_url; /* customer messages: one-click unsubscribe (RFC 8058) */
-  char *template_name;   /* template rendered ("(built-in)" for the defaults) */
+  char *subject;            /* subject part (email), one line */
+  char *text;               /* plain text part */
+  char *html;               /* HTML part (email only) */
+  char *sms;                /* SMS text: the sms part, else the text part */
+  char *event;              /* webhook event body (JSON, compact), rendered for kind
+                               NOTIFY_WEBHOOK only (NULL for email and SMS); its
+                               "message" holds subject/text only when a template file
+                               rendered them (webhooks get no built-in prose) */
+  const char *event_type;   /* "reminder.due", "escalation.raised", "delivery.failed" (static) */
+  json_t *data;             /* the template context (own reference) */
+  char *locale;             /* locale used for rendering */
+  char *to_name;            /* display name of the recipient */
+  char *unsubscribe_url;    /* customer messages: one-click unsubscribe (RFC 8058) */
+  char *template_name;      /* template rendered ("(built-in)" for the defaults) */
   unsigned customer_optout; /* the customer's OPTOUT_* bits as of rendering */
 };
 
@@ -105,8 +105,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
  * days left), for config checks and renewctl send-test. recipient may be
  * NULL. Same return values as render_message(). */
 int render_sample(struct render *rd, const char *tier_name, const char *template_name,
-                  enum audience audience, enum notify_kind kind, const char *recipient,
-                  int64_t now, struct message *ret, char *err, size_t errlen);
+                  enum audience audience, enum notify_kind kind, const char *recipient, int64_t now,
+                  struct message *ret, char *err, size_t errlen);
 
 /* Renders template NAME.PART (e.g. a BodyTemplate's "body") with data.
  * -ENOENT when no such template. Caller frees *ret. */

@@ -62,9 +62,9 @@ struct sms {
 };
 
 static const char *const sms_known[] = {
-    "Provider",   "URL",          "From",          "AccountSID",    "AuthTokenFile",
-    "MaxSegments", "OptOutFooter", "Method",       "BodyTemplate",  "ContentType",
-    "Username",   "PasswordFile", "Headers",       "SuccessStatus", "MessageIdPath",
+    "Provider",    "URL",          "From",    "AccountSID",    "AuthTokenFile",
+    "MaxSegments", "OptOutFooter", "Method",  "BodyTemplate",  "ContentType",
+    "Username",    "PasswordFile", "Headers", "SuccessStatus", "MessageIdPath",
     "HeadersFile", NULL,
 };
 
@@ -100,8 +100,8 @@ static int sms_check_config(const struct config_channel *ch, const struct notify
   int provider = SMS_TWILIO;
   if ((kv = config_channel_lookup(ch, "Provider")) && (provider = parse_provider(kv->value)) < 0)
     r = notify_error(errs, ch, kv, "expected twilio or generic");
-  if ((kv = config_channel_lookup(ch, "URL")) &&
-      strncasecmp(kv->value, "https://", 8) != 0 && strncasecmp(kv->value, "http://", 7) != 0)
+  if ((kv = config_channel_lookup(ch, "URL")) && strncasecmp(kv->value, "https://", 8) != 0 &&
+      strncasecmp(kv->value, "http://", 7) != 0)
     r = notify_error(errs, ch, kv, "expected an http:// or https:// URL");
   else if (kv && notify_url_has_password(kv->value))
     r = notify_error(errs, ch, kv,
@@ -111,16 +111,18 @@ static int sms_check_config(const struct config_channel *ch, const struct notify
     for (size_t i = 0; i < ELEMENTSOF(need); i++)
       if (!config_channel_lookup(ch, need[i]))
         r = notify_error(errs, ch, NULL, "%s= is required for Provider=twilio", need[i]);
-    static const char *const generic_only[] = {"Method", "BodyTemplate", "SuccessStatus",
-                                               "MessageIdPath", "Username", "PasswordFile"};
+    static const char *const generic_only[] = {"Method",        "BodyTemplate", "SuccessStatus",
+                                               "MessageIdPath", "Username",     "PasswordFile"};
     for (size_t i = 0; i < ELEMENTSOF(generic_only); i++)
       if ((kv = config_channel_lookup(ch, generic_only[i])))
         r = notify_error(errs, ch, kv, "only for Provider=generic");
   } else {
-    if ((kv = config_channel_lookup(ch, "AccountSID")) || (kv = config_channel_lookup(ch, "AuthTokenFile")))
+    if ((kv = config_channel_lookup(ch, "AccountSID")) ||
+        (kv = config_channel_lookup(ch, "AuthTokenFile")))
       r = notify_error(errs, ch, kv, "only for Provider=twilio");
   }
-  if ((kv = config_channel_lookup(ch, "Method")) && !streq(kv->value, "POST") && !streq(kv->value, "PUT"))
+  if ((kv = config_channel_lookup(ch, "Method")) && !streq(kv->value, "POST") &&
+      !streq(kv->value, "PUT"))
     r = notify_error(errs, ch, kv, "expected POST or PUT");
   long succ[16];
   if ((kv = config_channel_lookup(ch, "SuccessStatus")) && parse_success(kv->value, succ) < 0)
@@ -129,7 +131,8 @@ static int sms_check_config(const struct config_channel *ch, const struct notify
   if ((kv = config_channel_lookup(ch, "MaxSegments")) &&
       (parse_int64(kv->value, &v) < 0 || v < 1 || v > 10))
     r = notify_error(errs, ch, kv, "expected a number 1..10");
-  if ((kv = config_channel_lookup(ch, "From")) && kv->value[0] == '+' && !smstext_is_e164(kv->value))
+  if ((kv = config_channel_lookup(ch, "From")) && kv->value[0] == '+' &&
+      !smstext_is_e164(kv->value))
     r = notify_error(errs, ch, kv, "a number must be in E.164 form (+4915112345678)");
   if ((kv = config_channel_lookup(ch, "OptOutFooter"))) {
     struct smstext_info info;
@@ -184,13 +187,14 @@ static int sms_new(const struct config_channel *ch, const struct notify_env *env
   s->user = strdup_or_null(user);
   s->method = strdup(config_channel_get(ch, "Method") ? config_channel_get(ch, "Method") : "POST");
   s->body_template = strdup_or_null(config_channel_get(ch, "BodyTemplate"));
-  s->content_type = strdup(config_channel_get(ch, "ContentType")
-                               ? config_channel_get(ch, "ContentType")
-                               : s->provider == SMS_TWILIO ? "application/x-www-form-urlencoded"
-                                                           : "application/json");
-  s->id_path = strdup(config_channel_get(ch, "MessageIdPath")
-                          ? config_channel_get(ch, "MessageIdPath")
-                          : s->provider == SMS_TWILIO ? "sid" : "id");
+  s->content_type =
+      strdup(config_channel_get(ch, "ContentType") ? config_channel_get(ch, "ContentType")
+             : s->provider == SMS_TWILIO           ? "application/x-www-form-urlencoded"
+                                                   : "application/json");
+  s->id_path =
+      strdup(config_channel_get(ch, "MessageIdPath") ? config_channel_get(ch, "MessageIdPath")
+             : s->provider == SMS_TWILIO             ? "sid"
+                                                     : "id");
   s->footer = strdup_or_null(config_channel_get(ch, "OptOutFooter"));
   s->max_segments = 3;
   int64_t v;
@@ -304,7 +308,8 @@ static int sms_prepare(void *state, const struct notify_request *req, CURL *easy
     goto oom;
   nx->headers = l;
   if (s->provider == SMS_TWILIO) {
-    if (form_add(&nx->request, easy, "To", to) < 0 || form_add(&nx->request, easy, "From", s->from) < 0 ||
+    if (form_add(&nx->request, easy, "To", to) < 0 ||
+        form_add(&nx->request, easy, "From", s->from) < 0 ||
         form_add(&nx->request, easy, "Body", text) < 0)
       goto oom;
     _cleanup_free_ char *idem = strprintf("I-Twilio-Idempotency-Token: %s", req->row->idem_key);
@@ -312,7 +317,8 @@ static int sms_prepare(void *state, const struct notify_request *req, CURL *easy
       goto oom;
     nx->headers = l;
   } else {
-    json_t *data = json_pack("{s:s, s:s, s:s}", "to", to, "from", s->from ? s->from : "", "body", text);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s}", "to", to, "from", s->from ? s->from : "", "body", text);
     if (!data)
       goto oom;
     if (json_lit(data, "to_json", to) < 0 || json_lit(data, "from_json", s->from) < 0 ||

@@ -41,14 +41,14 @@
 struct webhook {
   char **secrets; /* "whsec_..." */
   size_t n_secrets;
-  char *body_template;     /* BodyTemplate= or NULL */
-  char *content_type;      /* ContentType= */
-  bool allow_private;      /* AllowPrivate= */
+  char *body_template;      /* BodyTemplate= or NULL */
+  char *content_type;       /* ContentType= */
+  bool allow_private;       /* AllowPrivate= */
   struct curl_slist *extra; /* Headers= (copied per transfer) */
-  struct templates *tmpl;  /* borrowed from the renderer */
+  struct templates *tmpl;   /* borrowed from the renderer */
 };
 
-static const char *const webhook_known[] = {"URL",         "SecretFile",  "BodyTemplate",
+static const char *const webhook_known[] = {"URL",          "SecretFile", "BodyTemplate",
                                             "AllowPrivate", "Headers",    "HeadersFile",
                                             "ContentType",  NULL};
 static const char *const webhook_required[] = {"URL", NULL};
@@ -107,8 +107,9 @@ static int webhook_new(const struct config_channel *ch, const struct notify_env 
   const char *v = config_channel_get(ch, "AllowPrivate");
   w->allow_private = v && parse_boolean(v) > 0;
   w->body_template = strdup_or_null(config_channel_get(ch, "BodyTemplate"));
-  w->content_type = strdup(config_channel_get(ch, "ContentType") ? config_channel_get(ch, "ContentType")
-                                                                   : "application/json");
+  w->content_type =
+      strdup(config_channel_get(ch, "ContentType") ? config_channel_get(ch, "ContentType")
+                                                   : "application/json");
   if (!w->content_type || notify_append_headers(ch, &w->extra) < 0)
     goto fail;
   if ((r = notify_append_secret_headers(ch, &w->extra, errs)) < 0)
@@ -124,7 +125,8 @@ static int webhook_new(const struct config_channel *ch, const struct notify_env 
       goto fail;
     }
     char *save = NULL;
-    for (char *tok = strtok_r(text, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+    for (char *tok = strtok_r(text, " \t\r\n", &save); tok;
+         tok = strtok_r(NULL, " \t\r\n", &save)) {
       char **s = realloc(w->secrets, (w->n_secrets + 1) * sizeof *s);
       if (!s || !(s[w->n_secrets] = strdup(tok))) {
         if (s)

@@ -60,9 +60,9 @@ static int loop_watch(void *loop, int fd, int what) {
     assert_true(f->n_fds < 16);
     f->n_fds++;
   }
-  f->fds[k] = (struct pollfd){.fd = fd,
-                              .events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
-                                                (what & CURL_POLL_OUT ? POLLOUT : 0))};
+  f->fds[k] = (struct pollfd){
+      .fd = fd,
+      .events = (short)((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0))};
   f->what[k] = what;
   return 0;
 }
@@ -185,19 +185,32 @@ static void start(struct fx *f, const char *mail_extra, const char *tail) {
 static void add_contract(struct fx *f, const char *id, const char *email) {
   char cid[32];
   snprintf(cid, sizeof cid, "K-%s", id);
-  struct customer cu = {.id = cid, .name = (char *)"Ada Lovelace", .email = (char *)email,
-                        .phone = (char *)"+4915112345678", .tz = (char *)"UTC", .locale = (char *)"en"};
+  struct customer cu = {.id = cid,
+                        .name = (char *)"Ada Lovelace",
+                        .email = (char *)email,
+                        .phone = (char *)"+4915112345678",
+                        .tz = (char *)"UTC",
+                        .locale = (char *)"en"};
   assert_true(store_customer_upsert(f->s, &cu, T0) >= 0);
-  struct contract c = {.id = (char *)id, .customer_id = cid, .product = (char *)"Cloud Backup",
-                       .currency = (char *)"EUR", .expires_at = T0 + 30 * DAY, .value_minor = 120050};
+  struct contract c = {.id = (char *)id,
+                       .customer_id = cid,
+                       .product = (char *)"Cloud Backup",
+                       .currency = (char *)"EUR",
+                       .expires_at = T0 + 30 * DAY,
+                       .value_minor = 120050};
   assert_true(store_contract_upsert(f->s, &c, T0) >= 0);
 }
 
 static int64_t add_row(struct fx *f, const char *contract, const char *channel,
                        const char *recipient, enum reminder_status st, int64_t next) {
-  struct reminder r = {.contract_id = (char *)contract, .term = 1, .tier = (char *)"notice",
-                       .channel = (char *)channel, .audience = (char *)"customer",
-                       .recipient = (char *)recipient, .due_at = T0, .status = st,
+  struct reminder r = {.contract_id = (char *)contract,
+                       .term = 1,
+                       .tier = (char *)"notice",
+                       .channel = (char *)channel,
+                       .audience = (char *)"customer",
+                       .recipient = (char *)recipient,
+                       .due_at = T0,
+                       .status = st,
                        .next_attempt_at = next};
   int64_t id = 0;
   assert_int_equal(store_reminder_insert(f->s, &r, T0, &id), 0);
@@ -322,7 +335,9 @@ static void test_retry_wakeup(void **state) {
   assert_int_equal(dispatcher_next_wakeup(f->d), TIME_NEVER);
 }
 
-static int ignore_cb(const struct reminder *r, void *ud) { return 0; }
+static int ignore_cb(const struct reminder *r, void *ud) {
+  return 0;
+}
 
 static void test_recover_sending(void **state) {
   struct fx *f = *state;
@@ -415,13 +430,19 @@ static void test_webhook_event_json(void **state) {
   struct fx *f = *state;
   start(f, NULL, "[Channel hook]\nType=webhook\nURL=https://hooks.example.com/x\n");
   static const char name[] = "Ada \"Q\" \\ Love\tlace\n\x01\x1f 客户 / \xe2\x80\xa8 end";
-  struct customer cu = {.id = (char *)"K-1", .name = (char *)name, .email = (char *)"ada@example.com",
-                        .tz = (char *)"Europe/Berlin", .locale = (char *)"de",
+  struct customer cu = {.id = (char *)"K-1",
+                        .name = (char *)name,
+                        .email = (char *)"ada@example.com",
+                        .tz = (char *)"Europe/Berlin",
+                        .locale = (char *)"de",
                         .segment = (char *)"smb"};
   assert_true(store_customer_upsert(f->s, &cu, T0) >= 0);
-  struct contract c = {.id = (char *)"C-1", .customer_id = (char *)"K-1",
-                       .product = (char *)"Backup \"Pro\"", .currency = (char *)"EUR",
-                       .expires_at = T0 + 30 * DAY, .value_minor = -120050};
+  struct contract c = {.id = (char *)"C-1",
+                       .customer_id = (char *)"K-1",
+                       .product = (char *)"Backup \"Pro\"",
+                       .currency = (char *)"EUR",
+                       .expires_at = T0 + 30 * DAY,
+                       .value_minor = -120050};
   assert_true(store_contract_upsert(f->s, &c, T0) >= 0);
   int64_t id = add_row(f, "C-1", "hook", "https://hooks.example.com/x", REMINDER_PENDING, 0);
   struct reminder row = get_row(f, id);
@@ -443,7 +464,7 @@ static void test_webhook_event_json(void **state) {
   assert_memory_equal(m.event, prefix, strlen(prefix));
   assert_non_null(strstr(m.event, "\\u001F 客户 / \xe2\x80\xa8 end\""));
   json_t *data = json_object_get(ev, "data");
-  static const char *const keys[] = {"contract", "customer", "owner", "tier", "links",
+  static const char *const keys[] = {"contract", "customer",    "owner",   "tier",   "links",
                                      "id",       "reminder_id", "attempt", "channel"};
   const char *key;
   json_t *v;
@@ -527,7 +548,8 @@ static void test_check_config_errors(void **state) {
   config_errors_print(&errs, m);
   fclose(m);
   assert_non_null(strstr(buf, "t.conf:12: [Channel a] Colour=: unknown key for Type=sink"));
-  assert_non_null(strstr(buf, "t.conf:13: [Channel a] MaxConcurrent=: expected a whole number 1..1024"));
+  assert_non_null(
+      strstr(buf, "t.conf:13: [Channel a] MaxConcurrent=: expected a whole number 1..1024"));
   assert_non_null(strstr(buf, "t.conf:10: [Channel a]: Maildir= is required for Type=sink"));
   assert_non_null(strstr(buf, "t.conf:16: [Channel b] URL=: expected an http:// or https:// URL"));
   assert_non_null(strstr(buf, "t.conf:17: [Channel b] AllowPrivate=: expected yes or no"));
@@ -543,9 +565,11 @@ static void test_helpers(void **state) {
   assert_int_equal(v, 120);
   assert_int_equal(notify_parse_retry_after(" 7 ", 0, &v), 0);
   assert_int_equal(v, 7);
-  assert_int_equal(notify_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 - 10, &v), 0);
+  assert_int_equal(notify_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 - 10, &v),
+                   0);
   assert_int_equal(v, 10);
-  assert_int_equal(notify_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 + 10, &v), 0);
+  assert_int_equal(notify_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 + 10, &v),
+                   0);
   assert_int_equal(v, 0);
   assert_int_equal(notify_parse_retry_after("soon", 0, &v), -EINVAL);
   assert_int_equal(notify_parse_retry_after("-5", 0, &v), -EINVAL);
@@ -553,7 +577,7 @@ static void test_helpers(void **state) {
   static const struct {
     long status;
     enum notify_status want;
-  } http[] = {{200, NOTIFY_SENT}, {204, NOTIFY_SENT},      {400, NOTIFY_PERMANENT},
+  } http[] = {{200, NOTIFY_SENT},      {204, NOTIFY_SENT},      {400, NOTIFY_PERMANENT},
               {404, NOTIFY_PERMANENT}, {408, NOTIFY_TRANSIENT}, {429, NOTIFY_TRANSIENT},
               {500, NOTIFY_TRANSIENT}, {503, NOTIFY_TRANSIENT}, {301, NOTIFY_PERMANENT}};
   for (size_t i = 0; i < ELEMENTSOF(http); i++) {
@@ -595,11 +619,17 @@ static void test_helpers(void **state) {
 }
 
 static void test_rfc5322_kinds(void **state) {
-  struct message m = {.subject = (char *)"Grüße", .text = (char *)"line one\nline two=3\n",
-                      .sms = (char *)"short text", .event = (char *)"{\"type\":\"x\"}",
-                      .event_type = "reminder.due", .to_name = (char *)"Ada"};
-  struct reminder row = {.id = 1, .contract_id = (char *)"C-1", .tier = (char *)"notice",
-                         .channel = (char *)"mail", .audience = (char *)"customer",
+  struct message m = {.subject = (char *)"Grüße",
+                      .text = (char *)"line one\nline two=3\n",
+                      .sms = (char *)"short text",
+                      .event = (char *)"{\"type\":\"x\"}",
+                      .event_type = "reminder.due",
+                      .to_name = (char *)"Ada"};
+  struct reminder row = {.id = 1,
+                         .contract_id = (char *)"C-1",
+                         .tier = (char *)"notice",
+                         .channel = (char *)"mail",
+                         .audience = (char *)"customer",
                          .recipient = (char *)"ada@example.com"};
   snprintf(row.idem_key, sizeof row.idem_key, "rk-0123456789abcdef0123456789abcdef");
   char *t = NULL;

@@ -244,9 +244,8 @@ static char *reference_deadline(const struct ics_deadline *d) {
   icalcomponent *ev = icalcomponent_new_vevent();
   icalcomponent_add_component(cal, ev);
   icalcomponent_add_property(ev, icalproperty_new_uid(d->uid));
-  icalcomponent_add_property(
-      ev, icalproperty_new_dtstamp(icaltime_from_timet_with_zone(
-              (time_t)d->dtstamp, 0, icaltimezone_get_utc_timezone())));
+  icalcomponent_add_property(ev, icalproperty_new_dtstamp(icaltime_from_timet_with_zone(
+                                     (time_t)d->dtstamp, 0, icaltimezone_get_utc_timezone())));
   icalcomponent_add_property(ev, icalproperty_new_summary(d->summary));
   if (d->description)
     icalcomponent_add_property(ev, icalproperty_new_description(d->description));
@@ -287,9 +286,9 @@ static uint32_t rnd(uint32_t n) {
 
 /* Random text of about len bytes from pieces that matter to the serialiser. */
 static void random_text(char *out, size_t len, bool newlines, bool token) {
-  static const char *const pieces[] = {"a",  "Z",  "7", " ",  ";",  ":",  ",",  "\\", "\"", "\t",
-                                       "é",  "ß",  "客", "户", "€",  "😀", ".",  "-",  "/",  "@",
-                                       "\n", "ab", "xyz", "  "};
+  static const char *const pieces[] = {"a",  "Z",  "7", " ", ";",  ":",  ",",   "\\",
+                                       "\"", "\t", "é", "ß", "客", "户", "€",   "😀",
+                                       ".",  "-",  "/", "@", "\n", "ab", "xyz", "  "};
   size_t k = 0;
   while (k < len) {
     const char *p = pieces[rnd(ELEMENTSOF(pieces))];
@@ -423,12 +422,9 @@ static void test_meeting_optional_and_invalid(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_deadline),
-      cmocka_unit_test(test_deadline_dates_and_alarms),
-      cmocka_unit_test(test_deadline_invalid),
-      cmocka_unit_test(test_deadline_matches_libical),
-      cmocka_unit_test(test_meeting),
-      cmocka_unit_test(test_meeting_optional_and_invalid),
+      cmocka_unit_test(test_deadline),         cmocka_unit_test(test_deadline_dates_and_alarms),
+      cmocka_unit_test(test_deadline_invalid), cmocka_unit_test(test_deadline_matches_libical),
+      cmocka_unit_test(test_meeting),          cmocka_unit_test(test_meeting_optional_and_invalid),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,8 +225,8 @@ static int setup(void **state) {
   char err[256];
   assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
   assert_int_equal(cal_new(&f->cal), 0);
-  f->standard = make_policy("standard", CATCHUP_LATEST, "desk", standard_tiers,
-                            ELEMENTSOF(standard_tiers));
+  f->standard =
+      make_policy("standard", CATCHUP_LATEST, "desk", standard_tiers, ELEMENTSOF(standard_tiers));
   f->standard_v2 = make_policy("standard", CATCHUP_LATEST, "desk", standard_v2_tiers,
                                ELEMENTSOF(standard_v2_tiers));
   f->odd = make_policy("odd", CATCHUP_LATEST, NULL, odd_tiers, ELEMENTSOF(odd_tiers));
@@ -318,8 +318,8 @@ static void get_contract(struct fixture *f, const char *id, struct contract *ret
 
 static void test_plan_inserts_rows_and_next_due(void **state) {
   struct fixture *f = *state;
-  int64_t rowid = add_contract(f->s, "C1", "UTC", "anna@example.com", "+4915112345001", "smb",
-                               "alice", 0);
+  int64_t rowid =
+      add_contract(f->s, "C1", "UTC", "anna@example.com", "+4915112345001", "smb", "alice", 0);
   struct contract c = {0};
 
   /* before the notice: nothing recorded, the notice is next */
@@ -378,8 +378,8 @@ static void test_plan_inserts_rows_and_next_due(void **state) {
 
 static void test_replan_is_idempotent(void **state) {
   struct fixture *f = *state;
-  int64_t rowid = add_contract(f->s, "C1", "UTC", "anna@example.com", "+4915112345001", "smb",
-                               "alice", 0);
+  int64_t rowid =
+      add_contract(f->s, "C1", "UTC", "anna@example.com", "+4915112345001", "smb", "alice", 0);
   assert_int_equal(plan(f, rowid, NOTICE_DUE + 60), REMINDER0_DUE);
   f->n_events = 0;
   struct contract before = {0}, after = {0};
@@ -410,8 +410,8 @@ static void test_replan_is_idempotent(void **state) {
 
 static void test_catch_up_latest(void **state) {
   struct fixture *f = *state;
-  int64_t rowid = add_contract(f->s, "C1", "UTC", "anna@example.com", "+4915112345001", "smb",
-                               "alice", 0);
+  int64_t rowid =
+      add_contract(f->s, "C1", "UTC", "anna@example.com", "+4915112345001", "smb", "alice", 0);
   /* imported late, on Monday 2030-02-18 10:00: the notice and reminder/0 were
    * missed; the notice is superseded, reminder/0 goes out now (catch-up) */
   int64_t now = utc(2030, 2, 18, 10, 0);
@@ -432,8 +432,8 @@ static void test_catch_up_latest(void **state) {
 
 static void test_transitions(void **state) {
   struct fixture *f = *state;
-  int64_t rowid = add_contract(f->s, "C2", "UTC", "bob@example.com", "+4915112345002", "smb",
-                               "alice", 0);
+  int64_t rowid =
+      add_contract(f->s, "C2", "UTC", "bob@example.com", "+4915112345002", "smb", "alice", 0);
   struct contract c = {0};
   /* first seen just after the expiry: lapsed first, then every "expires in"
    * tier is skipped as expired (the owner tier too) */
@@ -447,12 +447,9 @@ static void test_transitions(void **state) {
   };
   expect_rows(f, "C2", rows, ELEMENTSOF(rows));
   static const char *const ev[] = {
-      "state C2 active->lapsed",
-      "skip C2 notice/0 email: expired",
-      "skip C2 notice/0 sms: expired",
-      "skip C2 reminder/0 email: expired",
-      "skip C2 reminder/1 email: expired",
-      "skip C2 escalation/0 email: expired",
+      "state C2 active->lapsed",           "skip C2 notice/0 email: expired",
+      "skip C2 notice/0 sms: expired",     "skip C2 reminder/0 email: expired",
+      "skip C2 reminder/1 email: expired", "skip C2 escalation/0 email: expired",
   };
   expect_events(f, ev, ELEMENTSOF(ev));
   get_contract(f, "C2", &c);
@@ -475,8 +472,8 @@ static void test_transitions(void **state) {
 static void test_skip_reasons(void **state) {
   struct fixture *f = *state;
   /* opted out of email, no phone, no owner and no fallback owner */
-  int64_t rowid = add_contract(f->s, "C3", "UTC", "carol@example.com", NULL, "odd", NULL,
-                               OPTOUT_EMAIL);
+  int64_t rowid =
+      add_contract(f->s, "C3", "UTC", "carol@example.com", NULL, "odd", NULL, OPTOUT_EMAIL);
   assert_int_equal(plan(f, rowid, NOTICE_DUE), utc(2030, 2, 26, 8, 0));
   assert_true(plan(f, rowid, utc(2030, 2, 26, 8, 0)) == EXPIRES);
   static const char *const rows[] = {
@@ -565,17 +562,17 @@ static int sim_cb(struct planner_contract *pc, const struct policy_action *a, vo
 
 static void test_simulate_writes_nothing(void **state) {
   struct fixture *f = *state;
-  int64_t rowid = add_contract(f->s, "C6", "UTC", "fay@example.com", "+4915112345006", "smb",
-                               "alice", 0);
+  int64_t rowid =
+      add_contract(f->s, "C6", "UTC", "fay@example.com", "+4915112345006", "smb", "alice", 0);
   struct planner_contract pc = {0};
   struct sim_log l = {0};
   int64_t now = utc(2030, 1, 1, 0, 0);
   assert_int_equal(planner_build_input(&f->env, rowid, now, &pc), 0);
   assert_int_equal(planner_simulate(&f->env, &pc, now, TIME_NEVER, sim_cb, &l), 6);
   static const char *const want[] = {
-      "2030-01-30T09:00:00Z remind notice/0",  "2030-02-15T09:00:00Z remind reminder/0",
+      "2030-01-30T09:00:00Z remind notice/0",   "2030-02-15T09:00:00Z remind reminder/0",
       "2030-02-22T09:00:00Z remind reminder/1", "2030-02-26T13:00:00Z remind escalation/0",
-      "2030-03-01T00:00:00Z -> lapsed",        "2030-03-31T00:00:00Z -> closed",
+      "2030-03-01T00:00:00Z -> lapsed",         "2030-03-31T00:00:00Z -> closed",
   };
   assert_int_equal(l.n, ELEMENTSOF(want));
   for (size_t k = 0; k < l.n; k++)
@@ -600,8 +597,8 @@ static void test_simulate_writes_nothing(void **state) {
 
 static void test_rebase(void **state) {
   struct fixture *f = *state;
-  int64_t rowid = add_contract(f->s, "C7", "UTC", "gus@example.com", "+4915112345007", "smb",
-                               "alice", 0);
+  int64_t rowid =
+      add_contract(f->s, "C7", "UTC", "gus@example.com", "+4915112345007", "smb", "alice", 0);
   int64_t fresh = add_contract(f->s, "C8", "UTC", "hal@example.com", NULL, "smb", "alice", 0);
   assert_int_equal(plan(f, rowid, NOTICE_DUE), REMINDER0_DUE);
   struct contract before = {0}, after = {0};

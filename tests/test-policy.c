@@ -786,10 +786,8 @@ static void test_escalate_zone(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_step_table),
-      cmocka_unit_test(test_trace_table),
-      cmocka_unit_test(test_plan),
-      cmocka_unit_test(test_invalid),
+      cmocka_unit_test(test_step_table),    cmocka_unit_test(test_trace_table),
+      cmocka_unit_test(test_plan),          cmocka_unit_test(test_invalid),
       cmocka_unit_test(test_escalate_zone),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
