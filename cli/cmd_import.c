@@ -5,21 +5,28 @@
  *     contract ids repeated in the file and customers whose data differs
  *     between rows; print every problem as "FILE:LINE: column: message".
  *  2. write (only when pass 1 found nothing, or with --skip-invalid): parse
- *     again, upsert each distinct customer once and every contract, in
- *     transactions of IMPORT_BATCH rows. --dry-run runs pass 2 read-only,
- *     comparing with the store instead of writing.
+ *     again, upsert each distinct customer once (at the row pass 1 marked as
+ *     its first) and every contract. Into a store without contracts (a first
+ *     import) this is one bulk transaction (store_bulk_begin: secondary
+ *     indexes built at the end, records handed over BULK_HANDOFF at a time
+ *     for multi-row inserts); otherwise transactions of IMPORT_BATCH rows.
+ *     --dry-run runs pass 2 read-only, comparing with the store instead of
+ *     writing.
  *
- * Memory stays bounded by the number of rows, not their size: per row a file
- * offset, a line number and a "rejected" bit; per distinct contract id a
- * 64-bit hash and a row ordinal; per distinct customer the same plus a 64-bit
- * hash of its content and the upsert result. Equal id hashes are verified by
- * re-reading the earlier row (csv_seek on a second reader) so a hash collision
- * never reports a false duplicate. For customers, rows whose id hash and
- * content hash both match are taken as the same customer without re-reading
- * (a false match needs a 128-bit collision).
+ * Memory stays bounded by the number of rows, not their size: per chunk of
+ * ROWS_CHUNK rows a file offset and a line number, per row two bits; per
+ * distinct contract id a 32-bit fingerprint and a row ordinal (pass 1 only);
+ * per distinct customer the same plus a 64-bit hash of its content and the
+ * upsert result (freed for a bulk load, which needs no lookups). Equal
+ * fingerprints of contract ids are verified by re-reading the earlier row
+ * (csv_seek on a second reader) so a collision never reports a false
+ * duplicate. For customers, rows whose id fingerprint and content hash both
+ * match are taken as the same customer without re-reading (a false match
+ * needs a 96-bit collision).
  *
  * Owns: two FILE handles on the input, two CSV readers, two validators, the
- * tables above, the store connection (pass 2). Blocks on file and store I/O. */
+ * tables above, the store connection and the bulk hand-off buffers (pass 2).
+ * Blocks on file and store I/O. */
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -32,6 +39,8 @@
 #define IMPORT_BATCH 10000       /* rows per write transaction */
 #define PROGRESS_INTERVAL_MS 100 /* at most ~10 updates per second */
 #define MAX_PROBLEMS 32          /* per row */
+#define BULK_HANDOFF 256         /* records handed to the store at once in a bulk load */
+#define BULK_ARENA (256 * 1024)  /* bytes of copied strings per pending kind */
 
 /* ---- id tables ------------------------------------------------------------------- */
 
@@ -234,6 +243,50 @@ static bool rows_cu_first(const struct rows *r, size_t ord) {
   return r->cu_first[ord / 8] & (1u << (ord % 8));
 }
 
+/* ---- bulk load: records waiting for a multi-row insert -------------------------------- */
+
+/* A bulk load hands customers and contracts to the store BULK_HANDOFF at a
+ * time (store_bulk_customers/contracts, a few multi-row INSERTs), so the
+ * validated records are copied out of the validator's per-row buffer into
+ * an arena until then. Customers and contracts fill up independently. */
+struct pending {
+  struct customer cu[BULK_HANDOFF];
+  struct contract co[BULK_HANDOFF];
+  size_t n_cu, n_co;
+  char *cu_arena, *co_arena; /* BULK_ARENA bytes each; owned */
+  size_t cu_used, co_used;
+};
+
+static struct pending *pending_free(struct pending *p) {
+  if (p) {
+    free(p->cu_arena);
+    free(p->co_arena);
+    free(p);
+  }
+  return NULL;
+}
+
+static struct pending *pending_new(void) {
+  struct pending *p = calloc(1, sizeof(*p));
+  if (p && (!(p->cu_arena = malloc(BULK_ARENA)) || !(p->co_arena = malloc(BULK_ARENA))))
+    p = pending_free(p);
+  return p;
+}
+
+static size_t strsize(const char *s) {
+  return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s into the arena (which has room: checked by the caller). */
+static char *arena_dup(char *arena, size_t *used, const char *s) {
+  if (!s)
+    return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = memcpy(arena + *used, s, n);
+  *used += n;
+  return d;
+}
+
 /* ---- the import ---------------------------------------------------------------------- */
 
 struct problem {
@@ -262,8 +315,9 @@ struct import {
   struct idtab contracts, customers;
   struct rows rows;
 
-  struct store *store; /* pass 2; NULL in a dry run without a store */
-  bool bulk;           /* pass 2 is one bulk transaction (store_bulk_begin) */
+  struct store *store;     /* pass 2; NULL in a dry run without a store */
+  bool bulk;               /* pass 2 is one bulk transaction (store_bulk_begin) */
+  struct pending *pending; /* bulk load: records not yet handed to the store */
   int64_t now;
 
   /* counters */
@@ -287,6 +341,7 @@ static void import_done(struct import *im) {
   im->v = validate_free(im->v);
   im->vv = validate_free(im->vv);
   im->store = store_free(im->store);
+  im->pending = pending_free(im->pending);
   idtab_done(&im->contracts);
   idtab_done(&im->customers);
   rows_done(&im->rows);
@@ -651,6 +706,64 @@ static int customer_slot(struct import *im, const struct customer *cu, size_t *r
   return 0;
 }
 
+static int flush_customers(struct import *im) {
+  struct pending *p = im->pending;
+  int r = store_bulk_customers(im->store, p->cu, p->n_cu, im->now);
+  p->n_cu = p->cu_used = 0;
+  return r;
+}
+
+static int flush_contracts(struct import *im) {
+  struct pending *p = im->pending;
+  int r = store_bulk_contracts(im->store, p->co, p->n_co, im->now);
+  p->n_co = p->co_used = 0;
+  return r;
+}
+
+/* Queues a copy of cu for the store. */
+static int bulk_customer(struct import *im, const struct customer *cu) {
+  struct pending *p = im->pending;
+  size_t need = strsize(cu->id) + strsize(cu->name) + strsize(cu->email) + strsize(cu->phone) +
+                strsize(cu->tz) + strsize(cu->locale) + strsize(cu->segment) +
+                strsize(cu->owner_id);
+  int r;
+  if (need > BULK_ARENA)
+    return -E2BIG;
+  if ((p->n_cu == BULK_HANDOFF || p->cu_used + need > BULK_ARENA) && (r = flush_customers(im)) < 0)
+    return r;
+  p->cu[p->n_cu++] = (struct customer){
+      .id = arena_dup(p->cu_arena, &p->cu_used, cu->id),
+      .name = arena_dup(p->cu_arena, &p->cu_used, cu->name),
+      .email = arena_dup(p->cu_arena, &p->cu_used, cu->email),
+      .phone = arena_dup(p->cu_arena, &p->cu_used, cu->phone),
+      .tz = arena_dup(p->cu_arena, &p->cu_used, cu->tz),
+      .locale = arena_dup(p->cu_arena, &p->cu_used, cu->locale),
+      .segment = arena_dup(p->cu_arena, &p->cu_used, cu->segment),
+      .owner_id = arena_dup(p->cu_arena, &p->cu_used, cu->owner_id),
+      .optout = cu->optout,
+  };
+  return 0;
+}
+
+/* Queues a copy of co for the store. */
+static int bulk_contract(struct import *im, const struct contract *co) {
+  struct pending *p = im->pending;
+  size_t need =
+      strsize(co->id) + strsize(co->customer_id) + strsize(co->product) + strsize(co->currency);
+  int r;
+  if (need > BULK_ARENA)
+    return -E2BIG;
+  if ((p->n_co == BULK_HANDOFF || p->co_used + need > BULK_ARENA) && (r = flush_contracts(im)) < 0)
+    return r;
+  struct contract c = *co;
+  c.id = arena_dup(p->co_arena, &p->co_used, co->id);
+  c.customer_id = arena_dup(p->co_arena, &p->co_used, co->customer_id);
+  c.product = arena_dup(p->co_arena, &p->co_used, co->product);
+  c.currency = arena_dup(p->co_arena, &p->co_used, co->currency);
+  p->co[p->n_co++] = c;
+  return 0;
+}
+
 /* Pass 2 for one valid row. Returns 0 or a negative errno. */
 static int write_row(struct import *im, const struct csv_record *rec, uint32_t ord) {
   const char *fields[_VCOL_MAX];
@@ -663,17 +776,25 @@ static int write_row(struct import *im, const struct csv_record *rec, uint32_t o
   if ((r = validate_row(im->v, fields, &cu, &co, NULL)) != 0)
     return r < 0 ? r : -ESTALE;
 
+  if (im->bulk) {
+    /* every contract is new (the table was empty, pass 1 found no repeats) */
+    if (rows_cu_first(&im->rows, ord) && (r = bulk_customer(im, &cu)) < 0)
+      return r;
+    if ((r = bulk_contract(im, &co)) < 0)
+      return r;
+    im->inserted++;
+    return 0;
+  }
+
   /* the customer: written by the first row carrying it (marked in pass 1) */
   if (rows_cu_first(&im->rows, ord)) {
     r = im->dry_run ? dry_customer(im, &cu) : store_customer_upsert(im->store, &cu, im->now);
     if (r < 0)
       return r;
     cu_result = r;
-    if (!im->bulk) {
-      if ((r = customer_slot(im, &cu, &j)) < 0)
-        return r;
-      im->customers.status[j] = (uint8_t)cu_result;
-    }
+    if ((r = customer_slot(im, &cu, &j)) < 0)
+      return r;
+    im->customers.status[j] = (uint8_t)cu_result;
   }
 
   r = im->dry_run ? dry_contract(im, &co) : store_contract_upsert(im->store, &co, im->now);
@@ -689,8 +810,6 @@ static int write_row(struct import *im, const struct csv_record *rec, uint32_t o
   }
   /* an unchanged contract counts as updated when its customer was */
   if (cu_result < 0) {
-    if (im->bulk) /* cannot happen: the contracts table was empty, ids unique */
-      return -EEXIST;
     if ((r = customer_slot(im, &cu, &j)) < 0)
       return r;
     cu_result = im->customers.status[j];
@@ -736,6 +855,10 @@ static int pass_write(struct import *im) {
     if (im->bulk) {
       idtab_done(&im->customers); /* every contract is inserted: no status needed */
       in_txn = 1;
+      if (!(im->pending = pending_new())) {
+        r = -ENOMEM;
+        goto fail;
+      }
     }
   }
   if ((r = csv_seek(im->r, im->rows.offset[0], im->rows.line[0])) < 0)
@@ -763,16 +886,22 @@ static int pass_write(struct import *im) {
       progress_update(im, false);
   }
   if (im->bulk) {
+    if ((r = flush_customers(im)) < 0 || (r = flush_contracts(im)) < 0)
+      goto fail;
     im->phase = "indexing";
     progress_update(im, true);
   }
-  if (in_txn > 0 && (r = store_commit(im->store)) < 0)
+  if (in_txn > 0 && (r = store_commit(im->store)) < 0) {
+    line = 0; /* not a row's fault */
     goto fail;
+  }
   in_txn = 0;
-  if (!im->dry_run && (r = store_load_end(im->store)) < 0)
-    goto fail;
   progress_update(im, true);
   progress_clear(im);
+  /* everything is committed: a failed checkpoint only leaves the WAL long */
+  if (!im->dry_run && (r = store_load_end(im->store)) < 0)
+    fprintf(stderr, "%s: warning: cannot checkpoint the store: %s: %s\n", im->path, strerror(-r),
+            store_last_error(im->store));
   return 0;
 
 fail:
@@ -783,13 +912,21 @@ fail:
     (void)store_load_end(im->store);
   if (r == -ESTALE)
     cli_error("%s: the file changed while being imported", im->path);
-  else
-    cli_error("%s:%u: cannot %s: %s%s%s", im->path, line, im->dry_run ? "read store" : "write",
+  else {
+    char where[16] = "";
+    if (line > 0)
+      snprintf(where, sizeof where, ":%u", line);
+    cli_error("%s%s: cannot %s: %s%s%s", im->path, where, im->dry_run ? "read store" : "write",
               r == -EBUSY ? "database is locked" : strerror(-r), im->store ? ": " : "",
               im->store ? store_last_error(im->store) : "");
-  if (!im->dry_run && !im->bulk && im->inserted + im->updated > 0)
+  }
+  if (im->bulk)
+    fprintf(stderr, "%s: nothing was written (a first import is one transaction)\n", im->path);
+  else if (!im->dry_run && im->inserted + im->updated > 0 && line > 0)
     fprintf(stderr, "%s: rows before line %u were written in earlier transactions\n", im->path,
-            line - (line > 0));
+            line - 1);
+  else if (!im->dry_run && im->inserted + im->updated > 0)
+    fprintf(stderr, "%s: the rows of earlier transactions were written\n", im->path);
   return r == -EBUSY ? EX_UNAVAILABLE : EX_IOERR;
 }
 

@@ -152,20 +152,29 @@ static int fill(struct csv_reader *r) {
   return r->in_pos < r->in_len;
 }
 
+/* Grows the record buffer to hold n more bytes and a NUL (the slow path of
+ * rec_append()). */
+static __attribute__((noinline)) int rec_grow(struct csv_reader *r, size_t n, unsigned start_line) {
+  if (r->rec_len + n > CSV_MAX_RECORD)
+    return fail(r, -EBADMSG, start_line, "record longer than 1 MiB");
+  size_t cap = r->rec_cap;
+  while (cap < r->rec_len + n + 1)
+    cap *= 2;
+  char *d = realloc(r->rec, cap);
+  if (!d)
+    return fail(r, -ENOMEM, start_line, "out of memory");
+  r->rec = d;
+  r->rec_cap = cap;
+  return 0;
+}
+
 /* Appends n bytes to the record buffer. start_line is where the record began
- * (for the size error). */
-static int rec_append(struct csv_reader *r, const void *p, size_t n, unsigned start_line) {
+ * (for the size error). Inlined: called for every run of bytes. */
+static inline int rec_append(struct csv_reader *r, const void *p, size_t n, unsigned start_line) {
   if (r->rec_len + n + 1 > r->rec_cap) {
-    if (r->rec_len + n > CSV_MAX_RECORD)
-      return fail(r, -EBADMSG, start_line, "record longer than 1 MiB");
-    size_t cap = r->rec_cap;
-    while (cap < r->rec_len + n + 1)
-      cap *= 2;
-    char *d = realloc(r->rec, cap);
-    if (!d)
-      return fail(r, -ENOMEM, start_line, "out of memory");
-    r->rec = d;
-    r->rec_cap = cap;
+    int k = rec_grow(r, n, start_line);
+    if (k < 0)
+      return k;
   }
   memcpy(r->rec + r->rec_len, p, n);
   r->rec_len += n;

@@ -216,7 +216,8 @@ const char *const store_stmt_sql[_STMT_MAX] = {
 
     [STMT_OWNER_GET] = "SELECT id, name, email, phone, webhook, tz, manager_id FROM owners "
                        "WHERE id = ?1",
-    [STMT_OWNER_LIST] = "SELECT id, name, email, phone, webhook, tz, manager_id FROM owners ORDER BY id",
+    [STMT_OWNER_LIST] =
+        "SELECT id, name, email, phone, webhook, tz, manager_id FROM owners ORDER BY id",
     [STMT_OWNER_INSERT] = "INSERT INTO owners(id, name, email, phone, webhook, tz, manager_id, "
                           "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     [STMT_OWNER_UPDATE] = "UPDATE owners SET name = ?2, email = ?3, phone = ?4, webhook = ?5, "
@@ -589,6 +590,8 @@ const char *store_last_error(struct store *s) {
 struct store *store_free(struct store *s) {
   if (!s)
     return NULL;
+  if (s->db)
+    bulk_reset(s); /* its statements, while the connection is open */
   for (size_t i = 0; i < _STMT_MAX; i++)
     sqlite3_finalize(s->stmts[i]);
   if (s->db) {
@@ -596,7 +599,7 @@ struct store *store_free(struct store *s) {
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close_v2(s->db);
   }
-  bulk_reset(s);
+  buf_free(&s->bulk_redo);
   free(s->path);
   free(s);
   return NULL;

@@ -93,17 +93,17 @@ const char *store_last_error(struct store *s);
  * Nesting is not counted; load_end without load_begin does nothing. */
 int store_load_begin(struct store *s);
 int store_load_end(struct store *s);
-/* Starts a one-transaction bulk load when the contracts table is empty (a
- * first import); call between store_load_begin() and store_load_end() (else
- * -EINVAL). BEGIN IMMEDIATE, then drops the non-unique indexes of
+/* Starts a one-transaction bulk load when the contracts and customers tables
+ * are empty (a first import); call between store_load_begin() and
+ * store_load_end() (else -EINVAL). BEGIN IMMEDIATE, then drops the non-unique indexes of
  * contracts and customers and the contracts INSERT trigger inside that
  * transaction. Write with the ordinary upserts (change_seq is assigned as
  * always), then store_bulk_commit() (or store_commit()) recreates the
  * indexes and trigger from their stored definitions and commits;
  * store_rollback() or a crash leaves the store exactly as before. Other
  * writers wait for the whole load (up to their busy timeout); readers see
- * the old contents. Returns 1 = bulk transaction open; 0 = the contracts
- * table is not empty, no transaction left open (write in store_begin()
+ * the old contents. Returns 1 = bulk transaction open; 0 = the store has
+ * contracts or customers, no transaction left open (write in store_begin()
  * batches); -EBUSY inside a transaction; other -errno. */
 int store_bulk_begin(struct store *s);
 int store_bulk_commit(struct store *s);
@@ -267,6 +267,14 @@ int store_customer_upsert(struct store *s, const struct customer *c, int64_t now
  * keeps term/state/ladder unless the expiry moved. Inserts start at term 1,
  * state 'active'. A customer_id naming no customer yields -ENXIO. */
 int store_contract_upsert(struct store *s, const struct contract *c, int64_t now);
+/* Inside a bulk load only (store_bulk_begin(); else -EINVAL): write n
+ * records with few multi-row INSERT statements, in array order. Customers
+ * that exist already are merged by store_customer_upsert() (updates logged as
+ * usual). Contracts must be new: an existing id fails with -EEXIST, and as
+ * after any error the caller must roll the load back. change_seq follows the
+ * array order. Records are read during the call only. 0 or -errno. */
+int store_bulk_customers(struct store *s, const struct customer *c, size_t n, int64_t now);
+int store_bulk_contracts(struct store *s, const struct contract *c, size_t n, int64_t now);
 
 /* Fill *ret (caller clears) or return -ENOENT. */
 int store_owner_get(struct store *s, const char *id, struct owner *ret);

@@ -147,7 +147,8 @@ static int owner_from_row(struct stmt_ref *q, struct owner *ret) {
   struct owner o = {0};
   int r;
   if ((r = col_text(q->st, 0, true, &o.id)) < 0 || (r = col_text(q->st, 1, true, &o.name)) < 0 ||
-      (r = col_text(q->st, 2, true, &o.email)) < 0 || (r = col_text(q->st, 3, true, &o.phone)) < 0 ||
+      (r = col_text(q->st, 2, true, &o.email)) < 0 ||
+      (r = col_text(q->st, 3, true, &o.phone)) < 0 ||
       (r = col_text(q->st, 4, true, &o.webhook)) < 0 || (r = col_text(q->st, 5, true, &o.tz)) < 0 ||
       (r = col_text(q->st, 6, true, &o.manager_id)) < 0) {
     owner_clear(&o);

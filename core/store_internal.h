@@ -93,13 +93,15 @@ struct store {
   bool contract_insert_first;     /* same for contracts (a first import is all inserts) */
   char errmsg[256];               /* copy of SQLite's message for the last failure */
   /* bulk loading (store_bulk.c) */
-  bool load;                /* store_load_begin() tuning in effect */
-  int64_t load_saved_cache; /* PRAGMA cache_size before store_load_begin() */
-  int64_t load_saved_ckpt;  /* PRAGMA wal_autocheckpoint before store_load_begin() */
-  int64_t load_saved_temp;  /* PRAGMA temp_store before store_load_begin() */
-  bool bulk;                /* inside store_bulk_begin() .. commit/rollback */
-  bool bulk_fk_off;         /* foreign_keys turned off by store_bulk_begin() */
-  struct buf bulk_redo;     /* CREATE statements the bulk commit re-runs; owned */
+  bool load;                    /* store_load_begin() tuning in effect */
+  int64_t load_saved_cache;     /* PRAGMA cache_size before store_load_begin() */
+  int64_t load_saved_ckpt;      /* PRAGMA wal_autocheckpoint before store_load_begin() */
+  bool bulk;                    /* inside store_bulk_begin() .. commit/rollback */
+  bool bulk_pragmas;            /* foreign_keys off, temp_store FILE: to restore */
+  int64_t bulk_saved_temp;      /* PRAGMA temp_store before store_bulk_begin() */
+  struct buf bulk_redo;         /* CREATE statements the bulk commit re-runs; owned */
+  sqlite3_stmt *bulk_customers; /* multi-row INSERT of STORE_BULK_ROWS customers; owned */
+  sqlite3_stmt *bulk_contracts; /* same for contracts; owned */
 };
 
 /* Page cache of a loading connection (KiB), its WAL auto-checkpoint
@@ -111,6 +113,10 @@ struct store {
 #define STORE_LOAD_CACHE_KIB 32768
 #define STORE_LOAD_CHECKPOINT_PAGES 16384
 #define STORE_BULK_SORT_CACHE_KIB 2048
+/* Rows per multi-row INSERT of store_bulk_customers()/store_bulk_contracts():
+ * one statement execution (cursor setup, VDBE start and halt) per 32 rows
+ * instead of per row; measured ~35% less CPU per contract insert. */
+#define STORE_BULK_ROWS 32
 /* Leaves bulk mode (frees the saved definitions); the transaction itself is
  * the caller's business. Called by store_rollback() and store_free(). */
 void bulk_reset(struct store *s);

@@ -33,11 +33,18 @@ static const char *const col_names[_VCOL_MAX] = {
     [VCOL_CURRENCY] = "currency",
 };
 
+#define ZONE_CACHE 16      /* direct-mapped: zone names of recent rows */
+#define ZONE_CACHE_NAME 48 /* longer names are not cached */
+
 struct validate {
   struct cal *cal;                     /* not owned */
   const struct cal_zone *default_zone; /* owned by cal */
-  char scratch[8192];                  /* normalised strings of the last row */
-  size_t used;                         /* bytes of scratch in use */
+  struct {
+    char name[ZONE_CACHE_NAME];  /* NUL-terminated; "" = empty entry */
+    const struct cal_zone *zone; /* owned by cal (stable until cal_free) */
+  } zones[ZONE_CACHE];           /* known zones by name: saves cal_zone()'s hashing */
+  char scratch[8192];            /* normalised strings of the last row */
+  size_t used;                   /* bytes of scratch in use */
 };
 
 const char *validate_col_name(enum validate_col c) {
@@ -83,9 +90,28 @@ struct validate *validate_free(struct validate *v) {
 
 /* ---- single values -------------------------------------------------------- */
 
+/* Whether none of the 8 bytes in w is a control character (< 0x20, 0x7f) or
+ * non-ASCII (>= 0x80): the word-at-a-time "has a byte less than" tests. */
+static bool ascii8_printable(uint64_t w) {
+  const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+  uint64_t below = (w - ones * 0x20) & ~w & high; /* a byte < 0x20 */
+  uint64_t d = w ^ (ones * 0x7f);
+  uint64_t del = (d - ones) & ~d & high; /* a byte == 0x7f */
+  return ((w & high) | below | del) == 0;
+}
+
 bool validate_text(const char *s, size_t len, size_t *ret_chars) {
   const unsigned char *p = (const unsigned char *)s, *end = p + len;
   size_t chars = 0;
+  /* fast path: printable ASCII, 8 bytes at a time */
+  while (end - p >= 8) {
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    if (!ascii8_printable(w))
+      break;
+    p += 8;
+    chars += 8;
+  }
   while (p < end) {
     unsigned c = *p;
     size_t n;
@@ -262,6 +288,24 @@ int validate_amount(const char *s, int64_t *ret_minor) {
 }
 
 /* ---- rows ------------------------------------------------------------------ */
+
+/* cal_zone() through the small cache of known zones (an import repeats a
+ * handful of zone names on every row). NULL = unknown zone (errno as set by
+ * cal_zone()). */
+static const struct cal_zone *zone_of(struct validate *v, const char *name, size_t len) {
+  if (len == 0 || len >= ZONE_CACHE_NAME)
+    return cal_zone(v->cal, name);
+  unsigned k =
+      ((unsigned char)name[0] * 31u + (unsigned char)name[len - 1] + (unsigned)len) % ZONE_CACHE;
+  if (memcmp(v->zones[k].name, name, len + 1) == 0)
+    return v->zones[k].zone;
+  const struct cal_zone *z = cal_zone(v->cal, name);
+  if (z) {
+    memcpy(v->zones[k].name, name, len + 1);
+    v->zones[k].zone = z;
+  }
+  return z;
+}
 
 /* Shows a value inside a message: control bytes become '?', long values are
  * cut (on a UTF-8 boundary) after SHOW_MAX bytes and end in "...". */
@@ -449,7 +493,7 @@ int validate_row(struct validate *v, const char *const fields[_VCOL_MAX],
       oom = 1;
     else if (f[VCOL_TIMEZONE].len > 128 || !validate_text(tz, strlen(tz), NULL))
       problem(ps, VCOL_TIMEZONE, "unknown time zone '%s'", show(tz, sh));
-    else if (!(zone = cal_zone(v->cal, tz))) {
+    else if (!(zone = zone_of(v, tz, strlen(tz)))) {
       if (errno == ENOMEM)
         oom = 1;
       else

@@ -5,8 +5,9 @@
  * included, while the load runs; change_seq is assigned as always and the
  * INSERT trigger works again for foreign writers; a rollback, a dangling
  * customer reference or a crashed loader leave the store as it was; foreign
- * keys are checked again afterwards; load_end empties the WAL. Every test
- * works in its own mkdtemp() directory. */
+ * keys are checked again afterwards; load_end empties the WAL; the multi-row
+ * inserts keep array order, merge existing customers and refuse existing
+ * contracts. Every test works in its own mkdtemp() directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,7 +25,7 @@
 
 /* the schema as SQLite keeps it: what a bulk load must give back unchanged */
 #define SCHEMA_SQL                                                                                 \
-  "SELECT group_concat(type || ':' || name || ':' || tbl_name || ':' || coalesce(sql, ''), "      \
+  "SELECT group_concat(type || ':' || name || ':' || tbl_name || ':' || coalesce(sql, ''), "       \
   "char(10)) FROM (SELECT * FROM sqlite_schema ORDER BY type, name)"
 
 struct fixture {
@@ -113,14 +114,21 @@ static int64_t path_int(const char *path, const char *sql) {
 /* ---- data ------------------------------------------------------------------ */
 
 static int put_customer(struct store *s, const char *id, const char *name) {
-  struct customer c = {.id = (char *)id, .name = (char *)name, .email = "a@example.com",
-                       .tz = "Europe/Zurich", .segment = "smb"};
+  struct customer c = {.id = (char *)id,
+                       .name = (char *)name,
+                       .email = "a@example.com",
+                       .tz = "Europe/Zurich",
+                       .segment = "smb"};
   return store_customer_upsert(s, &c, T0);
 }
 
 static int put_contract(struct store *s, const char *id, const char *customer, int64_t expires) {
-  struct contract c = {.id = (char *)id, .customer_id = (char *)customer, .product = "Support",
-                       .currency = "EUR", .expires_at = expires, .value_minor = 100};
+  struct contract c = {.id = (char *)id,
+                       .customer_id = (char *)customer,
+                       .product = "Support",
+                       .currency = "EUR",
+                       .expires_at = expires,
+                       .value_minor = 100};
   return store_contract_upsert(s, &c, T0);
 }
 
@@ -143,14 +151,13 @@ static int collect_ids(const struct contract *c, const struct customer *cu, void
 static void test_bulk_load(void **state) {
   struct fixture *f = *state;
   _cleanup_free_ char *before = schema_of(f->path);
-  /* a customer from an earlier import (customers alone do not prevent a bulk load) */
-  assert_int_equal(put_customer(f->s, "C0", "Old"), STORE_INSERTED);
 
   assert_int_equal(store_bulk_begin(f->s), -EINVAL); /* not loading */
   assert_int_equal(store_load_begin(f->s), 0);
   assert_int_equal(store_bulk_begin(f->s), 1);
   assert_int_equal(store_begin(f->s), -EBUSY); /* the transaction is open */
 
+  assert_int_equal(put_customer(f->s, "C0", "Old"), STORE_INSERTED);
   assert_int_equal(put_customer(f->s, "C1", "Ann"), STORE_INSERTED);
   assert_int_equal(put_customer(f->s, "C0", "Renamed"), STORE_UPDATED);
   assert_int_equal(put_customer(f->s, "C2", "Bob"), STORE_INSERTED);
@@ -182,10 +189,9 @@ static void test_bulk_load(void **state) {
       db, "SELECT group_concat(id) FROM (SELECT id FROM contracts INDEXED BY contracts_expires "
           "WHERE expires_at > 0 ORDER BY expires_at, id)");
   assert_string_equal(by_exp, "K1,K2,K4,K3");
-  assert_int_equal(
-      raw_int(db, "SELECT count(*) FROM contracts INDEXED BY contracts_customer "
-                  "WHERE customer_id = 'C0'"),
-      1);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM contracts INDEXED BY contracts_customer "
+                               "WHERE customer_id = 'C0'"),
+                   1);
   sqlite3_close(db);
 
   /* change_seq assigned in write order; the customer update was logged */
@@ -193,8 +199,8 @@ static void test_bulk_load(void **state) {
   assert_int_equal(seq_of(f->s, "K1"), 2);
   assert_int_equal(seq_of(f->s, "K2"), 3);
   assert_int_equal(seq_of(f->s, "K4"), 4);
-  assert_int_equal(
-      path_int(f->path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"), 1);
+  assert_int_equal(path_int(f->path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"),
+                   1);
   struct buf ids = {0};
   assert_int_equal(store_contract_foreach(f->s, NULL, collect_ids, &ids), 4);
   assert_string_equal(ids.data, "K1,K2,K4,K3");
@@ -219,7 +225,8 @@ static void test_bulk_wal_truncated(void **state) {
     snprintf(id, sizeof id, "K%05d", i);
     if (i % 3 == 0)
       assert_int_equal(put_customer(f->s, cu, "Name"), STORE_INSERTED);
-    assert_int_equal(put_contract(f->s, id, cu, T0 + (int64_t)i * 7919 % 1000 * DAY), STORE_INSERTED);
+    assert_int_equal(put_contract(f->s, id, cu, T0 + (int64_t)i * 7919 % 1000 * DAY),
+                     STORE_INSERTED);
   }
   assert_int_equal(store_commit(f->s), 0); /* store_commit() ends a bulk load too */
   assert_int_equal(store_load_end(f->s), 0);
@@ -231,18 +238,102 @@ static void test_bulk_wal_truncated(void **state) {
   assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 3000);
   assert_int_equal(path_int(f->path, "SELECT max(change_seq) FROM contracts"), 3000);
   assert_int_equal(path_int(f->path, "SELECT count(DISTINCT change_seq) FROM contracts"), 3000);
-  assert_int_equal(
-      path_int(f->path, "SELECT count(*) FROM contracts INDEXED BY contracts_change_seq "
-                        "WHERE change_seq > 2990"),
-      10);
+  assert_int_equal(path_int(f->path,
+                            "SELECT count(*) FROM contracts INDEXED BY contracts_change_seq "
+                            "WHERE change_seq > 2990"),
+                   10);
+}
+
+static void test_bulk_many(void **state) {
+  struct fixture *f = *state;
+  enum { N = 100 }; /* three full statements and a remainder */
+  struct customer cus[N];
+  struct contract cos[N];
+  char ids[N][16], cids[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(cids[i], sizeof cids[i], "C%03d", (i * 37) % N);
+    snprintf(ids[i], sizeof ids[i], "K%03d", i);
+    cus[i] = (struct customer){
+        .id = cids[i], .name = "Ann", .email = "a@example.com", .optout = i == 5 ? OPTOUT_SMS : 0};
+    cos[i] = (struct contract){.id = ids[i],
+                               .customer_id = cids[i],
+                               .currency = "EUR",
+                               .expires_at = T0 + (N - i) * DAY,
+                               .value_minor = i};
+  }
+  /* two customers come first on their own: one the same as later, one with
+   * another name and an opt-out; the later batch merges them */
+  struct customer early[40];
+  for (int i = 0; i < 40; i++)
+    early[i] = cus[i + 40];
+  early[10].name = "Old";
+  early[10].optout = OPTOUT_EMAIL;
+
+  assert_int_equal(store_bulk_customers(f->s, cus, N, T0), -EINVAL); /* not in a bulk load */
+  assert_int_equal(store_load_begin(f->s), 0);
+  assert_int_equal(store_bulk_begin(f->s), 1);
+  assert_int_equal(store_bulk_customers(f->s, early, 40, T0), 0);
+  assert_int_equal(store_bulk_customers(f->s, cus, N, T0), 0);
+  assert_int_equal(store_bulk_contracts(f->s, cos, N, T0), 0);
+  assert_int_equal(store_bulk_contracts(f->s, NULL, 0, T0), 0);
+  assert_int_equal(store_bulk_commit(f->s), 0);
+  assert_int_equal(store_load_end(f->s), 0);
+
+  assert_int_equal(path_int(f->path, "SELECT count(*) FROM customers"), N);
+  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), N);
+  for (int i = 0; i < N; i += 7) {
+    struct contract c = {0};
+    assert_int_equal(store_contract_get(f->s, ids[i], &c), 0);
+    assert_int_equal(c.change_seq, i + 1); /* array order */
+    assert_string_equal(c.customer_id, cids[i]);
+    assert_int_equal(c.expires_at, T0 + (N - i) * DAY);
+    assert_int_equal(c.value_minor, i);
+    assert_int_equal(c.term, 1);
+    assert_int_equal(c.state, CONTRACT_ACTIVE);
+    contract_clear(&c);
+  }
+  /* the earlier customer was merged: new name, opt-outs OR-ed, one event */
+  struct customer cu = {0};
+  assert_int_equal(store_customer_get(f->s, cids[50], &cu), 0);
+  assert_string_equal(cu.name, "Ann");
+  assert_int_equal(cu.optout, OPTOUT_EMAIL);
+  customer_clear(&cu);
+  assert_int_equal(store_customer_get(f->s, cids[5], &cu), 0);
+  assert_int_equal(cu.optout, OPTOUT_SMS);
+  customer_clear(&cu);
+  assert_int_equal(path_int(f->path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"),
+                   1);
+}
+
+static void test_bulk_duplicate(void **state) {
+  struct fixture *f = *state;
+  enum { N = 40 };
+  struct contract cos[N];
+  char ids[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "K%03d", i == 33 ? 3 : i); /* K003 twice */
+    cos[i] = (struct contract){.id = ids[i], .expires_at = T0};
+  }
+  assert_int_equal(store_load_begin(f->s), 0);
+  assert_int_equal(store_bulk_begin(f->s), 1);
+  assert_int_equal(store_bulk_contracts(f->s, cos, N, T0), -EEXIST); /* in the remainder */
+  assert_int_equal(store_rollback(f->s), 0);
+  assert_int_equal(store_bulk_begin(f->s), 1);
+  snprintf(ids[33], sizeof ids[33], "K033");
+  snprintf(ids[20], sizeof ids[20], "K003"); /* now inside the first statement */
+  assert_int_equal(store_bulk_contracts(f->s, cos, N, T0), -EEXIST);
+  assert_int_equal(store_rollback(f->s), 0);
+  assert_int_equal(store_load_end(f->s), 0);
+  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 0);
 }
 
 static void test_bulk_not_empty(void **state) {
   struct fixture *f = *state;
   assert_int_equal(put_customer(f->s, "C1", "Ann"), STORE_INSERTED);
+  assert_int_equal(store_load_begin(f->s), 0);
+  assert_int_equal(store_bulk_begin(f->s), 0); /* customers alone are enough */
   assert_int_equal(put_contract(f->s, "K1", "C1", T0), STORE_INSERTED);
   _cleanup_free_ char *before = schema_of(f->path);
-  assert_int_equal(store_load_begin(f->s), 0);
   assert_int_equal(store_bulk_begin(f->s), 0);
   /* no transaction left open: batches work, with foreign keys on */
   assert_int_equal(store_begin(f->s), 0);
@@ -302,17 +393,20 @@ static void test_bulk_crash(void **state) {
     if (store_open(f->path, 0, &s, NULL, 0) < 0 || store_load_begin(s) < 0 ||
         store_bulk_begin(s) != 1)
       _exit(2);
-    /* enough rows to overflow the page cache: SQLite spills uncommitted
+    /* enough data to overflow the page cache: SQLite spills uncommitted
      * pages into the WAL, which the next opener must ignore */
-    char id[16], wal[160];
+    char id[16], wal[160], product[4001];
     struct stat st;
-    for (int i = 0; i < 300000; i++) {
+    memset(product, 'p', sizeof product - 1);
+    product[sizeof product - 1] = 0;
+    for (int i = 0; i < 20000; i++) {
       snprintf(id, sizeof id, "K%06d", i);
-      if (put_contract(s, id, NULL, T0 + (int64_t)i * 7919 % 1000 * DAY) != STORE_INSERTED)
+      struct contract c = {.id = id, .product = product, .expires_at = T0 + i % 1000 * DAY};
+      if (store_contract_upsert(s, &c, T0) != STORE_INSERTED)
         _exit(3);
     }
     snprintf(wal, sizeof wal, "%s-wal", f->path);
-    _exit(stat(wal, &st) == 0 && st.st_size > 1000000 ? 9 : 4);
+    _exit(stat(wal, &st) == 0 && st.st_size > 10000000 ? 9 : 4);
   }
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -341,6 +435,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_bulk_load, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bulk_wal_truncated, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bulk_many, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bulk_duplicate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bulk_not_empty, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bulk_rollback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bulk_dangling_customer, setup, teardown),
