@@ -3,12 +3,13 @@
 the Maildir sink writing to MAILDIR (removing the channel's other keys with
 empty assignments), and the demo's own secrets-free [Daemon] settings.
 
-Usage: demo-config.py CONFIG MAILDIR
+Usage: demo-config.py CONFIG MAILDIR [SECRETS_DIR]
 """
 import re
 import sys
 
 config, maildir = sys.argv[1], sys.argv[2]
+secrets = sys.argv[3] if len(sys.argv) > 3 else None
 channels = {}
 section = None
 for line in open(config, encoding="utf-8"):
@@ -27,8 +28,10 @@ for line in open(config, encoding="utf-8"):
             channels[section[1]].append(key)
 
 print("[Daemon]")
-print("LinkKeyFile=")
-print("ApiTokenFile=")
+# Answer links and the API work in the demo: secrets live next to the store.
+print(f"LinkKeyFile={secrets}/link-key" if secrets else "LinkKeyFile=")
+print(f"ApiTokenFile={secrets}/api-token" if secrets else "ApiTokenFile=")
+print("PublicURL=http://127.0.0.1:8787")
 for name, keys in channels.items():
     print(f"\n[Channel {name}]")
     print("Type=sink")

@@ -19,7 +19,11 @@ sed -e "s#^Database=.*#Database=$demo/renewd.db#" \
 cat > "$demo/renewd.conf.d/50-demo.conf" <<CONF
 # Demo overrides: every channel writes to the Maildir in $demo/maildir.
 CONF
-python3 scripts/demo-config.py "$demo/renewd.conf" "$demo/maildir" >> "$demo/renewd.conf.d/50-demo.conf"
+# Demo secrets: a link-signing key and an API token, made once, readable by root only.
+mkdir -p -m 0700 "$demo/secrets"
+[ -s "$demo/secrets/link-key" ] || (umask 077; openssl rand -base64 32 > "$demo/secrets/link-key")
+[ -s "$demo/secrets/api-token" ] || (umask 077; openssl rand -hex 24 > "$demo/secrets/api-token")
+python3 scripts/demo-config.py "$demo/renewd.conf" "$demo/maildir" "$demo/secrets" >> "$demo/renewd.conf.d/50-demo.conf"
 
 if [ ! -f "$demo/renewd.db" ]; then
   start=$(date -u -d '-60 days' +%F)
@@ -36,8 +40,14 @@ echo "== renewd on the simulated clock, $from .. $until =="
   --simulate "$from..$until"
 echo
 echo "== what was sent =="
-"$build/cli/renewctl" --config "$demo/renewd.conf" report --from "$from" --to "$until" || true
+"$build/cli/renewctl" --config "$demo/renewd.conf" report --from "$from" --to "$(date -u +%F)" || true
 echo "Messages: $(find "$demo/maildir/new" -type f | wc -l) files in $demo/maildir/new (open one with: less \$(ls -d $demo/maildir/new/* | head -1))"
 echo
+c=$("$build/cli/renewctl" --config "$demo/renewd.conf" list --expiring-within 30d --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["id"] if l else "")')
+echo
 echo "== renewd in real time (Ctrl-C to stop) =="
+if [ -n "$c" ]; then
+  echo "Answer as customer $c would, in a browser: $("$build/cli/renewctl" --config "$demo/renewd.conf" link "$c" renew)"
+fi
+echo "The funnel, live: curl -H \"Authorization: Bearer \$(cat $demo/secrets/api-token)\" http://127.0.0.1:8787/report > report.html"
 exec "$build/daemon/renewd" --config "$demo/renewd.conf" --log-target=console
