@@ -9,18 +9,7 @@
 #include "core/store_internal.h"
 
 int store_customer_find_by_phone(struct store *s, const char *phone, struct customer *ret) {
-  if (!s || isempty(phone) || !ret)
-    return -EINVAL;
-  _cleanup_stmt_ struct stmt_ref q = {0};
-  int r;
-  if ((r = stmt_acquire(s, STMT_CUSTOMER_FIND_PHONE, &q)) < 0 || (r = bind_text(&q, 1, phone)) < 0)
-    return r;
-  r = stmt_step(&q);
-  if (r < 0)
-    return r;
-  if (r == 0)
-    return -ENOENT;
-  return customer_from_row(q.st, 0, true, ret);
+  return customer_get_by(s, STMT_CUSTOMER_FIND_PHONE, phone, ret);
 }
 
 int store_api_idem_get(struct store *s, const char *key, char **ret_request_hash, int *ret_status,

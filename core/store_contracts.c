@@ -292,12 +292,12 @@ int store_customer_upsert(struct store *s, const struct customer *c, int64_t now
   return r < 0 ? r : STORE_UPDATED;
 }
 
-int store_customer_get(struct store *s, const char *id, struct customer *ret) {
-  if (!s || isempty(id) || !ret)
+int customer_get_by(struct store *s, enum store_stmt id, const char *key, struct customer *ret) {
+  if (!s || isempty(key) || !ret)
     return -EINVAL;
   _cleanup_stmt_ struct stmt_ref q = {0};
   int r;
-  if ((r = stmt_acquire(s, STMT_CUSTOMER_GET, &q)) < 0 || (r = bind_text(&q, 1, id)) < 0)
+  if ((r = stmt_acquire(s, id, &q)) < 0 || (r = bind_text(&q, 1, key)) < 0)
     return r;
   r = stmt_step(&q);
   if (r < 0)
@@ -305,6 +305,10 @@ int store_customer_get(struct store *s, const char *id, struct customer *ret) {
   if (r == 0)
     return -ENOENT;
   return customer_from_row(q.st, 0, true, ret);
+}
+
+int store_customer_get(struct store *s, const char *id, struct customer *ret) {
+  return customer_get_by(s, STMT_CUSTOMER_GET, id, ret);
 }
 
 int store_customer_set_optout(struct store *s, const char *customer_id, unsigned optout,

@@ -183,6 +183,9 @@ int contract_from_row(sqlite3_stmt *st, int col, bool copy, struct contract *ret
 #define STORE_CUSTOMER_COLS                                                                        \
   "cu.id, cu.name, cu.email, cu.phone, cu.tz, cu.locale, cu.segment, cu.owner_id, cu.optout"
 int customer_from_row(sqlite3_stmt *st, int col, bool copy, struct customer *ret);
+/* Runs the one-parameter customer query id with key and copies the first row
+ * into *ret (caller clears). -EINVAL, -ENOENT or a store error. */
+int customer_get_by(struct store *s, enum store_stmt id, const char *key, struct customer *ret);
 #define STORE_REMINDER_COLS                                                                        \
   "id, contract_rowid, contract_id, term, tier, step, channel, audience, recipient, idem_key, "    \
   "due_at, status, attempts, next_attempt_at, last_error, provider_id, created_at, updated_at, "   \
