@@ -272,18 +272,22 @@ expect_file show_missing show_missing.err <<'EOF'
 renewctl: no contract 'NOPE'
 EOF
 
-# --expiring-within counts from now: a contract expiring in 10 days
+# --expiring-within counts from now. Its own store holds dates relative to
+# today only, so the check holds on any date: one contract expiring in 10 days,
+# one in 400 days.
 soon=$(date -u -d '+10 days' +%F)
-printf 'contract_id,customer_id,email,expires_on,timezone\nC9,CU9,s@example.com,%s,UTC\n' "$soon" >soon.csv
-run soon 0 --db store.db import soon.csv
-run within30 0 --db store.db list --expiring-within 30d --json
+later=$(date -u -d '+400 days' +%F)
+printf 'contract_id,customer_id,email,expires_on,timezone\nC9,CU9,s@example.com,%s,UTC\nC10,CU10,t@example.com,%s,UTC\n' \
+  "$soon" "$later" >soon.csv
+run soon 0 --db within.db import soon.csv
+run within30 0 --db within.db list --expiring-within 30d --json
 python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); assert [c["id"] for c in a] == ["C9"], a' \
   within30.out || fail "list --expiring-within 30d"
-run within2 0 --db store.db list --expiring-within 2d --json
+run within2 0 --db within.db list --expiring-within 2d --json
 expect_file within2 within2.out <<'EOF'
 []
 EOF
-run within1w 0 --db store.db list --expiring-within 1w
+run within1w 0 --db within.db list --expiring-within 1w
 expect_file within1w within1w.err <<'EOF'
 No contracts.
 EOF

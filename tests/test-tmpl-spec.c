@@ -8,11 +8,23 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include "core/util.h"
 #include "notifiers/tmpl.h"
 
 #define SPEC_DIR TEST_DATA_DIR "/mustache-spec"
+
+/* The spec is outside data (../shared/testdata beside the checkout): a clone
+ * without it skips the spec cases and says why; the engine's own cases run. */
+static bool spec_present(void) {
+  if (access(SPEC_DIR, R_OK) == 0)
+    return true;
+  printf("skipped: %s not found (the Mustache spec is test data kept outside this repository, "
+         "in ../shared/testdata; CI has it)\n",
+         SPEC_DIR);
+  return false;
+}
 
 static const char *partial_from_json(void *ud, const char *name) {
   return json_string_value(json_object_get(ud, name));
@@ -58,6 +70,8 @@ static size_t run_spec_file(const char *file, size_t *ret_total) {
 
 static void test_spec_file(void **state) {
   const char *file = *state;
+  if (!spec_present())
+    skip();
   size_t total = 0, failed = run_spec_file(file, &total);
   printf("%s: %zu/%zu passed\n", file, total - failed, total);
   assert_int_equal(failed, 0);
@@ -66,6 +80,9 @@ static void test_spec_file(void **state) {
 /* Every JSON file in the spec folder is run, so a file added there is not
  * silently skipped. */
 static void test_spec_all_files_known(void **state) {
+  (void)state;
+  if (!spec_present())
+    skip();
   static const char *known[] = {"comments.json",     "delimiters.json",    "interpolation.json",
                                 "inverted.json",     "partials.json",      "sections.json",
                                 "~inheritance.json", "~dynamic-names.json"};
