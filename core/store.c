@@ -633,7 +633,7 @@ static int migrate(struct store *s, char *err, size_t errlen) {
   int r = exec_sql(s, "BEGIN IMMEDIATE");
   if (r < 0)
     goto fail;
-  int64_t version, tables;
+  int64_t version = 0, tables = 0;
   r = query_int(s, "PRAGMA user_version", &version);
   if (r < 0)
     goto rollback;

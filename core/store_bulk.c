@@ -156,6 +156,7 @@ int store_bulk_begin(struct store *s) {
     return -EINVAL;
   if (!sqlite3_get_autocommit(s->db))
     return -EBUSY;
+  _cleanup_(buf_free) struct buf drop = {0}; /* DROP statements for the indexes */
   /* Row-by-row foreign key checks cost a random probe of the customers key
    * per contract; store_bulk_commit() checks them all in one ordered pass
    * instead. Temporary files on disk (not in memory) let CREATE INDEX sort
@@ -186,7 +187,6 @@ int store_bulk_begin(struct store *s) {
     return r < 0 ? r : 0;
   }
 
-  _cleanup_(buf_free) struct buf drop = {0};
   {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, bulk_schema_sql, -1, &st, NULL);
