@@ -287,9 +287,10 @@ enum kind { K_DAEMON, K_WINDOW, K_POLICY, K_TIER, K_CHANNEL, K_OPS, _K_MAX, K_IN
 
 enum naming { NAME_NONE, NAME_OPTIONAL, NAME_REQUIRED };
 
-static const char *const daemon_keys[] = {
-    "Database",           "Listen",    "PublicURL",   "TimeZone",     "Horizon", "RefillInterval",
-    "ChangePollInterval", "Templates", "LinkKeyFile", "ApiTokenFile", NULL};
+static const char *const daemon_keys[] = {"Database",           "Listen",      "PublicURL",
+                                          "TimeZone",           "Horizon",     "RefillInterval",
+                                          "ChangePollInterval", "Templates",   "LinkKeyFile",
+                                          "ApiTokenFile",       "StopTimeout", NULL};
 static const char *const window_keys[] = {"Hours", "Days", "Holidays", NULL};
 static const char *const policy_keys[] = {
     "Segments",        "CatchUp",       "Tiers",      "FallbackOwner",
@@ -518,6 +519,7 @@ static void load_daemon(struct loader *l) {
       .horizon = 48 * 3600,
       .refill_interval = 10 * 60,
       .change_poll_interval = 1,
+      .stop_timeout = 20,
       .templates = xstrdup(l, "/usr/share/renewd/templates"),
   };
   const struct ini_section *s = find_section(l, K_DAEMON, NULL);
@@ -566,6 +568,7 @@ static void load_daemon(struct loader *l) {
   set_timespan(l, get(s, "Horizon"), &d->horizon, true);
   set_timespan(l, get(s, "RefillInterval"), &d->refill_interval, true);
   set_timespan(l, get(s, "ChangePollInterval"), &d->change_poll_interval, true);
+  set_timespan(l, get(s, "StopTimeout"), &d->stop_timeout, false);
   set_path(l, get(s, "Templates"), &d->templates);
   set_secret_path(l, get(s, "LinkKeyFile"), &d->link_key_file);
   set_secret_path(l, get(s, "ApiTokenFile"), &d->api_token_file);

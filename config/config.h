@@ -77,9 +77,10 @@ struct config_daemon {
   int64_t horizon;              /* Horizon=: seconds of due reminders kept in memory, > 0 */
   int64_t refill_interval;      /* RefillInterval=: seconds between horizon refills, > 0 */
   int64_t change_poll_interval; /* ChangePollInterval=: seconds between store change polls, > 0 */
-  char *templates;              /* Templates=: template directory, absolute path */
-  char *link_key_file;          /* LinkKeyFile=: path or credential name; NULL = none */
-  char *api_token_file;         /* ApiTokenFile=: path or credential name; NULL = none */
+  int64_t stop_timeout; /* StopTimeout=: seconds a stop waits for transfers in flight, >= 0 */
+  char *templates;      /* Templates=: template directory, absolute path */
+  char *link_key_file;  /* LinkKeyFile=: path or credential name; NULL = none */
+  char *api_token_file; /* ApiTokenFile=: path or credential name; NULL = none */
 };
 
 /* [SendWindow] (the default) or [SendWindow NAME]. */

@@ -150,6 +150,38 @@ bool lifecycle_alerts_owner(enum lifecycle_kind kind, enum lifecycle_source sour
          (kind == LIFECYCLE_RENEWED && source == LIFECYCLE_SOURCE_LINK);
 }
 
+bool lifecycle_reminder_live(const struct contract *c, const struct reminder *r, bool alert,
+                             int64_t now, char *why, size_t whylen) {
+  char t[21];
+  if (!c || !r || alert || streq_ptr(r->tier, LIFECYCLE_TIER_CALLBACK) ||
+      streq_ptr(r->tier, LIFECYCLE_TIER_RENEW_INTENT) ||
+      streq_ptr(r->tier, LIFECYCLE_TIER_MESSAGE) ||
+      streq_ptr(r->tier, LIFECYCLE_TIER_CUSTOMER_RENEWED))
+    return true;
+  if (r->term != c->term) {
+    snprintf(why, whylen, "term %" PRId32 " is over: contract %s is in term %" PRId32, r->term,
+             c->id, c->term);
+    return false;
+  }
+  switch (c->state) {
+  case CONTRACT_RENEWED:
+  case CONTRACT_DECLINED:
+  case CONTRACT_CLOSED:
+    snprintf(why, whylen, "contract %s is %s", c->id, contract_state_to_string(c->state));
+    return false;
+  case CONTRACT_SNOOZED:
+  case CONTRACT_CALLBACK:
+    if (streq_ptr(r->audience, "customer") && now < c->state_until) {
+      snprintf(why, whylen, "contract %s is %s until %s", c->id, contract_state_to_string(c->state),
+               format_rfc3339(c->state_until, t));
+      return false;
+    }
+    return true;
+  default:
+    return true;
+  }
+}
+
 static const char *alert_tier(enum lifecycle_kind kind) {
   switch (kind) {
   case LIFECYCLE_CALLBACK:

@@ -193,6 +193,16 @@ int lifecycle_can(enum contract_state state, enum lifecycle_kind kind,
  * customer's link (LIFECYCLE_SOURCE_LINK; the owner sends the invoice). Pure. */
 bool lifecycle_alerts_owner(enum lifecycle_kind kind, enum lifecycle_source source);
 
+/* Whether outbox row r may still go out for contract c (the row's contract,
+ * as the store has it now) at instant now. False, with the reason in why,
+ * when the row's term is over (superseded by a renewal or a new expiry), the
+ * contract is renewed, declined or closed, or a snooze or callback pause
+ * holds the customer's ladder. Owner alerts of answers (LIFECYCLE_TIER_*
+ * tiers) report something that happened and are always live; so are rows
+ * the caller knows to be alerts (alert = true, e.g. ops alerts). Pure. */
+bool lifecycle_reminder_live(const struct contract *c, const struct reminder *r, bool alert,
+                             int64_t now, char *why, size_t whylen);
+
 /* The instant the contract's current term began, for the customer's one-click
  * renewal: term 1 starts at c->starts_at; a later term at the previous term's
  * expiry, as recorded by the event that started it ("contract.renewed" or

@@ -16,6 +16,10 @@
  *      expiry), so that reports know what a past term's expiry was
  *   4  api_idempotency (the JSON API's Idempotency-Key results) and an index
  *      on customers(phone) for inbound SMS
+ *   5  reminders rebuilt with claims as leases (claim: the fencing token,
+ *      claimed_until, claimed_by), the cancel mark of a row answered while in
+ *      flight, and status 'unknown' (an attempt whose outcome is unknown and
+ *      that must not be resent blindly)
  * A file with a newer version is refused; read-only opens never migrate.
  *
  * change_seq triggers: our own writes set change_seq = max+1 explicitly (cached
@@ -42,6 +46,7 @@
 #define STATUS_CHECK                                                                               \
   "status = 'pending' OR status = 'sending' OR status = 'sent' OR status = 'retry' OR "            \
   "status = 'dead' OR status = 'cancelled' OR status = 'skipped'"
+#define STATUS_CHECK_V5 STATUS_CHECK " OR status = 'unknown'"
 #define NOW_DEFAULT "(CAST(strftime('%s','now') AS INTEGER))"
 #define SEQ_BUMP                                                                                   \
   "BEGIN UPDATE contracts SET change_seq = (SELECT max(change_seq) FROM contracts) + 1 "           \
@@ -177,8 +182,47 @@ static const char schema_v4[] =
     "CREATE INDEX api_idempotency_created ON api_idempotency(created_at);\n"
     "CREATE INDEX customers_phone ON customers(phone) WHERE phone IS NOT NULL;\n";
 
+/* v5: claims are leases, guarded results, answers that reach rows in flight.
+ * SQLite cannot change a CHECK in place: the table is rebuilt (same columns
+ * first, so the copy is one INSERT ... SELECT). */
+#define REMINDER_V1_COLS                                                                           \
+  "id, contract_rowid, contract_id, term, tier, step, channel, audience, recipient, idem_key, "    \
+  "due_at, status, attempts, next_attempt_at, last_error, provider_id, created_at, updated_at, "   \
+  "sent_at"
+static const char schema_v5[] =
+    "CREATE TABLE reminders_v5 (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  contract_rowid INTEGER NOT NULL REFERENCES contracts(rowid),\n"
+    "  contract_id TEXT NOT NULL,\n"
+    "  term INTEGER NOT NULL,\n"
+    "  tier TEXT NOT NULL,\n"
+    "  step INTEGER NOT NULL DEFAULT 0,\n"
+    "  channel TEXT NOT NULL,\n"
+    "  audience TEXT NOT NULL CHECK (audience = 'customer' OR audience = 'owner'),\n"
+    "  recipient TEXT,\n"
+    "  idem_key TEXT UNIQUE NOT NULL,\n"
+    "  due_at INTEGER NOT NULL,\n"
+    "  status TEXT NOT NULL DEFAULT 'pending' CHECK (" STATUS_CHECK_V5 "),\n"
+    "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+    "  next_attempt_at INTEGER NOT NULL DEFAULT 0,\n"
+    "  last_error TEXT,\n"
+    "  provider_id TEXT,\n"
+    "  created_at INTEGER NOT NULL DEFAULT " NOW_DEFAULT ",\n"
+    "  updated_at INTEGER NOT NULL DEFAULT " NOW_DEFAULT ",\n"
+    "  sent_at INTEGER NOT NULL DEFAULT 0,\n"
+    "  claim INTEGER NOT NULL DEFAULT 0,\n"
+    "  claimed_until INTEGER NOT NULL DEFAULT 0,\n"
+    "  claimed_by TEXT,\n"
+    "  cancel INTEGER NOT NULL DEFAULT 0 CHECK (cancel = 0 OR cancel = 1),\n"
+    "  UNIQUE (contract_id, term, tier, step, channel, audience));\n"
+    "INSERT INTO reminders_v5 (" REMINDER_V1_COLS ") SELECT " REMINDER_V1_COLS " FROM reminders;\n"
+    "DROP TABLE reminders;\n"
+    "ALTER TABLE reminders_v5 RENAME TO reminders;\n"
+    "CREATE INDEX reminders_due ON reminders(status, next_attempt_at);\n"
+    "CREATE INDEX reminders_contract_rowid ON reminders(contract_rowid);\n";
+
 /* migrations[i] upgrades version i to i+1 */
-static const char *const migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4};
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5};
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one migration per version");
 
 /* ---- statements --------------------------------------------------------- */
@@ -267,23 +311,56 @@ const char *const store_stmt_sql[_STMT_MAX] = {
     [STMT_REMINDER_FOREACH_STATUS] = "SELECT " REMINDER_COLS " FROM reminders "
                                      "WHERE ?1 IS NULL OR status = ?1 ORDER BY id LIMIT ?2",
     [STMT_REMINDER_CLAIM] =
-        "UPDATE reminders SET status = 'sending', attempts = attempts + 1, updated_at = ?1 "
+        "UPDATE reminders SET status = 'sending', attempts = attempts + 1, claim = claim + 1, "
+        "claimed_until = ?4, claimed_by = ?5, cancel = 0, updated_at = ?1 "
         "WHERE id IN (SELECT id FROM reminders WHERE status IN ('pending','retry') "
         "AND next_attempt_at <= ?1 AND (?2 IS NULL OR channel = ?2) "
         "ORDER BY next_attempt_at, id LIMIT ?3) RETURNING " REMINDER_COLS,
     [STMT_REMINDER_SET_STATUS] =
         "UPDATE reminders SET status = ?2, next_attempt_at = ?3, last_error = ?4, "
-        "provider_id = coalesce(?5, provider_id), updated_at = ?6, "
+        "provider_id = coalesce(?5, provider_id), updated_at = ?6, claimed_until = 0, "
         "sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END WHERE id = ?1",
-    [STMT_REMINDER_RECOVER] = "UPDATE reminders SET status = 'retry', next_attempt_at = ?1, "
-                              "updated_at = ?1 WHERE status = 'sending'",
+    [STMT_REMINDER_SET_STATUS_IF] =
+        "UPDATE reminders SET status = ?2, next_attempt_at = ?3, last_error = ?4, "
+        "provider_id = coalesce(?5, provider_id), updated_at = ?6, claimed_until = 0, "
+        "sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END "
+        "WHERE id = ?1 AND status = ?7 RETURNING status",
+    /* a cancel-marked row ends cancelled whatever the attempt asked for */
+    [STMT_REMINDER_FINISH] =
+        "UPDATE reminders SET status = CASE WHEN cancel THEN 'cancelled' ELSE ?3 END, "
+        "next_attempt_at = CASE WHEN cancel THEN 0 ELSE ?4 END, "
+        "last_error = CASE WHEN cancel THEN 'cancelled by an answer while in flight; the attempt: "
+        "' "
+        "|| CASE WHEN ?3 = 'sent' THEN 'delivered' ELSE coalesce(?5, ?3) END ELSE ?5 END, "
+        "provider_id = coalesce(?6, provider_id), updated_at = ?7, claimed_until = 0, "
+        "sent_at = CASE WHEN ?3 = 'sent' THEN ?7 ELSE sent_at END "
+        "WHERE id = ?1 AND status = 'sending' AND claim = ?2 RETURNING status",
+    [STMT_REMINDER_RENEW] = "UPDATE reminders SET claimed_until = ?3, updated_at = ?4 "
+                            "WHERE id = ?1 AND status = 'sending' AND claim = ?2",
+    [STMT_REMINDER_EXPIRED] = "SELECT " REMINDER_COLS " FROM reminders WHERE status = 'sending' "
+                              "AND claimed_until < ?1 ORDER BY claimed_until, id LIMIT ?2",
+    [STMT_REMINDER_RECOVER_ROW] =
+        "UPDATE reminders SET status = CASE WHEN cancel THEN 'cancelled' ELSE ?3 END, "
+        "next_attempt_at = CASE WHEN cancel THEN 0 ELSE ?4 END, "
+        "last_error = CASE WHEN cancel THEN 'cancelled by an answer while in flight; the attempt: "
+        "outcome unknown (' || coalesce(?5, '') || ')' ELSE ?5 END, "
+        "claimed_until = 0, updated_at = ?6 "
+        "WHERE id = ?1 AND status = 'sending' AND claim = ?2",
+    [STMT_REMINDER_RECOVER] =
+        "UPDATE reminders SET status = CASE WHEN cancel THEN 'cancelled' ELSE 'retry' END, "
+        "next_attempt_at = ?1, claimed_until = 0, updated_at = ?1 WHERE status = 'sending'",
+    /* pending/retry rows end at once; a row in flight is marked and ends when
+     * its result is recorded */
     [STMT_REMINDER_CANCEL] =
-        "UPDATE reminders SET status = 'cancelled', updated_at = ?4 "
+        "UPDATE reminders SET status = CASE WHEN status = 'sending' THEN status ELSE 'cancelled' "
+        "END, cancel = CASE WHEN status = 'sending' THEN 1 ELSE cancel END, updated_at = ?4 "
         "WHERE contract_id = ?1 AND (?2 < 0 OR term = ?2) AND (?3 IS NULL OR audience = ?3) "
-        "AND status IN ('pending','retry')",
+        "AND (status = 'pending' OR status = 'retry' OR (status = 'sending' AND cancel = 0))",
     [STMT_REMINDER_CANCEL_OLD_TERMS] =
-        "UPDATE reminders SET status = 'cancelled', updated_at = ?3 "
-        "WHERE contract_id = ?1 AND term < ?2 AND status IN ('pending','retry')",
+        "UPDATE reminders SET status = CASE WHEN status = 'sending' THEN status ELSE 'cancelled' "
+        "END, cancel = CASE WHEN status = 'sending' THEN 1 ELSE cancel END, updated_at = ?3 "
+        "WHERE contract_id = ?1 AND term < ?2 "
+        "AND (status = 'pending' OR status = 'retry' OR (status = 'sending' AND cancel = 0))",
     [STMT_REMINDER_COUNT] = "SELECT status, count(*) FROM reminders GROUP BY status",
     [STMT_RESPONSE_INSERT] =
         "INSERT INTO responses(contract_id, term, kind, source, channel, reason, detail, "
@@ -320,7 +397,7 @@ static const char *const reminder_status_names[_REMINDER_STATUS_MAX] = {
     [REMINDER_PENDING] = "pending", [REMINDER_SENDING] = "sending",
     [REMINDER_SENT] = "sent",       [REMINDER_RETRY] = "retry",
     [REMINDER_DEAD] = "dead",       [REMINDER_CANCELLED] = "cancelled",
-    [REMINDER_SKIPPED] = "skipped",
+    [REMINDER_SKIPPED] = "skipped", [REMINDER_UNKNOWN] = "unknown",
 };
 
 const char *contract_state_to_string(enum contract_state s) {

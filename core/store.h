@@ -42,6 +42,7 @@
  * this connection's own writes do not change it. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,7 +56,7 @@ enum {
 /* v1: base schema; v2: contracts.next_due_at + index (horizon refill);
  * v3: terms (expiry of every ended term, kept by a trigger; see store_report);
  * v4: api_idempotency + customers(phone) index (HTTP API, inbound SMS). */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -133,7 +134,9 @@ enum reminder_status {
   REMINDER_RETRY,     /* "retry": failed, to retry at next_attempt_at */
   REMINDER_DEAD,      /* "dead": gave up */
   REMINDER_CANCELLED, /* "cancelled": superseded (answer, new term) */
-  REMINDER_SKIPPED,   /* "skipped": decided not to send (opt-out, catch-up) */
+  REMINDER_SKIPPED,   /* "skipped": decided not to send (opt-out, catch-up, answered term) */
+  REMINDER_UNKNOWN,   /* "unknown": the outcome of an attempt is unknown and a resend is
+                         not safe (SMS without a provider lookup): for ops to decide */
   _REMINDER_STATUS_MAX,
 };
 const char *reminder_status_to_string(enum reminder_status s);
@@ -208,7 +211,11 @@ struct reminder {
   char *provider_id; /* provider's message id once accepted */
   int64_t created_at;
   int64_t updated_at;
-  int64_t sent_at; /* 0 = not sent */
+  int64_t sent_at;       /* 0 = not sent */
+  int64_t claim;         /* fencing token: incremented at each claim; results need the same */
+  int64_t claimed_until; /* lease expiry while 'sending' (0 = none); renewed during a transfer */
+  bool cancel;           /* 'sending' and an answer cancelled it: record the outcome, nothing
+                            follows, the row ends 'cancelled' */
 };
 
 struct response {
@@ -362,27 +369,71 @@ int store_reminder_foreach_contract(struct store *s, const char *contract_id, in
 /* Walks reminders with status (-1 = any) ordered by id, at most limit (0 = all). */
 int store_reminder_foreach_status(struct store *s, int status, size_t limit,
                                   int (*cb)(const struct reminder *r, void *ud), void *ud);
-/* Claims up to max rows of channel (NULL = any) that are pending or retry
- * with next_attempt_at <= now (for pending rows that is due_at unless set),
- * oldest first, moving them to 'sending' with attempts+1, updated_at=now, in
- * one UPDATE statement (committed before the first callback when called
- * outside a transaction). cb then gets each claimed row in (next_attempt_at,
- * id) order. Returns the number claimed, or cb's negative value (the claim
- * stays: settle the rows you did not handle with set_status, or let
- * store_reminder_recover() retry them). */
+/* Claims are leases. A claim moves up to max rows of channel (NULL = any)
+ * that are pending or retry with next_attempt_at <= now (for pending rows
+ * that is due_at unless set), oldest first, to 'sending' with attempts+1,
+ * claim+1 (the fencing token), claimed_until = lease_until, claimed_by = owner
+ * (e.g. "host:pid", may be NULL), cancel = 0, updated_at = now, in one UPDATE
+ * (committed before the first callback when called outside a transaction).
+ * cb then gets each claimed row (with its new claim) in (next_attempt_at, id)
+ * order. Returns the number claimed, or cb's negative value (the claim stays:
+ * settle the rows you did not handle with store_reminder_finish(), or let the
+ * lease expire). store_reminder_claim() is the same with a lease of
+ * STORE_DEFAULT_LEASE seconds and no owner. */
+#define STORE_DEFAULT_LEASE 300
+int store_reminder_claim_lease(struct store *s, const char *channel, int64_t now,
+                               int64_t lease_until, const char *owner, size_t max,
+                               int (*cb)(const struct reminder *r, void *ud), void *ud);
 int store_reminder_claim(struct store *s, const char *channel, int64_t now, size_t max,
                          int (*cb)(const struct reminder *r, void *ud), void *ud);
-/* Sets status, next_attempt_at, last_error (NULL clears it), provider_id
- * (NULL keeps the old one), updated_at = now, and sent_at = now when st is
- * REMINDER_SENT. -ENOENT if no such row. */
+/* Extends the lease of row id to lease_until while it is 'sending' under
+ * claim. 0, or -ESTALE when the row no longer holds that claim. */
+int store_reminder_renew(struct store *s, int64_t id, int64_t claim, int64_t lease_until,
+                         int64_t now);
+/* Records the result of the attempt made under claim: only WHERE status =
+ * 'sending' AND claim = claim, so a late result never overwrites a row that
+ * was recovered, re-claimed, or finished. st is what the attempt asks for
+ * (sent, retry, dead, skipped, unknown); next_attempt_at for retry; error
+ * (NULL clears last_error); provider_id (NULL keeps the old one); sent_at =
+ * now when st is sent. A row an answer marked (cancel) ends 'cancelled'
+ * instead, keeping the attempt, the provider id and, in last_error, what the
+ * attempt did. Writes the status the row ended in to *ret_status (optional).
+ * 0, or -ESTALE when the row no longer holds that claim (nothing written). */
+int store_reminder_finish(struct store *s, int64_t id, int64_t claim, enum reminder_status st,
+                          int64_t next_attempt_at, const char *error, const char *provider_id,
+                          int64_t now, enum reminder_status *ret_status);
+/* Guarded status change outside a claim (operators, skips before a claim):
+ * only when the row's status is expect. Same fields as store_reminder_finish()
+ * without the claim. 0, -ENOENT (no such row) or -ESTALE (other status). */
+int store_reminder_set_status_if(struct store *s, int64_t id, enum reminder_status expect,
+                                 enum reminder_status st, int64_t next_attempt_at,
+                                 const char *error, const char *provider_id, int64_t now);
+/* Unguarded status change, for tests and repair tools only. -ENOENT if no
+ * such row. */
 int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status st,
                               int64_t next_attempt_at, const char *error, const char *provider_id,
                               int64_t now);
-/* Crash recovery at start-up: every 'sending' row becomes 'retry' with
- * next_attempt_at = now. Returns how many. */
+/* Walks up to limit 'sending' rows whose lease ended before now (every
+ * 'sending' row when now is TIME_NEVER: start-up, when no other process can
+ * hold a claim), oldest lease first. The caller settles each with
+ * store_reminder_recover_row(). */
+int store_reminder_foreach_expired(struct store *s, int64_t now, size_t limit,
+                                   int (*cb)(const struct reminder *r, void *ud), void *ud);
+/* Recovers one expired claim: a row marked cancel ends 'cancelled'; the
+ * others become st (retry: due again at next_attempt_at with the same key;
+ * unknown: for ops) with error in last_error. Guarded by status 'sending'
+ * and claim. 0 or -ESTALE. */
+int store_reminder_recover_row(struct store *s, int64_t id, int64_t claim, enum reminder_status st,
+                               int64_t next_attempt_at, const char *error, int64_t now);
+/* Crash recovery of every 'sending' row at once: retry with next_attempt_at =
+ * now (cancel-marked rows: cancelled). Returns how many. The daemon uses the
+ * per-row calls above instead (channel policies); kept for tools and tests. */
 int store_reminder_recover(struct store *s, int64_t now);
-/* Cancels the pending/retry rows of a contract (all terms when term < 0; only
- * that audience when not NULL). Returns how many. */
+/* An answer or a new term: cancels every unfinished row of a contract (all
+ * terms when term < 0, only that audience when not NULL): pending and retry
+ * rows become 'cancelled'; rows being sent are marked cancel (their outcome
+ * is still recorded by store_reminder_finish(), then they end 'cancelled').
+ * Returns how many rows it cancelled or marked. */
 int store_reminder_cancel_contract(struct store *s, const char *contract_id, int32_t term,
                                    const char *audience, int64_t now);
 /* counts[status] = number of rows with that status. */
@@ -452,7 +503,11 @@ struct store_report_reminder {
   const char *audience; /* "customer" or "owner" */
   enum reminder_status status;
   int32_t attempts;
-  int64_t sent_at; /* 0 = not sent */
+  int64_t sent_at;       /* 0 = not sent */
+  int64_t claim;         /* fencing token: incremented at each claim; results need the same */
+  int64_t claimed_until; /* lease expiry while 'sending' (0 = none); renewed during a transfer */
+  bool cancel;           /* 'sending' and an answer cancelled it: record the outcome, nothing
+                            follows, the row ends 'cancelled' */
 };
 
 struct store_report_response {

@@ -3,8 +3,13 @@
  * A reminder row is the committed intent to send one message (contract, term,
  * tier, step, channel, audience), keyed by a deterministic idempotency key so
  * that it is recorded at most once and a resend after a crash carries the same
- * key. Status machine: pending -> sending (claimed) -> sent | retry | dead;
- * pending/retry -> cancelled; skipped is final. Pending rows carry
+ * key. Status machine: pending -> sending (claimed) -> sent | retry | dead |
+ * skipped | unknown; pending/retry -> cancelled; sending + cancel mark ->
+ * cancelled when its result is recorded. Claims are leases: claim is a
+ * fencing token incremented at each claim, claimed_until the lease's end;
+ * every change of a 'sending' row names the claim it expects, so a late
+ * result (after a recovery, a re-claim or a cancellation) changes nothing it
+ * should not. Pending rows carry
  * next_attempt_at = due_at so that one index (status, next_attempt_at) serves
  * the dispatcher's claim. Responses are what customers answered, de-duplicated
  * by an optional key. Blocking: file I/O, busy timeout. */
@@ -31,6 +36,9 @@ static int reminder_from_row(sqlite3_stmt *st, bool copy, struct reminder *ret) 
       .created_at = sqlite3_column_int64(st, 16),
       .updated_at = sqlite3_column_int64(st, 17),
       .sent_at = sqlite3_column_int64(st, 18),
+      .claim = sqlite3_column_int64(st, 19),
+      .claimed_until = sqlite3_column_int64(st, 20),
+      .cancel = sqlite3_column_int64(st, 21) != 0,
   };
   const char *key = (const char *)sqlite3_column_text(st, 9);
   snprintf(m.idem_key, sizeof m.idem_key, "%s", key ? key : "");
@@ -159,7 +167,13 @@ static void claimed_done(struct claimed *c) {
 
 int store_reminder_claim(struct store *s, const char *channel, int64_t now, size_t max,
                          int (*cb)(const struct reminder *r, void *ud), void *ud) {
-  if (!s || !cb)
+  return store_reminder_claim_lease(s, channel, now, now + STORE_DEFAULT_LEASE, NULL, max, cb, ud);
+}
+
+int store_reminder_claim_lease(struct store *s, const char *channel, int64_t now,
+                               int64_t lease_until, const char *owner, size_t max,
+                               int (*cb)(const struct reminder *r, void *ud), void *ud) {
+  if (!s || !cb || lease_until < now)
     return -EINVAL;
   if (max == 0)
     return 0;
@@ -171,7 +185,8 @@ int store_reminder_claim(struct store *s, const char *channel, int64_t now, size
     _cleanup_stmt_ struct stmt_ref q = {0};
     if ((r = stmt_acquire(s, STMT_REMINDER_CLAIM, &q)) < 0 || (r = bind_int64(&q, 1, now)) < 0 ||
         (r = bind_text(&q, 2, channel)) < 0 ||
-        (r = bind_int64(&q, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max)) < 0)
+        (r = bind_int64(&q, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max)) < 0 ||
+        (r = bind_int64(&q, 4, lease_until)) < 0 || (r = bind_text(&q, 5, owner)) < 0)
       return r;
     while ((r = stmt_step(&q)) > 0) {
       if (rows.n == rows.cap) {
@@ -214,6 +229,130 @@ int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status 
       (r = stmt_exec(&q)) < 0)
     return r;
   return sqlite3_changes(s->db) == 0 ? -ENOENT : 0;
+}
+
+/* Runs a guarded UPDATE ... RETURNING status: the row's new status, or
+ * -ESTALE when the guard matched nothing. */
+static int guarded_step(struct stmt_ref *q, enum reminder_status *ret_status) {
+  int r = stmt_step(q);
+  if (r < 0)
+    return r;
+  if (r == 0)
+    return -ESTALE;
+  int st = reminder_status_from_string((const char *)sqlite3_column_text(q->st, 0));
+  if ((r = stmt_exec(q)) < 0)
+    return r;
+  if (st < 0)
+    return -EBADMSG;
+  if (ret_status)
+    *ret_status = (enum reminder_status)st;
+  return 0;
+}
+
+int store_reminder_finish(struct store *s, int64_t id, int64_t claim, enum reminder_status st,
+                          int64_t next_attempt_at, const char *error, const char *provider_id,
+                          int64_t now, enum reminder_status *ret_status) {
+  if (!s || (unsigned)st >= _REMINDER_STATUS_MAX || st == REMINDER_PENDING ||
+      st == REMINDER_SENDING)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_REMINDER_FINISH, &q)) < 0 || (r = bind_int64(&q, 1, id)) < 0 ||
+      (r = bind_int64(&q, 2, claim)) < 0 ||
+      (r = bind_text(&q, 3, reminder_status_to_string(st))) < 0 ||
+      (r = bind_int64(&q, 4, next_attempt_at)) < 0 || (r = bind_text(&q, 5, error)) < 0 ||
+      (r = bind_text(&q, 6, provider_id)) < 0 || (r = bind_int64(&q, 7, now)) < 0)
+    return r;
+  return guarded_step(&q, ret_status);
+}
+
+int store_reminder_set_status_if(struct store *s, int64_t id, enum reminder_status expect,
+                                 enum reminder_status st, int64_t next_attempt_at,
+                                 const char *error, const char *provider_id, int64_t now) {
+  if (!s || (unsigned)st >= _REMINDER_STATUS_MAX || (unsigned)expect >= _REMINDER_STATUS_MAX ||
+      expect == REMINDER_SENDING || st == REMINDER_SENDING)
+    return -EINVAL; /* 'sending' rows change only under their claim */
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_REMINDER_SET_STATUS_IF, &q)) < 0 ||
+      (r = bind_int64(&q, 1, id)) < 0 ||
+      (r = bind_text(&q, 2, reminder_status_to_string(st))) < 0 ||
+      (r = bind_int64(&q, 3, next_attempt_at)) < 0 || (r = bind_text(&q, 4, error)) < 0 ||
+      (r = bind_text(&q, 5, provider_id)) < 0 || (r = bind_int64(&q, 6, now)) < 0 ||
+      (r = bind_text(&q, 7, reminder_status_to_string(expect))) < 0)
+    return r;
+  r = guarded_step(&q, NULL);
+  if (r == -ESTALE) {
+    struct reminder m = {0};
+    int k = store_reminder_get(s, id, &m);
+    reminder_clear(&m);
+    return k == -ENOENT ? -ENOENT : r;
+  }
+  return r;
+}
+
+int store_reminder_renew(struct store *s, int64_t id, int64_t claim, int64_t lease_until,
+                         int64_t now) {
+  if (!s)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_REMINDER_RENEW, &q)) < 0 || (r = bind_int64(&q, 1, id)) < 0 ||
+      (r = bind_int64(&q, 2, claim)) < 0 || (r = bind_int64(&q, 3, lease_until)) < 0 ||
+      (r = bind_int64(&q, 4, now)) < 0 || (r = stmt_exec(&q)) < 0)
+    return r;
+  return sqlite3_changes(s->db) == 0 ? -ESTALE : 0;
+}
+
+int store_reminder_foreach_expired(struct store *s, int64_t now, size_t limit,
+                                   int (*cb)(const struct reminder *r, void *ud), void *ud) {
+  if (!s || !cb)
+    return -EINVAL;
+  _cleanup_(claimed_done) struct claimed rows = {0};
+  int r;
+  {
+    /* collected first: the callback writes to the rows it is given */
+    _cleanup_stmt_ struct stmt_ref q = {0};
+    if ((r = stmt_acquire(s, STMT_REMINDER_EXPIRED, &q)) < 0 || (r = bind_int64(&q, 1, now)) < 0 ||
+        (r = bind_int64(&q, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit)) < 0)
+      return r;
+    while ((r = stmt_step(&q)) > 0) {
+      if (rows.n == rows.cap) {
+        size_t cap = rows.cap ? rows.cap * 2 : 16;
+        struct reminder *v = realloc(rows.v, cap * sizeof *v);
+        if (!v)
+          return -ENOMEM;
+        rows.v = v;
+        rows.cap = cap;
+      }
+      if ((r = reminder_from_row(q.st, true, &rows.v[rows.n])) < 0)
+        return r;
+      rows.n++;
+    }
+    if (r < 0)
+      return r;
+  }
+  for (size_t i = 0; i < rows.n; i++) {
+    int k = cb(&rows.v[i], ud);
+    if (k < 0)
+      return k;
+  }
+  return (int)rows.n;
+}
+
+int store_reminder_recover_row(struct store *s, int64_t id, int64_t claim, enum reminder_status st,
+                               int64_t next_attempt_at, const char *error, int64_t now) {
+  if (!s || (st != REMINDER_RETRY && st != REMINDER_UNKNOWN && st != REMINDER_DEAD))
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_REMINDER_RECOVER_ROW, &q)) < 0 || (r = bind_int64(&q, 1, id)) < 0 ||
+      (r = bind_int64(&q, 2, claim)) < 0 ||
+      (r = bind_text(&q, 3, reminder_status_to_string(st))) < 0 ||
+      (r = bind_int64(&q, 4, next_attempt_at)) < 0 || (r = bind_text(&q, 5, error)) < 0 ||
+      (r = bind_int64(&q, 6, now)) < 0 || (r = stmt_exec(&q)) < 0)
+    return r;
+  return sqlite3_changes(s->db) == 0 ? -ESTALE : 0;
 }
 
 int store_reminder_recover(struct store *s, int64_t now) {

@@ -2,7 +2,9 @@
  *
  * One sd-event loop drives everything: the scheduler's due timer, the store
  * change poll, sliced background work (refills, re-plans), the dispatcher's
- * curl sockets and timeout, signals (SIGHUP reload, SIGTERM/SIGINT stop),
+ * curl sockets and timeout, signals (SIGHUP reload, SIGTERM/SIGINT stop:
+ * claim nothing more, let the transfers in flight finish and record them,
+ * within [Daemon] StopTimeout=, then exit 0),
  * sd_notify (READY, STATUS, RELOADING, STOPPING, watchdog) and, with
  * --simulate, a simulated clock that jumps from one due instant to the next.
  *
@@ -58,6 +60,7 @@ struct daemon {
   sd_event_source *sim_source;   /* defer, idle priority: simulated clock jumps */
   sd_event_source *disp_timer;   /* the dispatcher's curl timeout */
   sd_event_source *status_timer; /* STATUS= refresh */
+  sd_event_source *stop_timer;   /* StopTimeout= of a graceful stop */
   struct fd_watch *watches;      /* curl sockets */
   size_t n_watches;
 
@@ -69,6 +72,7 @@ struct daemon {
   int64_t sim_day;      /* simulated day last summarised on the console */
   int64_t data_version; /* PRAGMA data_version last seen by on_poll */
   uint64_t sent_at_day; /* d->sent when that day began */
+  bool stopping;        /* SIGTERM/SIGINT: waiting for transfers in flight */
   int exit_code;
 };
 
@@ -319,6 +323,14 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- dispatcher glue -------------------------------------------------------- */
 
+/* A graceful stop is over when nothing is in flight any more. */
+static void stop_check(struct daemon *d) {
+  if (d->stopping && dispatcher_in_flight(d->disp) == 0) {
+    log_info(&d->log, "transfers in flight finished and recorded; exiting");
+    sd_event_exit(d->event, 0);
+  }
+}
+
 static int on_curl_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
   struct daemon *d = userdata;
   int ev = 0;
@@ -330,6 +342,7 @@ static int on_curl_io(sd_event_source *s, int fd, uint32_t revents, void *userda
     ev |= CURL_CSELECT_ERR;
   dispatcher_socket_ready(d->disp, fd, ev);
   arm_wake(d); /* completions may have scheduled retries, probes, rate-limit waits */
+  stop_check(d);
   return 0;
 }
 
@@ -365,6 +378,7 @@ static int on_disp_timer(sd_event_source *s, uint64_t usec, void *userdata) {
   struct daemon *d = userdata;
   dispatcher_timeout(d->disp);
   arm_wake(d);
+  stop_check(d);
   return 0;
 }
 
@@ -422,6 +436,22 @@ static void on_dispatch_report(void *userdata, const struct dispatch_report *rep
   case DISPATCH_CIRCUIT_CLOSED:
     log_msg(&d->log, LOG_NOTICE, &lc, "channel works again (circuit closed)%s%s",
             rep->detail ? ": " : "", rep->detail ? rep->detail : "");
+    break;
+  case DISPATCH_CANCELLED:
+    log_msg(&d->log, LOG_NOTICE, &lc,
+            "cancelled by an answer while in flight (attempt %d recorded: %s); nothing follows",
+            rep->attempts, rep->detail ? rep->detail : "?");
+    break;
+  case DISPATCH_UNKNOWN:
+    log_msg(&d->log, LOG_WARNING, &lc,
+            "outcome unknown, not resent: %s (see renewctl outbox --state unknown)",
+            rep->detail ? rep->detail : "?");
+    break;
+  case DISPATCH_STALE:
+    log_msg(&d->log, LOG_NOTICE, &lc, "late result not recorded: %s",
+            rep->detail ? rep->detail : "?");
+    break;
+  case _DISPATCH_OUTCOME_MAX:
     break;
   }
   if (d->simulate && d->clock.speed <= 0 && dispatcher_in_flight(d->disp) == 0)
@@ -539,11 +569,49 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
   return 0;
 }
 
+static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+  struct daemon *d = userdata;
+  size_t n = dispatcher_abort(d->disp);
+  if (n > 0)
+    log_warning(&d->log,
+                "StopTimeout=%" PRId64 "s reached: %zu transfers aborted; their rows are settled "
+                "at the next start (email and webhooks resent with the same key, SMS marked "
+                "unknown)",
+                d->cfg->daemon.stop_timeout, n);
+  sd_event_exit(d->event, 0);
+  return 0;
+}
+
+/* SIGTERM/SIGINT: claim nothing more; transfers in flight finish (bounded
+ * by StopTimeout=) and their results are recorded; a second signal stops at
+ * once (what is in flight is left to the next start). */
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
   struct daemon *d = userdata;
-  sd_notify(false, "STOPPING=1\nSTATUS=shutting down");
-  log_info(&d->log, "received %s, shutting down", strsignal((int)si->ssi_signo));
-  sd_event_exit(d->event, 0);
+  size_t n = d->disp ? dispatcher_in_flight(d->disp) : 0;
+  if (d->stopping || n == 0 || d->cfg->daemon.stop_timeout == 0) {
+    sd_notify(false, "STOPPING=1\nSTATUS=shutting down");
+    log_info(&d->log, "received %s, shutting down%s", strsignal((int)si->ssi_signo),
+             n ? " without waiting for the transfers in flight" : "");
+    if (n)
+      dispatcher_abort(d->disp);
+    sd_event_exit(d->event, 0);
+    return 0;
+  }
+  d->stopping = true;
+  dispatcher_stop(d->disp);
+  sd_notifyf(false, "STOPPING=1\nSTATUS=shutting down: waiting for %zu transfers in flight", n);
+  log_info(&d->log,
+           "received %s, shutting down: claiming nothing more, waiting up to %" PRId64
+           "s for %zu transfers in flight",
+           strsignal((int)si->ssi_signo), d->cfg->daemon.stop_timeout, n);
+  int r = sd_event_add_time_relative(d->event, &d->stop_timer, CLOCK_MONOTONIC,
+                                     (uint64_t)d->cfg->daemon.stop_timeout * 1000000ull, 0,
+                                     on_stop_timeout, d);
+  if (r < 0) {
+    log_error(&d->log, "cannot arm the stop timer: %s; stopping now", strerror(-r));
+    dispatcher_abort(d->disp);
+    sd_event_exit(d->event, 0);
+  }
   return 0;
 }
 
@@ -569,7 +637,8 @@ static void help(void) {
          "      --version            show the version\n"
          "\n"
          "Signals: SIGHUP reloads the configuration (an invalid one is rejected and the\n"
-         "running one kept), SIGTERM stops. See renewd(8) and renewd.conf(5).\n",
+         "running one kept), SIGTERM stops (transfers in flight finish first, within\n"
+         "StopTimeout=). See renewd(8) and renewd.conf(5).\n",
          CONFIG_DEFAULT_PATH);
 }
 
@@ -793,9 +862,11 @@ int main(int argc, char **argv) {
   r = dispatcher_recover(d.disp);
   if (r > 0)
     log_notice(&d.log,
-               "%d reminders were being sent when renewd stopped; sending them again with the same "
-               "idempotency keys",
+               "%d reminders were being sent when renewd stopped; settled by their channel's "
+               "policy (email and webhooks: sending them again with the same idempotency keys)",
                r);
+  else if (r < 0)
+    log_error(&d.log, "recovering the reminders left in flight failed: %s", strerror(-r));
 
   r = sched_start(d.sched, now);
   if (r < 0)
@@ -833,6 +904,7 @@ out:
   sd_event_source_disable_unref(d.sim_source);
   sd_event_source_disable_unref(d.disp_timer);
   sd_event_source_disable_unref(d.status_timer);
+  sd_event_source_disable_unref(d.stop_timer);
   sd_event_unref(d.event);
   sched_free(d.sched);
   metrics_free(d.metrics);

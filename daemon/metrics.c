@@ -22,10 +22,10 @@ struct histogram {
 };
 
 struct metrics_channel {
-  char *name;                     /* channel name; owned */
-  uint64_t outcomes[7];           /* per enum dispatch_outcome */
-  struct histogram lat[_LAT_MAX]; /* by outcome */
-  bool circuit_open;              /* last circuit report said open */
+  char *name;                               /* channel name; owned */
+  uint64_t outcomes[_DISPATCH_OUTCOME_MAX]; /* per enum dispatch_outcome */
+  struct histogram lat[_LAT_MAX];           /* by outcome */
+  bool circuit_open;                        /* last circuit report said open */
 };
 
 struct metrics {
@@ -39,7 +39,7 @@ struct metrics {
   bool store_ok;                     /* the last read worked */
 };
 
-static const char *const outcome_names[7] = {
+static const char *const outcome_names[_DISPATCH_OUTCOME_MAX] = {
     [DISPATCH_SENT] = "sent",
     [DISPATCH_RETRY] = "retry",
     [DISPATCH_DEAD] = "dead",
@@ -47,6 +47,9 @@ static const char *const outcome_names[7] = {
     [DISPATCH_SKIPPED] = "skipped",
     [DISPATCH_CIRCUIT_OPEN] = "circuit_open",
     [DISPATCH_CIRCUIT_CLOSED] = "circuit_closed",
+    [DISPATCH_CANCELLED] = "cancelled",
+    [DISPATCH_UNKNOWN] = "unknown",
+    [DISPATCH_STALE] = "stale",
 };
 
 static const char *const endpoint_names[_METRICS_EP_MAX] = {

@@ -40,7 +40,9 @@
 #include <inttypes.h>
 #include <math.h>
 #include <sys/random.h>
+#include <unistd.h>
 
+#include "core/lifecycle.h"
 #include "core/util.h"
 #include "notifiers/notifier.h"
 #include "notifiers/render.h"
@@ -49,6 +51,8 @@
 #define SYNC_BATCHES_PER_KICK 4 /* claims per kick for synchronous backends, then yield */
 #define PROBE_INTERVAL_MAX 600  /* seconds: probes back off up to this */
 #define POLL_INTERVAL 30        /* real clock: look for rows other processes made due */
+#define LEASE_MARGIN 60         /* seconds a lease outlasts a transfer's own time limits */
+#define SWEEP_BATCH 256         /* expired leases settled per sweep */
 
 struct chan {
   struct dispatcher *d;
@@ -86,6 +90,9 @@ struct xfer {
   struct notify_request req;
   struct notify_xfer nx;
   int64_t started_ms;
+  uint64_t tx_gen; /* the loop transaction that committed its claim (0 = autocommit) */
+  bool skip;       /* the check before the first byte stopped it: skip_why */
+  char skip_why[256];
   struct xfer *prev, *next; /* d->xfers */
 };
 
@@ -95,6 +102,7 @@ struct outcome {
   struct reminder row; /* owned */
   struct notify_result res;
   bool skipped; /* not sent on purpose (res.error says why) */
+  bool unknown; /* the request may have reached the provider: outcome unknown */
   bool breaker; /* counts for the circuit breaker (a real attempt at the receiver) */
   int64_t latency_ms;
   enum notify_kind kind;
@@ -138,6 +146,10 @@ struct dispatcher {
   struct staged *staged;    /* results written in the open transaction, reported at tx_end() */
   size_t n_staged, cap_staged;
   uint64_t batch_gen; /* batches applied (flush bookkeeping) */
+  uint64_t tx_gen;    /* loop transactions begun; xfer->tx_gen names the one of its claim */
+  bool stopping;      /* dispatcher_stop(): claim nothing more */
+  int64_t next_sweep; /* lease renewal and expired-lease recovery due at */
+  char owner[128];    /* claimed_by: "host:pid" */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -185,6 +197,11 @@ static void report(struct dispatcher *d, enum dispatch_outcome o, const struct r
 }
 
 /* ---- channels ----------------------------------------------------------------------- */
+
+/* A claim's lease: the transfer's own limits plus a margin; renewed while it runs. */
+static int64_t chan_lease(const struct chan *ch) {
+  return (ch->set.connect_timeout_ms + ch->set.timeout_ms) / 1000 + LEASE_MARGIN;
+}
 
 static struct chan *chan_free(struct chan *ch) {
   if (!ch)
@@ -356,8 +373,16 @@ void dispatch_easy_common(CURL *e, const struct chan_settings *s, struct notify_
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 }
 
+static int nx_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port) {
+  struct notify_xfer *nx = clientp;
+  return nx->prereq ? nx->prereq(nx, primary_ip) : CURL_PREREQFUNC_OK;
+}
+
 /* After prepare(): wires the xfer's lists and upload. */
 void dispatch_easy_wire(CURL *e, struct notify_xfer *nx) {
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, nx_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, nx);
   if (nx->headers)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, nx->headers);
   if (nx->recipients)
@@ -578,8 +603,10 @@ static int insert_ops_alert(struct dispatcher *d, const struct reminder *dead, i
 
 /* What an outcome turns into. */
 struct decision {
-  enum reminder_status status;
-  int64_t next; /* retry instant */
+  enum reminder_status status; /* what the outcome asks for */
+  enum reminder_status final;  /* what the row became (cancelled when an answer marked it) */
+  bool stale;                  /* the row no longer holds this claim: nothing written */
+  int64_t next;                /* retry instant */
   char error[NOTIFY_ERROR_MAX + 64];
   char fallback[128]; /* fallback channel created, "" = none */
   bool alerted;
@@ -590,6 +617,14 @@ static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct 
   if (o->skipped) {
     dc->status = REMINDER_SKIPPED;
     snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
+    return;
+  }
+  if (o->unknown && o->res.status == NOTIFY_TRANSIENT) {
+    dc->status = REMINDER_UNKNOWN;
+    snprintf(dc->error, sizeof dc->error,
+             "outcome unknown, not resent (an SMS has no idempotency key): %s; check the "
+             "provider's message log, then renewctl outbox retry or leave it",
+             o->res.error);
     return;
   }
   switch (o->res.status) {
@@ -616,12 +651,18 @@ static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct 
 
 /* Writes one decision (and a dead row's follow-ups). */
 static int commit_one(struct dispatcher *d, struct outcome *o, struct decision *dc, int64_t now) {
-  int r = store_reminder_set_status(d->store, o->row.id, dc->status, dc->next,
-                                    dc->status == REMINDER_SENT ? NULL : dc->error,
-                                    o->res.provider_id[0] ? o->res.provider_id : NULL, now);
+  dc->final = dc->status;
+  dc->stale = false;
+  int r = store_reminder_finish(d->store, o->row.id, o->row.claim, dc->status, dc->next,
+                                dc->status == REMINDER_SENT ? NULL : dc->error,
+                                o->res.provider_id[0] ? o->res.provider_id : NULL, now, &dc->final);
+  if (r == -ESTALE) {
+    dc->stale = true; /* recovered or re-claimed meanwhile: that claim decides */
+    return 0;
+  }
   if (r < 0)
     return r;
-  if (dc->status == REMINDER_DEAD) {
+  if (dc->final == REMINDER_DEAD) {
     if (streq_ptr(o->row.audience, "customer") && !streq_ptr(o->row.tier, RENDER_OPS_TIER)) {
       r = insert_fallback(d, &o->row, now, dc->fallback, sizeof dc->fallback);
       if (r < 0)
@@ -703,7 +744,7 @@ static void batch_learn(struct dispatcher *d, struct batch *b, struct decision *
       o->ch->probe_at = now;
     }
     breaker_update(d, o, now);
-    if (dcs[i].status == REMINDER_RETRY && dcs[i].next < o->ch->retry_min)
+    if (!dcs[i].stale && dcs[i].final == REMINDER_RETRY && dcs[i].next < o->ch->retry_min)
       o->ch->retry_min = dcs[i].next;
   }
 }
@@ -713,8 +754,26 @@ static void batch_report(struct dispatcher *d, struct batch *b, struct decision 
   for (size_t i = 0; i < b->n; i++) {
     struct outcome *o = &b->v[i];
     struct decision *dc = &dcs[i];
-    o->row.status = dc->status;
-    switch (dc->status) {
+    o->row.status = dc->final;
+    if (dc->stale) {
+      report(d, DISPATCH_STALE, &o->row, NULL,
+             "the row is no longer held by this claim (recovered or claimed again)", 0,
+             o->latency_ms);
+      continue;
+    }
+    switch (dc->final) {
+    case REMINDER_CANCELLED: {
+      char detail[NOTIFY_ERROR_MAX + 64];
+      snprintf(detail, sizeof detail, "%s",
+               dc->status == REMINDER_SENT ? "the attempt in flight was delivered"
+               : *dc->error                ? dc->error
+                                           : reminder_status_to_string(dc->status));
+      report(d, DISPATCH_CANCELLED, &o->row, NULL, detail, 0, o->latency_ms);
+      break;
+    }
+    case REMINDER_UNKNOWN:
+      report(d, DISPATCH_UNKNOWN, &o->row, NULL, dc->error, 0, o->latency_ms);
+      break;
     case REMINDER_SENT:
       report(d, DISPATCH_SENT, &o->row, NULL, o->res.provider_id[0] ? o->res.provider_id : NULL, 0,
              o->latency_ms);
@@ -806,18 +865,54 @@ static void batch_stage(struct dispatcher *d, struct batch *b) {
  * control returns to the event loop, so a claimed row is 'sending' on disk
  * before its first byte can leave (curl only sends from the loop). */
 static void tx_begin(struct dispatcher *d) {
-  if (d->tx_depth++ == 0)
+  if (d->tx_depth++ == 0) {
     d->tx_ok = store_begin(d->store) >= 0;
+    d->tx_gen++;
+  }
+}
+
+/* Unlinks x from the transfers in flight and frees it (its handle too). */
+static void xfer_drop(struct dispatcher *d, struct xfer *x) {
+  if (x->easy) {
+    curl_multi_remove_handle(d->multi, x->easy);
+    pool_put(x->ch, x->easy);
+    x->easy = NULL;
+  }
+  if (x->prev)
+    x->prev->next = x->next;
+  else
+    d->xfers = x->next;
+  if (x->next)
+    x->next->prev = x->prev;
+  x->ch->in_flight--;
+  d->in_flight--;
+  xfer_free(x);
+}
+
+/* The claims of the transaction tx_gen were rolled back: the transfers they
+ * started must not send a byte (curl sends only from the loop, and the loop
+ * has not run since), so they leave the multi handle before anything is
+ * claimed again. Their rows are pending or retry again. */
+static void drop_uncommitted(struct dispatcher *d, uint64_t tx_gen) {
+  for (struct xfer *x = d->xfers, *next; x; x = next) {
+    next = x->next;
+    if (x->tx_gen != tx_gen)
+      continue;
+    struct chan *ch = x->ch;
+    xfer_drop(d, x);
+    ch->backlog = true;
+    ch->retry_min = MIN(ch->retry_min, now_s(d) + 1);
+  }
 }
 
 static void tx_end(struct dispatcher *d) {
   if (--d->tx_depth > 0)
     return;
   if (d->tx_ok && store_commit(d->store) < 0) {
-    /* the results are rewritten one by one; claims of this callback are
-     * lost: their rows look due again and may be sent once more with the
-     * same key (at-least-once, see docs/delivery.md) */
+    /* the results are rewritten one by one; the claims of this callback
+     * are lost, so their transfers are withdrawn before a byte leaves */
     store_rollback(d->store);
+    drop_uncommitted(d, d->tx_gen);
     for (size_t k = 0; k < d->n_staged; k++)
       for (size_t i = 0; i < d->staged[k].b.n; i++) {
         d->staged[k].dcs[i].fallback[0] = 0;
@@ -840,6 +935,42 @@ static void tokens_refill(struct chan *ch, int64_t now) {
     ch->tokens = MIN(ch->capacity, ch->tokens + (double)(now - ch->tokens_at) * ch->set.rate);
     ch->tokens_at = now;
   }
+}
+
+/* Is row still to be sent? 1 yes; 0 no, with the reason in why; < 0 when the
+ * store cannot say (then the send goes ahead: the claim is ours). */
+static int row_live(struct dispatcher *d, const struct reminder *row, int64_t now, char *why,
+                    size_t whylen) {
+  _cleanup_(contract_clear) struct contract c = {0};
+  int r = store_contract_get(d->store, row->contract_id, &c);
+  if (r == -ENOENT) {
+    snprintf(why, whylen, "contract no longer in the store");
+    return 0;
+  }
+  if (r < 0)
+    return r;
+  return lifecycle_reminder_live(&c, row, streq_ptr(row->tier, RENDER_OPS_TIER), now, why, whylen)
+             ? 1
+             : 0;
+}
+
+/* Right before the first byte of the request: the row must still hold our
+ * claim without a cancel mark, and its term must still want it. */
+static int xfer_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                       int local_port) {
+  struct xfer *x = clientp;
+  struct dispatcher *d = x->ch->d;
+  if (x->nx.prereq && x->nx.prereq(&x->nx, primary_ip) != CURL_PREREQFUNC_OK)
+    return CURL_PREREQFUNC_ABORT;
+  _cleanup_(reminder_clear) struct reminder m = {0};
+  int r = store_reminder_get(d->store, x->row.id, &m);
+  if (r >= 0 && (m.status != REMINDER_SENDING || m.claim != x->row.claim || m.cancel)) {
+    snprintf(x->skip_why, sizeof x->skip_why, "%s before the first byte",
+             m.cancel ? "cancelled by an answer" : "the claim was lost");
+    x->skip = true;
+  } else if (r >= 0 && row_live(d, &x->row, now_s(d), x->skip_why, sizeof x->skip_why) == 0)
+    x->skip = true;
+  return x->skip ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
 /* Prepares and starts (or, for synchronous backends, completes) one claimed
@@ -865,6 +996,12 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
     res.status = NOTIFY_PERMANENT;
     snprintf(res.error, sizeof res.error, "no recipient address");
     goto done;
+  }
+  if (row_live(d, &x->row, now, res.error, sizeof res.error) == 0) {
+    res.status = NOTIFY_PERMANENT;
+    batch_add(b, ch, &x->row, &res, true, false, 0, kind);
+    xfer_free(x);
+    return;
   }
   char err[512] = "";
   int r = render_message(d->render, d->store, &x->row, kind, now, &x->msg, err, sizeof err);
@@ -913,6 +1050,9 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
     goto done;
   }
   dispatch_easy_wire(x->easy, &x->nx);
+  curl_easy_setopt(x->easy, CURLOPT_PREREQFUNCTION, xfer_prereq);
+  curl_easy_setopt(x->easy, CURLOPT_PREREQDATA, x);
+  x->tx_gen = d->tx_depth > 0 && d->tx_ok ? d->tx_gen : 0;
   if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK) {
     pool_put(ch, x->easy);
     x->easy = NULL;
@@ -982,7 +1122,7 @@ static int claim_cb(const struct reminder *r, void *ud) {
 
 /* Claims what channel ch may start now and starts it. */
 static void chan_kick(struct dispatcher *d, struct chan *ch, int64_t now, struct batch *b) {
-  if (ch->retired)
+  if (ch->retired || d->stopping)
     return;
   unsigned rounds = ch->ops->send ? SYNC_BATCHES_PER_KICK : 1;
   for (unsigned round = 0; round < rounds; round++) {
@@ -1010,10 +1150,11 @@ static void chan_kick(struct dispatcher *d, struct chan *ch, int64_t now, struct
       max = MIN(max, t);
     }
     struct claimed rows = {0};
-    int n = store_reminder_claim(d->store, ch->name, now, max, claim_cb, &rows);
+    int n = store_reminder_claim_lease(d->store, ch->name, now, now + chan_lease(ch), d->owner, max,
+                                       claim_cb, &rows);
     if (n < 0) {
-      /* rows claimed before the failure are 'sending' and come back at the
-       * next start (store_reminder_recover); try again at the next kick */
+      /* rows claimed before the failure are 'sending' under a lease that
+       * the sweep recovers when it ends; try again at the next kick */
       for (size_t i = 0; i < rows.n; i++)
         reminder_clear(&rows.v[i]);
       free(rows.v);
@@ -1068,6 +1209,25 @@ static void free_retired(struct dispatcher *d) {
   }
 }
 
+/* A failed transfer whose request may have reached the receiver: it was
+ * sent (in part or whole) and no answer came back. */
+static bool outcome_unknown(CURL *easy, CURLcode code) {
+  long sent = 0;
+  curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
+  if (sent <= 0)
+    return false;
+  switch (code) {
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_GOT_NOTHING:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_PARTIAL_FILE:
+    return true;
+  default:
+    return false;
+  }
+}
+
 /* Collects finished transfers, commits their results, starts more. */
 static void check_done(struct dispatcher *d) {
   struct batch b = {0};
@@ -1084,13 +1244,20 @@ static void check_done(struct dispatcher *d) {
     if (!x)
       continue;
     struct notify_result res = {0};
-    bool breaker = true;
-    if (x->nx.refused) {
+    bool breaker = true, skipped = false, unknown = false;
+    if (x->skip) {
+      res.status = NOTIFY_PERMANENT;
+      snprintf(res.error, sizeof res.error, "%s", x->skip_why);
+      breaker = false;
+      skipped = true;
+    } else if (x->nx.refused) {
       res.status = NOTIFY_PERMANENT;
       snprintf(res.error, sizeof res.error, "%s", x->nx.refused_why);
       breaker = false;
-    } else
+    } else {
       x->ch->ops->finish(x->ch->state, &x->req, easy, &x->nx, code, &res);
+      unknown = x->kind == NOTIFY_SMS && outcome_unknown(easy, code);
+    }
     if (x->prev)
       x->prev->next = x->next;
     else
@@ -1101,8 +1268,9 @@ static void check_done(struct dispatcher *d) {
     d->in_flight--;
     pool_put(x->ch, easy);
     x->easy = NULL;
-    batch_add(&b, x->ch, &x->row, &res, false, breaker, clock_monotonic_ms() - x->started_ms,
-              x->kind);
+    if (batch_add(&b, x->ch, &x->row, &res, skipped, breaker, clock_monotonic_ms() - x->started_ms,
+                  x->kind) >= 0)
+      b.v[b.n - 1].unknown = unknown;
     xfer_free(x);
   }
   if (b.n == 0)
@@ -1126,6 +1294,100 @@ static void check_done(struct dispatcher *d) {
   free_retired(d);
 }
 
+/* ---- leases ---------------------------------------------------------------------------- */
+
+static struct xfer *xfer_find(struct dispatcher *d, int64_t id) {
+  for (struct xfer *x = d->xfers; x; x = x->next)
+    if (x->row.id == id)
+      return x;
+  return NULL;
+}
+
+/* Keeps the leases of our transfers ahead of the sweep (ours and any other
+ * instance's): renewed once half of the lease is gone. */
+static void leases_renew(struct dispatcher *d, int64_t now) {
+  for (struct xfer *x = d->xfers; x; x = x->next) {
+    int64_t lease = chan_lease(x->ch);
+    if (x->row.claimed_until - now > lease / 2)
+      continue;
+    if (store_reminder_renew(d->store, x->row.id, x->row.claim, now + lease, now) >= 0)
+      x->row.claimed_until = now + lease;
+  }
+}
+
+struct sweep {
+  struct dispatcher *d;
+  int64_t now;
+  unsigned recovered;
+};
+
+/* The unknown-outcome policy of one row whose claim ended without a result:
+ * email and webhooks are resent with the same key (Message-ID, webhook-id:
+ * the receiver can drop a repeat); an SMS is not (the provider keeps no
+ * key), it becomes 'unknown' for ops. */
+static int sweep_cb(const struct reminder *r, void *ud) {
+  struct sweep *w = ud;
+  struct dispatcher *d = w->d;
+  struct xfer *x = xfer_find(d, r->id);
+  if (x && x->row.claim == r->claim) {
+    /* still ours and running: the lease ran out under a busy loop */
+    int64_t lease = chan_lease(x->ch);
+    if (store_reminder_renew(d->store, r->id, r->claim, w->now + lease, w->now) >= 0)
+      x->row.claimed_until = w->now + lease;
+    return 0;
+  }
+  struct chan *ch = chan_find(d, r->channel);
+  bool sms = ch && !ch->ops->send && ch->ops->kind == NOTIFY_SMS;
+  char why[256];
+  snprintf(why, sizeof why, "%s",
+           sms ? "the claim ended without a result (renewd stopped or "
+                 "crashed mid-transfer); an SMS is not resent blindly"
+               : "the claim ended without a result (renewd stopped or "
+                 "crashed mid-transfer): resent with the same key");
+  int k =
+      store_reminder_recover_row(d->store, r->id, r->claim, sms ? REMINDER_UNKNOWN : REMINDER_RETRY,
+                                 w->now, sms ? why : NULL, w->now);
+  if (k == -ESTALE)
+    return 0;
+  if (k < 0)
+    return k;
+  w->recovered++;
+  struct reminder m = {0};
+  if (store_reminder_get(d->store, r->id, &m) >= 0) {
+    if (m.status == REMINDER_UNKNOWN)
+      report(d, DISPATCH_UNKNOWN, &m, NULL, why, 0, 0);
+    else if (m.status == REMINDER_CANCELLED)
+      report(d, DISPATCH_CANCELLED, &m, NULL, "the attempt in flight: outcome unknown", 0, 0);
+    reminder_clear(&m);
+  }
+  if (ch) {
+    ch->backlog = true;
+    ch->retry_min = MIN(ch->retry_min, w->now);
+  }
+  return 0;
+}
+
+/* Settles 'sending' rows whose lease ended before `before` (TIME_NEVER:
+ * all). Returns how many, or -errno. */
+static int leases_sweep(struct dispatcher *d, int64_t now, int64_t before) {
+  struct sweep w = {.d = d, .now = now};
+  int r = store_reminder_foreach_expired(d->store, before, SWEEP_BATCH, sweep_cb, &w);
+  if (r < 0)
+    return r;
+  if (r >= SWEEP_BATCH)
+    d->next_sweep = now; /* more: the next kick goes on */
+  d->retry_dirty = d->retry_dirty || w.recovered > 0;
+  return (int)w.recovered;
+}
+
+static void leases_maintain(struct dispatcher *d, int64_t now) {
+  if (now < d->next_sweep)
+    return;
+  d->next_sweep = now + DISPATCH_SWEEP_INTERVAL;
+  leases_renew(d, now);
+  (void)leases_sweep(d, now, now);
+}
+
 /* ---- public API ---------------------------------------------------------------------- */
 
 void dispatcher_kick(struct dispatcher *d) {
@@ -1136,6 +1398,7 @@ void dispatcher_kick(struct dispatcher *d) {
   d->last_poll = now;
   struct batch b = {0};
   tx_begin(d);
+  leases_maintain(d, now);
   for (size_t i = 0; i < d->n_chans; i++)
     chan_kick(d, d->chans[i], now, &b);
   tx_end(d);
@@ -1204,17 +1467,45 @@ int64_t dispatcher_next_wakeup(struct dispatcher *d) {
     }
     t = MIN(t, ch->retry_min);
   }
+  if (d->stopping)
+    return TIME_NEVER;
   if (!d->clock->simulated)
-    t = MIN(t, d->last_poll + POLL_INTERVAL);
+    t = MIN(t, MIN(d->last_poll + POLL_INTERVAL, d->next_sweep));
   return t;
 }
 
 int dispatcher_recover(struct dispatcher *d) {
   if (!d)
     return -EINVAL;
-  int r = store_reminder_recover(d->store, now_s(d));
+  int64_t now = now_s(d);
+  int n = 0, r;
+  bool tx = store_begin(d->store) >= 0;
+  do {
+    r = leases_sweep(d, now, TIME_NEVER);
+    n += r > 0 ? r : 0;
+  } while (r >= SWEEP_BATCH);
+  if (tx && (r < 0 ? store_rollback(d->store) : store_commit(d->store)) < 0 && r >= 0)
+    r = -EIO;
+  d->next_sweep = now + DISPATCH_SWEEP_INTERVAL;
   d->retry_dirty = true;
-  return r;
+  return r < 0 ? r : n;
+}
+
+void dispatcher_stop(struct dispatcher *d) {
+  if (d)
+    d->stopping = true;
+}
+
+size_t dispatcher_abort(struct dispatcher *d) {
+  if (!d)
+    return 0;
+  size_t n = 0;
+  while (d->xfers) {
+    xfer_drop(d, d->xfers);
+    n++;
+  }
+  free_retired(d);
+  return n;
 }
 
 int dispatcher_new(struct store *store, struct cal *cal, const struct config *cfg,
@@ -1238,7 +1529,12 @@ int dispatcher_new(struct store *store, struct cal *cal, const struct config *cf
     d->rng = (uint64_t)clock_monotonic_ms() * 0x9E3779B97F4A7C15ull | 1;
   d->retry_dirty = true;
   d->last_poll = now_s(d);
+  d->next_sweep = d->last_poll + DISPATCH_SWEEP_INTERVAL;
   d->curl_deadline_ms = -1;
+  char host[64] = "";
+  if (gethostname(host, sizeof host - 1) < 0)
+    snprintf(host, sizeof host, "localhost");
+  snprintf(d->owner, sizeof d->owner, "%s:%ld", host, (long)getpid());
   char err[512] = "";
   int r = render_new(cfg, cal, &d->render, err, sizeof err);
   if (r < 0) {
@@ -1276,8 +1572,8 @@ struct dispatcher *dispatcher_free(struct dispatcher *d) {
     curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, NULL);
     curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, NULL);
   }
-  /* transfers in flight are abandoned: their rows stay 'sending' and are
-   * sent again (same key) after store_reminder_recover() at the next start */
+  /* transfers in flight are abandoned: their rows stay 'sending' under
+   * their lease and are settled by dispatcher_recover() at the next start */
   while (d->xfers) {
     struct xfer *x = d->xfers;
     d->xfers = x->next;

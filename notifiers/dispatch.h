@@ -44,6 +44,13 @@ enum dispatch_outcome {
   DISPATCH_CIRCUIT_OPEN,   /* channel paused after FailureThreshold= transient failures
                               in a row (reminder_id 0; next_attempt_at = next probe) */
   DISPATCH_CIRCUIT_CLOSED, /* channel works again (a probe or a send succeeded) */
+  DISPATCH_CANCELLED,      /* an answer cancelled the row while it was in flight: the
+                              attempt is recorded (detail), nothing follows it */
+  DISPATCH_UNKNOWN,        /* the attempt's outcome is unknown and a resend is not safe
+                              (SMS): the row is 'unknown', for ops (detail says why) */
+  DISPATCH_STALE,          /* a result arrived for a row this claim no longer holds
+                              (recovered, re-claimed): not recorded */
+  _DISPATCH_OUTCOME_MAX,
 };
 
 struct dispatch_report {
@@ -83,12 +90,28 @@ int dispatcher_check_config(const struct config *cfg, struct config_errors *errs
 int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
                           struct config_errors *errs);
 
-/* Start-up crash recovery: rows left in 'sending' become due again (same
- * idempotency key). Returns how many. */
+/* Start-up crash recovery: every row left in 'sending' by an earlier run is
+ * settled by its channel's policy for an unknown outcome: email and webhooks
+ * become due again (same idempotency key); SMS rows become 'unknown' and are
+ * reported (DISPATCH_UNKNOWN), since a resend could reach the phone twice.
+ * Rows an answer marked end 'cancelled'. Returns how many. The same policy
+ * applies, while running, to leases that expired (see dispatcher_kick()). */
 int dispatcher_recover(struct dispatcher *d);
 
+/* Graceful stop: claims nothing from now on; transfers in flight go on and
+ * their results are recorded as usual (dispatcher_in_flight() reaches 0). */
+void dispatcher_stop(struct dispatcher *d);
+/* The end of a stop's grace: aborts the transfers still running, recording
+ * nothing; their rows stay 'sending' under their lease and are recovered by
+ * the next start (or by another instance's lease sweep), with the same
+ * key. Returns how many were aborted. */
+size_t dispatcher_abort(struct dispatcher *d);
+
 /* Claims and starts what is due now (call after new pending rows, and when
- * dispatcher_next_wakeup() has come). */
+ * dispatcher_next_wakeup() has come). Also renews the leases of transfers in
+ * flight and recovers expired leases of other claims, every
+ * DISPATCH_SWEEP_INTERVAL seconds. */
+#define DISPATCH_SWEEP_INTERVAL 10
 void dispatcher_kick(struct dispatcher *d);
 /* Forwarded from the loop: fd is ready (CURL_CSELECT_* bits). */
 void dispatcher_socket_ready(struct dispatcher *d, int fd, int events);

@@ -102,14 +102,17 @@ struct notify_env {
 /* Per-transfer state for curl backends; owned by the dispatcher, which frees
  * headers/recipients/buffers and calls backend_free(backend_data). */
 struct notify_xfer {
-  struct curl_slist *headers;       /* CURLOPT_HTTPHEADER, set by the dispatcher when not NULL */
-  struct curl_slist *recipients;    /* CURLOPT_MAIL_RCPT (SMTP), set by the dispatcher */
-  struct buf request;               /* request body (POSTFIELDS or upload data) */
-  bool upload;                      /* true: the dispatcher streams request via READFUNCTION */
-  size_t upload_off;                /* READFUNCTION position */
-  struct buf response;              /* response body (first NOTIFY_RESPONSE_MAX bytes) */
-  int64_t retry_after;              /* from a Retry-After header (seconds), 0 = none */
-  int64_t now;                      /* clock instant at start, to resolve HTTP-date Retry-After */
+  struct curl_slist *headers;    /* CURLOPT_HTTPHEADER, set by the dispatcher when not NULL */
+  struct curl_slist *recipients; /* CURLOPT_MAIL_RCPT (SMTP), set by the dispatcher */
+  struct buf request;            /* request body (POSTFIELDS or upload data) */
+  bool upload;                   /* true: the dispatcher streams request via READFUNCTION */
+  size_t upload_off;             /* READFUNCTION position */
+  struct buf response;           /* response body (first NOTIFY_RESPONSE_MAX bytes) */
+  int64_t retry_after;           /* from a Retry-After header (seconds), 0 = none */
+  int64_t now;                   /* clock instant at start, to resolve HTTP-date Retry-After */
+  /* Optional backend check right before the request (CURLOPT_PREREQFUNCTION
+   * is the dispatcher's: it calls this first). CURL_PREREQFUNC_OK or _ABORT. */
+  int (*prereq)(struct notify_xfer *nx, const char *primary_ip);
   bool refused;                     /* a backend refused the destination (e.g. private IP) */
   char refused_why[128];            /* ... and why */
   char curl_error[CURL_ERROR_SIZE]; /* CURLOPT_ERRORBUFFER */

@@ -186,9 +186,7 @@ static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
  * a connection another channel (AllowPrivate=yes, an SMS gateway, ...)
  * opened to a private address could otherwise carry this request without
  * open_socket_cb() ever seeing it. */
-static int prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
-                     int conn_primary_port, int conn_local_port) {
-  struct notify_xfer *nx = clientp;
+static int prereq_cb(struct notify_xfer *nx, const char *conn_primary_ip) {
   if (!notify_ip_private(conn_primary_ip))
     return CURL_PREREQFUNC_OK;
   nx->refused = true;
@@ -287,8 +285,7 @@ static int webhook_prepare(void *state, const struct notify_request *req, CURL *
   if (!w->allow_private) {
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, nx);
-    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
-    curl_easy_setopt(easy, CURLOPT_PREREQDATA, nx);
+    nx->prereq = prereq_cb;
   }
   return 0;
 oom:
