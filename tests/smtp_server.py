@@ -11,7 +11,8 @@ Built on Debian's python3-aiosmtpd (run with /usr/bin/python3). Features:
   * scripted replies: "451 4.3.0" at the end of DATA for the first fail_first
     messages, "550 5.1.1" at RCPT for the addresses in reject; with
     hold_data=S every DATA is held S seconds and then answered hold_reply
-    (default "451 4.3.0"), like a slow relay refusing at the end;
+    (default "451 4.3.0"), like a slow relay refusing at the end; with
+    delay_data=S every DATA waits S seconds before it is handled as usual;
   * records every accepted message (raw bytes, exactly as received, plus a
     JSON sidecar with the envelope, TLS and AUTH state, the reply) to a
     directory, and counts TCP connections (one protocol instance per
@@ -79,6 +80,9 @@ class _Handler:
         with srv.lock:
             srv.data_attempts += 1
             attempt = srv.data_attempts
+        if srv.delay_data:
+            import asyncio
+            await asyncio.sleep(srv.delay_data)
         if srv.hold_data:
             import asyncio
             srv._event("data-held", attempt=attempt, rcpt=list(envelope.rcpt_tos))
@@ -135,7 +139,7 @@ class _CountingController(Controller):
 
 class SmtpServer:
     def __init__(self, directory, tls=False, require_tls=False, auth=None, auth_require_tls=True,
-                 fail_first=0, reject=(), port=None, implicit_tls=False, hold_data=0,
+                 fail_first=0, reject=(), port=None, implicit_tls=False, hold_data=0, delay_data=0,
                  hold_reply="451 4.3.0 Temporary failure, please try again later"):
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
@@ -147,6 +151,7 @@ class SmtpServer:
         self.auth_require_tls = auth_require_tls
         self.fail_first = fail_first
         self.hold_data = hold_data
+        self.delay_data = delay_data
         self.hold_reply = hold_reply
         self.reject = {a.lower() for a in reject}
         self.lock = threading.Lock()

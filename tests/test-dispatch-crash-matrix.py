@@ -42,7 +42,7 @@ print(f"seed {SEED}: {N} contracts x 3 channels, {ROUNDS} kills")
 
 env = Env("crash-matrix", BUILD)
 rcv = env.receiver(secrets=[SECRET], default={"hang": 0.02, "status": 204})
-smtp = SmtpServer(os.path.join(env.dir, "smtp")).start()
+smtp = SmtpServer(os.path.join(env.dir, "smtp"), delay_data=0.03).start()
 channels = webhook_channel("hook", rcv.url("/hook"), "MaxConcurrent=4\nRetryBase=1s\nRetryMax=2s\n")
 channels = channels.replace("{secret}", env.secret_file) + f"""
 [Channel mail]
@@ -56,6 +56,7 @@ RetryMax=2s
 [Channel fb]
 Type=sink
 Maildir={env.maildir}
+MaxConcurrent=2
 """
 env.write_config(channels, channels_list="hook mail fb")
 env.import_contracts(N, expires_on=(datetime.date.today() + datetime.timedelta(days=10)).isoformat())
@@ -71,7 +72,11 @@ for rnd in range(ROUNDS):
     rows = env.rows()
     print(f"round {rnd + 1}: killed; rows {Counter(r['status'] for r in rows)}")
 
+ready_before = env.log_text().count("ready: horizon loaded")
 p = env.start_daemon()
+t_end = time.monotonic() + 60
+while env.log_text().count("ready: horizon loaded") == ready_before and time.monotonic() < t_end:
+    time.sleep(0.05)
 rows = env.wait_rows(lambda rs: len(rs) == 3 * N and all(r["status"] == "sent" for r in rs),
                      timeout=90, what="every row sent after the last restart")
 p.send_signal(signal.SIGTERM)
