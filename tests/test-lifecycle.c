@@ -1257,6 +1257,38 @@ static void test_atomic(void **state) {
   lifecycle_result_clear(&res);
 }
 
+/* lifecycle_reminder_live(): what may still go out for a contract. */
+static void test_reminder_live(void **state) {
+  struct contract c = {.id = "K1", .term = 2, .state = CONTRACT_REMINDING};
+  struct reminder r = {.term = 2, .tier = "T-30", .audience = "customer"};
+  char why[160] = "";
+  assert_true(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  r.term = 1;
+  assert_false(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  assert_string_equal(why, "term 1 is over: contract K1 is in term 2");
+  assert_true(lifecycle_reminder_live(&c, &r, true, T0, why, sizeof why)); /* an ops alert */
+  r.tier = LIFECYCLE_TIER_CUSTOMER_RENEWED; /* an owner alert of an answer */
+  assert_true(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  r.tier = "T-30";
+  r.term = 2;
+  c.state = CONTRACT_DECLINED;
+  assert_false(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  assert_string_equal(why, "contract K1 is declined");
+  r.audience = "owner";
+  c.state = CONTRACT_CLOSED;
+  assert_false(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  /* a pause holds the customer's ladder until it ends, not the owner's */
+  c.state = CONTRACT_SNOOZED;
+  c.state_until = T0 + 10;
+  assert_true(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  r.audience = "customer";
+  assert_false(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+  assert_non_null(strstr(why, "is snoozed until"));
+  assert_true(lifecycle_reminder_live(&c, &r, false, T0 + 10, why, sizeof why));
+  c.state = CONTRACT_LAPSED;
+  assert_true(lifecycle_reminder_live(&c, &r, false, T0, why, sizeof why));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),
@@ -1275,6 +1307,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_customer_renewed_alerts_owner, setup, teardown),
       cmocka_unit_test_setup_teardown(test_term_start, setup, teardown),
       cmocka_unit_test(test_renewal_expiry),
+      cmocka_unit_test(test_reminder_live),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -266,7 +266,10 @@ static void test_migrate_from_v1(void **state) {
   raw_exec(db,
            "INSERT INTO customers(id, segment) VALUES ('C1', 'smb');"
            "INSERT INTO contracts(id, customer_id, expires_at) VALUES ('K1', 'C1', 1800000000);"
-           "INSERT INTO contracts(id, customer_id, expires_at) VALUES ('K2', 'C1', 1800000001);");
+           "INSERT INTO contracts(id, customer_id, expires_at) VALUES ('K2', 'C1', 1800000001);"
+           "INSERT INTO reminders(contract_rowid, contract_id, term, tier, channel, audience, "
+           "idem_key, due_at, status, attempts) VALUES (1, 'K1', 1, 'T-30', 'email', 'customer', "
+           "'rk-00', 1799990000, 'sending', 1);");
   sqlite3_close(db);
 
   char err[256];
@@ -294,6 +297,20 @@ static void test_migrate_from_v1(void **state) {
   assert_int_equal(seq_of(f->s, "K2"), 2);
   assert_int_equal(store_contract_set_next_due(f->s, 999, 1), -ENOENT);
   contract_clear(&c);
+  /* v5: the outbox row survives the rebuild, with no claim and no lease */
+  struct reminder m = {0};
+  assert_int_equal(store_reminder_get(f->s, 1, &m), 0);
+  assert_int_equal(m.status, REMINDER_SENDING);
+  assert_string_equal(m.idem_key, "rk-00");
+  assert_int_equal(m.attempts, 1);
+  assert_int_equal(m.claim, 0);
+  assert_int_equal(m.claimed_until, 0);
+  assert_false(m.cancel);
+  reminder_clear(&m);
+  assert_int_equal(store_reminder_recover_row(f->s, 1, 0, REMINDER_UNKNOWN, 0, "?", T0), 0);
+  assert_int_equal(store_reminder_get(f->s, 1, &m), 0);
+  assert_int_equal(m.status, REMINDER_UNKNOWN); /* allowed by the v5 CHECK */
+  reminder_clear(&m);
 }
 
 /* A failing migration step leaves the file exactly as it was (one transaction). */
