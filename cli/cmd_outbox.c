@@ -134,6 +134,17 @@ static int collect_dead(const struct reminder *m, void *ud) {
   return 0;
 }
 
+/* Row id back to retry, only from a status that allows it (the daemon may
+ * have claimed or finished it since it was read). -ESTALE when none held. */
+static int retry_one(struct store *s, int64_t id, int64_t now) {
+  static const enum reminder_status from[] = {REMINDER_DEAD, REMINDER_UNKNOWN, REMINDER_RETRY};
+  int r = -ESTALE;
+  for (size_t k = 0; k < ELEMENTSOF(from) && r == -ESTALE; k++)
+    r = store_reminder_set_status_if(s, id, from[k], REMINDER_RETRY, now,
+                                     "retry requested by renewctl", NULL, now);
+  return r;
+}
+
 static int outbox_retry(struct cli *c, int argc, char **argv) {
   static const struct option options[] = {
       CLI_COMMON_OPTIONS,
@@ -190,10 +201,10 @@ static int outbox_retry(struct cli *c, int argc, char **argv) {
       }
       enum reminder_status st = m.status;
       reminder_clear(&m);
-      if (st != REMINDER_DEAD && st != REMINDER_RETRY) {
+      if (st != REMINDER_DEAD && st != REMINDER_RETRY && st != REMINDER_UNKNOWN) {
         free(rc.ids);
-        cli_error("outbox row %" PRId64 " is %s: only dead (or retry) rows can be retried", id,
-                  reminder_status_to_string(st));
+        cli_error("outbox row %" PRId64 " is %s: only dead, unknown (or retry) rows can be retried",
+                  id, reminder_status_to_string(st));
         return EX_DATAERR;
       }
       if (collect_dead(&(struct reminder){.id = id}, &rc) < 0) {
@@ -205,8 +216,7 @@ static int outbox_retry(struct cli *c, int argc, char **argv) {
   }
   r = store_begin(s);
   for (size_t i = 0; i < rc.n_ids && r >= 0; i++)
-    r = store_reminder_set_status(s, rc.ids[i], REMINDER_RETRY, rc.now,
-                                  "retry requested by renewctl", NULL, rc.now);
+    r = retry_one(s, rc.ids[i], rc.now);
   if (r >= 0)
     r = store_event_append(s, NULL, "outbox.retry", all ? "all dead rows" : "rows by id", rc.now);
   if (r >= 0)
@@ -215,6 +225,11 @@ static int outbox_retry(struct cli *c, int argc, char **argv) {
     store_rollback(s);
   size_t n = rc.n_ids;
   free(rc.ids);
+  if (r == -ESTALE) {
+    cli_error("an outbox row changed while this ran (the daemon claimed or finished it); "
+              "nothing was changed: look again with renewctl outbox");
+    return EX_TEMPFAIL;
+  }
   if (r < 0) {
     cli_error("cannot update the outbox: %s", store_last_error(s));
     return r == -EBUSY ? EX_UNAVAILABLE : EX_IOERR;
