@@ -167,6 +167,7 @@ static void test_daemon_defaults(void **state) {
   assert_int_equal(d->horizon, 48 * 3600);
   assert_int_equal(d->refill_interval, 600);
   assert_int_equal(d->change_poll_interval, 1);
+  assert_int_equal(d->stop_timeout, 20);
   assert_string_equal(d->templates, "/usr/share/renewd/templates");
   assert_null(d->link_key_file);
   assert_null(d->api_token_file);
@@ -185,6 +186,7 @@ static void test_daemon_values(void **state) {
                            "Horizon=PT12H\n"
                            "RefillInterval=1h30min\n"
                            "ChangePollInterval=5\n"
+                           "StopTimeout=0\n"
                            "Templates=/srv/tpl\n"
                            "LinkKeyFile=link-key\n"
                            "ApiTokenFile=/etc/renewd/api\n" BASE);
@@ -198,6 +200,7 @@ static void test_daemon_values(void **state) {
   assert_int_equal(d->horizon, 12 * 3600);
   assert_int_equal(d->refill_interval, 5400);
   assert_int_equal(d->change_poll_interval, 5);
+  assert_int_equal(d->stop_timeout, 0);
   assert_string_equal(d->templates, "/srv/tpl");
   assert_string_equal(d->link_key_file, "link-key");
   assert_string_equal(d->api_token_file, "/etc/renewd/api");
