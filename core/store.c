@@ -18,8 +18,9 @@
  *      on customers(phone) for inbound SMS
  *   5  reminders rebuilt with claims as leases (claim: the fencing token,
  *      claimed_until, claimed_by), the cancel mark of a row answered while in
- *      flight, and status 'unknown' (an attempt whose outcome is unknown and
- *      that must not be resent blindly)
+ *      flight, the reconcile mark (look the last attempt up at the provider
+ *      before any resend) and status 'unknown' (an attempt whose outcome is
+ *      unknown and that must not be resent blindly)
  * A file with a newer version is refused; read-only opens never migrate.
  *
  * change_seq triggers: our own writes set change_seq = max+1 explicitly (cached
@@ -214,6 +215,7 @@ static const char schema_v5[] =
     "  claimed_until INTEGER NOT NULL DEFAULT 0,\n"
     "  claimed_by TEXT,\n"
     "  cancel INTEGER NOT NULL DEFAULT 0 CHECK (cancel = 0 OR cancel = 1),\n"
+    "  reconcile INTEGER NOT NULL DEFAULT 0 CHECK (reconcile = 0 OR reconcile = 1),\n"
     "  UNIQUE (contract_id, term, tier, step, channel, audience));\n"
     "INSERT INTO reminders_v5 (" REMINDER_V1_COLS ") SELECT " REMINDER_V1_COLS " FROM reminders;\n"
     "DROP TABLE reminders;\n"
@@ -319,11 +321,11 @@ const char *const store_stmt_sql[_STMT_MAX] = {
     [STMT_REMINDER_SET_STATUS] =
         "UPDATE reminders SET status = ?2, next_attempt_at = ?3, last_error = ?4, "
         "provider_id = coalesce(?5, provider_id), updated_at = ?6, claimed_until = 0, "
-        "sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END WHERE id = ?1",
+        "reconcile = 0, sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END WHERE id = ?1",
     [STMT_REMINDER_SET_STATUS_IF] =
         "UPDATE reminders SET status = ?2, next_attempt_at = ?3, last_error = ?4, "
         "provider_id = coalesce(?5, provider_id), updated_at = ?6, claimed_until = 0, "
-        "sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END "
+        "reconcile = 0, sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END "
         "WHERE id = ?1 AND status = ?7 RETURNING status",
     /* a cancel-marked row ends cancelled whatever the attempt asked for */
     [STMT_REMINDER_FINISH] =
@@ -333,7 +335,16 @@ const char *const store_stmt_sql[_STMT_MAX] = {
         "' "
         "|| CASE WHEN ?3 = 'sent' THEN 'delivered' ELSE coalesce(?5, ?3) END ELSE ?5 END, "
         "provider_id = coalesce(?6, provider_id), updated_at = ?7, claimed_until = 0, "
-        "sent_at = CASE WHEN ?3 = 'sent' THEN ?7 ELSE sent_at END "
+        "reconcile = 0, sent_at = CASE WHEN ?3 = 'sent' THEN ?7 ELSE sent_at END "
+        "WHERE id = ?1 AND status = 'sending' AND claim = ?2 RETURNING status",
+    /* the outcome is unknown: due again, but as a lookup at the provider */
+    [STMT_REMINDER_RECONCILE] =
+        "UPDATE reminders SET status = CASE WHEN cancel THEN 'cancelled' ELSE 'retry' END, "
+        "reconcile = CASE WHEN cancel THEN 0 ELSE 1 END, "
+        "next_attempt_at = CASE WHEN cancel THEN 0 ELSE ?3 END, "
+        "last_error = CASE WHEN cancel THEN 'cancelled by an answer while in flight; the attempt: "
+        "outcome unknown (' || coalesce(?4, '') || ')' ELSE ?4 END, "
+        "claimed_until = 0, updated_at = ?5 "
         "WHERE id = ?1 AND status = 'sending' AND claim = ?2 RETURNING status",
     [STMT_REMINDER_RENEW] = "UPDATE reminders SET claimed_until = ?3, updated_at = ?4 "
                             "WHERE id = ?1 AND status = 'sending' AND claim = ?2",

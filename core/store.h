@@ -216,6 +216,8 @@ struct reminder {
   int64_t claimed_until; /* lease expiry while 'sending' (0 = none); renewed during a transfer */
   bool cancel;           /* 'sending' and an answer cancelled it: record the outcome, nothing
                             follows, the row ends 'cancelled' */
+  bool reconcile;        /* the last attempt's outcome is unknown: the next claim looks
+                            it up at the provider instead of sending */
 };
 
 struct response {
@@ -425,6 +427,15 @@ int store_reminder_foreach_expired(struct store *s, int64_t now, size_t limit,
  * and claim. 0 or -ESTALE. */
 int store_reminder_recover_row(struct store *s, int64_t id, int64_t claim, enum reminder_status st,
                                int64_t next_attempt_at, const char *error, int64_t now);
+/* The attempt made under claim has an unknown outcome and the channel can
+ * look it up: the row becomes 'retry' at next_attempt_at with the reconcile
+ * mark (its next claim is a lookup, not a send) and error in last_error; a
+ * cancel-marked row ends 'cancelled'. Writes the status it ended in to
+ * *ret_status (optional). 0 or -ESTALE. store_reminder_finish() and the
+ * operator's status changes clear the mark. */
+int store_reminder_reconcile_later(struct store *s, int64_t id, int64_t claim,
+                                   int64_t next_attempt_at, const char *error, int64_t now,
+                                   enum reminder_status *ret_status);
 /* Crash recovery of every 'sending' row at once: retry with next_attempt_at =
  * now (cancel-marked rows: cancelled). Returns how many. The daemon uses the
  * per-row calls above instead (channel policies); kept for tools and tests. */
@@ -503,11 +514,7 @@ struct store_report_reminder {
   const char *audience; /* "customer" or "owner" */
   enum reminder_status status;
   int32_t attempts;
-  int64_t sent_at;       /* 0 = not sent */
-  int64_t claim;         /* fencing token: incremented at each claim; results need the same */
-  int64_t claimed_until; /* lease expiry while 'sending' (0 = none); renewed during a transfer */
-  bool cancel;           /* 'sending' and an answer cancelled it: record the outcome, nothing
-                            follows, the row ends 'cancelled' */
+  int64_t sent_at; /* 0 = not sent */
 };
 
 struct store_report_response {

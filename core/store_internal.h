@@ -75,6 +75,7 @@ enum store_stmt {
   STMT_REMINDER_SET_STATUS_IF,
   STMT_REMINDER_EXPIRED,
   STMT_REMINDER_RECOVER_ROW,
+  STMT_REMINDER_RECONCILE,
   STMT_RESPONSE_INSERT,
   STMT_RESPONSE_FOREACH,
   /* http helper: inbound SMS, API idempotency, metrics (store_api.c) */
@@ -195,7 +196,7 @@ int customer_get_by(struct store *s, enum store_stmt id, const char *key, struct
 #define STORE_REMINDER_COLS                                                                        \
   "id, contract_rowid, contract_id, term, tier, step, channel, audience, recipient, idem_key, "    \
   "due_at, status, attempts, next_attempt_at, last_error, provider_id, created_at, updated_at, "   \
-  "sent_at, claim, claimed_until, cancel"
+  "sent_at, claim, claimed_until, cancel, reconcile"
 #define STORE_RESPONSE_COLS                                                                        \
   "id, contract_id, term, kind, source, channel, reason, detail, idem_key, until_at, "             \
   "new_expires_at, created_at"

@@ -39,6 +39,7 @@ static int reminder_from_row(sqlite3_stmt *st, bool copy, struct reminder *ret) 
       .claim = sqlite3_column_int64(st, 19),
       .claimed_until = sqlite3_column_int64(st, 20),
       .cancel = sqlite3_column_int64(st, 21) != 0,
+      .reconcile = sqlite3_column_int64(st, 22) != 0,
   };
   const char *key = (const char *)sqlite3_column_text(st, 9);
   snprintf(m.idem_key, sizeof m.idem_key, "%s", key ? key : "");
@@ -353,6 +354,20 @@ int store_reminder_recover_row(struct store *s, int64_t id, int64_t claim, enum 
       (r = bind_int64(&q, 6, now)) < 0 || (r = stmt_exec(&q)) < 0)
     return r;
   return sqlite3_changes(s->db) == 0 ? -ESTALE : 0;
+}
+
+int store_reminder_reconcile_later(struct store *s, int64_t id, int64_t claim,
+                                   int64_t next_attempt_at, const char *error, int64_t now,
+                                   enum reminder_status *ret_status) {
+  if (!s)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_REMINDER_RECONCILE, &q)) < 0 || (r = bind_int64(&q, 1, id)) < 0 ||
+      (r = bind_int64(&q, 2, claim)) < 0 || (r = bind_int64(&q, 3, next_attempt_at)) < 0 ||
+      (r = bind_text(&q, 4, error)) < 0 || (r = bind_int64(&q, 5, now)) < 0)
+    return r;
+  return guarded_step(&q, ret_status);
 }
 
 int store_reminder_recover(struct store *s, int64_t now) {

@@ -575,8 +575,8 @@ static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
   if (n > 0)
     log_warning(&d->log,
                 "StopTimeout=%" PRId64 "s reached: %zu transfers aborted; their rows are settled "
-                "at the next start (email and webhooks resent with the same key, SMS marked "
-                "unknown)",
+                "at the next start (email and webhooks resent with the same key, SMS looked up at "
+                "the provider or marked unknown)",
                 d->cfg->daemon.stop_timeout, n);
   sd_event_exit(d->event, 0);
   return 0;

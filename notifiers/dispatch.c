@@ -92,6 +92,7 @@ struct xfer {
   int64_t started_ms;
   uint64_t tx_gen; /* the loop transaction that committed its claim (0 = autocommit) */
   bool skip;       /* the check before the first byte stopped it: skip_why */
+  bool lookup;     /* a provider lookup of an earlier attempt, not a send */
   char skip_why[256];
   struct xfer *prev, *next; /* d->xfers */
 };
@@ -101,9 +102,11 @@ struct outcome {
   struct chan *ch;
   struct reminder row; /* owned */
   struct notify_result res;
-  bool skipped; /* not sent on purpose (res.error says why) */
-  bool unknown; /* the request may have reached the provider: outcome unknown */
-  bool breaker; /* counts for the circuit breaker (a real attempt at the receiver) */
+  bool skipped;              /* not sent on purpose (res.error says why) */
+  bool unknown;              /* the request may have reached the provider: outcome unknown */
+  bool is_lookup;            /* the outcome of a provider lookup (reconcile), not a send */
+  enum notify_lookup lookup; /* ... what it found */
+  bool breaker;              /* counts for the circuit breaker (a real attempt at the receiver) */
   int64_t latency_ms;
   enum notify_kind kind;
 };
@@ -197,6 +200,12 @@ static void report(struct dispatcher *d, enum dispatch_outcome o, const struct r
 }
 
 /* ---- channels ----------------------------------------------------------------------- */
+
+/* Can this channel look an attempt up at its provider (reconciliation)? */
+static bool chan_can_lookup(const struct chan *ch) {
+  return !ch->ops->send && ch->ops->lookup_supported && ch->ops->lookup_prepare &&
+         ch->ops->lookup_finish && ch->ops->lookup_supported(ch->state);
+}
 
 /* A claim's lease: the transfer's own limits plus a margin; renewed while it runs. */
 static int64_t chan_lease(const struct chan *ch) {
@@ -606,17 +615,62 @@ struct decision {
   enum reminder_status status; /* what the outcome asks for */
   enum reminder_status final;  /* what the row became (cancelled when an answer marked it) */
   bool stale;                  /* the row no longer holds this claim: nothing written */
+  bool reconcile;              /* due again at next, as a lookup at the provider */
   int64_t next;                /* retry instant */
   char error[NOTIFY_ERROR_MAX + 64];
   char fallback[128]; /* fallback channel created, "" = none */
   bool alerted;
 };
 
+/* A lookup's outcome: found = sent (the provider has it); absent = due now,
+ * sent normally; failed = ask again later, and 'unknown' once the channel's
+ * attempts are spent. */
+static void decide_lookup(struct dispatcher *d, struct outcome *o, int64_t now,
+                          struct decision *dc) {
+  switch (o->lookup) {
+  case NOTIFY_LOOKUP_FOUND:
+    dc->status = REMINDER_SENT;
+    return;
+  case NOTIFY_LOOKUP_ABSENT:
+    dc->status = REMINDER_RETRY;
+    dc->next = now;
+    snprintf(dc->error, sizeof dc->error,
+             "the provider has no such message after an unknown outcome: sending it");
+    return;
+  case NOTIFY_LOOKUP_FAILED:
+    break;
+  }
+  if (o->row.attempts >= o->ch->set.max_attempts) {
+    dc->status = REMINDER_UNKNOWN;
+    snprintf(dc->error, sizeof dc->error,
+             "outcome unknown, not resent: looking it up at the provider failed %d times (%s); "
+             "check the provider's message log, then renewctl outbox retry or leave it",
+             o->row.attempts, o->res.error);
+    return;
+  }
+  dc->status = REMINDER_RETRY;
+  dc->reconcile = true;
+  dc->next = now + backoff(d, &o->ch->set, o->row.attempts, o->res.retry_after);
+  snprintf(dc->error, sizeof dc->error, "outcome unknown; looking it up failed: %s", o->res.error);
+}
+
 static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct decision *dc) {
   *dc = (struct decision){0};
   if (o->skipped) {
     dc->status = REMINDER_SKIPPED;
     snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
+    return;
+  }
+  if (o->is_lookup) {
+    decide_lookup(d, o, now, dc);
+    return;
+  }
+  if (o->unknown && o->res.status == NOTIFY_TRANSIENT && chan_can_lookup(o->ch)) {
+    dc->status = REMINDER_RETRY;
+    dc->reconcile = true;
+    dc->next = now + backoff(d, &o->ch->set, o->row.attempts, 0);
+    snprintf(dc->error, sizeof dc->error,
+             "outcome unknown (%s): looking it up at the provider before any resend", o->res.error);
     return;
   }
   if (o->unknown && o->res.status == NOTIFY_TRANSIENT) {
@@ -653,9 +707,13 @@ static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct 
 static int commit_one(struct dispatcher *d, struct outcome *o, struct decision *dc, int64_t now) {
   dc->final = dc->status;
   dc->stale = false;
-  int r = store_reminder_finish(d->store, o->row.id, o->row.claim, dc->status, dc->next,
-                                dc->status == REMINDER_SENT ? NULL : dc->error,
-                                o->res.provider_id[0] ? o->res.provider_id : NULL, now, &dc->final);
+  int r = dc->reconcile
+              ? store_reminder_reconcile_later(d->store, o->row.id, o->row.claim, dc->next,
+                                               dc->error, now, &dc->final)
+              : store_reminder_finish(d->store, o->row.id, o->row.claim, dc->status, dc->next,
+                                      dc->status == REMINDER_SENT ? NULL : dc->error,
+                                      o->res.provider_id[0] ? o->res.provider_id : NULL, now,
+                                      &dc->final);
   if (r == -ESTALE) {
     dc->stale = true; /* recovered or re-claimed meanwhile: that claim decides */
     return 0;
@@ -991,13 +1049,15 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   *row = (struct reminder){0};
   x->kind = kind;
   x->started_ms = clock_monotonic_ms();
+  /* the last attempt's outcome is unknown: ask the provider, send nothing */
+  x->lookup = x->row.reconcile && chan_can_lookup(ch);
 
   if (isempty(x->row.recipient)) {
     res.status = NOTIFY_PERMANENT;
     snprintf(res.error, sizeof res.error, "no recipient address");
     goto done;
   }
-  if (row_live(d, &x->row, now, res.error, sizeof res.error) == 0) {
+  if (!x->lookup && row_live(d, &x->row, now, res.error, sizeof res.error) == 0) {
     res.status = NOTIFY_PERMANENT;
     batch_add(b, ch, &x->row, &res, true, false, 0, kind);
     xfer_free(x);
@@ -1018,7 +1078,8 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
     goto done;
   }
   /* opted out since the row was planned? */
-  if (streq_ptr(x->row.audience, "customer") && !streq_ptr(x->row.tier, RENDER_OPS_TIER) &&
+  if (!x->lookup && streq_ptr(x->row.audience, "customer") &&
+      !streq_ptr(x->row.tier, RENDER_OPS_TIER) &&
       (x->msg.customer_optout & notify_optout_bit(kind))) {
     res.status = NOTIFY_PERMANENT;
     snprintf(res.error, sizeof res.error, "customer opted out of %s since the reminder was planned",
@@ -1044,14 +1105,17 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   x->nx.now = now;
   dispatch_easy_common(x->easy, &ch->set, &x->nx, x);
   x->req = (struct notify_request){.row = &x->row, .msg = &x->msg, .kind = kind, .now = now};
-  if (ch->ops->prepare(ch->state, &x->req, x->easy, &x->nx, &res) < 0) {
+  if ((x->lookup ? ch->ops->lookup_prepare : ch->ops->prepare)(ch->state, &x->req, x->easy, &x->nx,
+                                                               &res) < 0) {
     pool_put(ch, x->easy);
     x->easy = NULL;
     goto done;
   }
   dispatch_easy_wire(x->easy, &x->nx);
-  curl_easy_setopt(x->easy, CURLOPT_PREREQFUNCTION, xfer_prereq);
-  curl_easy_setopt(x->easy, CURLOPT_PREREQDATA, x);
+  if (!x->lookup) { /* a lookup sends nothing: it may run for a cancelled row */
+    curl_easy_setopt(x->easy, CURLOPT_PREREQFUNCTION, xfer_prereq);
+    curl_easy_setopt(x->easy, CURLOPT_PREREQDATA, x);
+  }
   x->tx_gen = d->tx_depth > 0 && d->tx_ok ? d->tx_gen : 0;
   if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK) {
     pool_put(ch, x->easy);
@@ -1073,7 +1137,12 @@ done_breaker:
   xfer_free(x);
   return;
 done:
-  batch_add(b, ch, &x->row, &res, false, false, clock_monotonic_ms() - x->started_ms, kind);
+  if (batch_add(b, ch, &x->row, &res, false, false, clock_monotonic_ms() - x->started_ms, kind) >=
+          0 &&
+      x->lookup) {
+    b->v[b->n - 1].is_lookup = true;
+    b->v[b->n - 1].lookup = NOTIFY_LOOKUP_FAILED;
+  }
   xfer_free(x);
 }
 
@@ -1244,7 +1313,8 @@ static void check_done(struct dispatcher *d) {
     if (!x)
       continue;
     struct notify_result res = {0};
-    bool breaker = true, skipped = false, unknown = false;
+    bool breaker = true, skipped = false, unknown = false, is_lookup = x->lookup;
+    enum notify_lookup lookup = NOTIFY_LOOKUP_FAILED;
     if (x->skip) {
       res.status = NOTIFY_PERMANENT;
       snprintf(res.error, sizeof res.error, "%s", x->skip_why);
@@ -1253,6 +1323,9 @@ static void check_done(struct dispatcher *d) {
     } else if (x->nx.refused) {
       res.status = NOTIFY_PERMANENT;
       snprintf(res.error, sizeof res.error, "%s", x->nx.refused_why);
+      breaker = false;
+    } else if (x->lookup) {
+      lookup = x->ch->ops->lookup_finish(x->ch->state, &x->req, easy, &x->nx, code, &res);
       breaker = false;
     } else {
       x->ch->ops->finish(x->ch->state, &x->req, easy, &x->nx, code, &res);
@@ -1269,8 +1342,11 @@ static void check_done(struct dispatcher *d) {
     pool_put(x->ch, easy);
     x->easy = NULL;
     if (batch_add(&b, x->ch, &x->row, &res, skipped, breaker, clock_monotonic_ms() - x->started_ms,
-                  x->kind) >= 0)
+                  x->kind) >= 0) {
       b.v[b.n - 1].unknown = unknown;
+      b.v[b.n - 1].is_lookup = is_lookup;
+      b.v[b.n - 1].lookup = lookup;
+    }
     xfer_free(x);
   }
   if (b.n == 0)
@@ -1344,9 +1420,16 @@ static int sweep_cb(const struct reminder *r, void *ud) {
                  "crashed mid-transfer); an SMS is not resent blindly"
                : "the claim ended without a result (renewd stopped or "
                  "crashed mid-transfer): resent with the same key");
-  int k =
-      store_reminder_recover_row(d->store, r->id, r->claim, sms ? REMINDER_UNKNOWN : REMINDER_RETRY,
-                                 w->now, sms ? why : NULL, w->now);
+  int k;
+  if (sms && chan_can_lookup(ch)) {
+    snprintf(why, sizeof why,
+             "the claim ended without a result (renewd stopped or crashed "
+             "mid-transfer): looking it up at the provider before any resend");
+    k = store_reminder_reconcile_later(d->store, r->id, r->claim, w->now, why, w->now, NULL);
+  } else
+    k = store_reminder_recover_row(d->store, r->id, r->claim,
+                                   sms ? REMINDER_UNKNOWN : REMINDER_RETRY, w->now,
+                                   sms ? why : NULL, w->now);
   if (k == -ESTALE)
     return 0;
   if (k < 0)

@@ -74,6 +74,13 @@ enum notify_status {
   NOTIFY_PERMANENT, /* never going to work: dead letter */
 };
 
+/* What a provider lookup found (struct notifier_ops.lookup_finish). */
+enum notify_lookup {
+  NOTIFY_LOOKUP_FOUND,
+  NOTIFY_LOOKUP_ABSENT,
+  NOTIFY_LOOKUP_FAILED,
+};
+
 #define NOTIFY_ERROR_MAX 512
 #define NOTIFY_ID_MAX 256
 
@@ -152,6 +159,19 @@ struct notifier_ops {
   /* Classifies a finished transfer (code = its CURLcode). */
   void (*finish)(void *state, const struct notify_request *req, CURL *easy,
                  struct notify_xfer *xfer, CURLcode code, struct notify_result *res);
+  /* Optional reconciliation, for channels whose provider has no
+   * idempotency key but lets us list what it sent: after an attempt with an
+   * unknown outcome the dispatcher asks before any resend. lookup_supported:
+   * whether this instance can (e.g. only Provider=twilio). lookup_prepare:
+   * like prepare(), for the lookup request of req's message. lookup_finish:
+   * FOUND (res: NOTIFY_SENT + provider id), ABSENT (the provider has no such
+   * message: sending it is safe), FAILED (res: why; ask again later). */
+  bool (*lookup_supported)(void *state);
+  int (*lookup_prepare)(void *state, const struct notify_request *req, CURL *easy,
+                        struct notify_xfer *xfer, struct notify_result *res);
+  enum notify_lookup (*lookup_finish)(void *state, const struct notify_request *req, CURL *easy,
+                                      struct notify_xfer *xfer, CURLcode code,
+                                      struct notify_result *res);
 };
 
 extern const struct notifier_ops notifier_sink_ops;

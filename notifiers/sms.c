@@ -24,8 +24,12 @@
  *   MessageIdPath=messages.0.id        (dotted JSON path of the provider's id)
  *
  * Twilio: form POST To/From/Body with the I-Twilio-Idempotency-Token header
- * set to the row's idempotency key (Twilio drops a repeated request with the
- * same token), provider id = "sid" of the JSON answer. Only E.164 numbers
+ * set to the row's idempotency key (a courtesy: the Messages API documents no
+ * idempotency key, see docs/delivery.md), provider id = "sid" of the JSON
+ * answer. After an attempt whose outcome is unknown the dispatcher asks
+ * before any resend: GET URL?To=&From=&DateSent>=(two days ago), and a
+ * message on the first page with the same To and Body is the one we sent
+ * (lookup_*; Provider=twilio only). Only E.164 numbers
  * are sent to; anything else is a permanent failure. The text (sms part, or
  * text part, plus footer) is measured with smstext_segments(): more than
  * MaxSegments is a config error for sample data and a dead letter at send.
@@ -399,6 +403,103 @@ static void sms_finish(void *state, const struct notify_request *req, CURL *easy
                            sizeof res->provider_id);
 }
 
+/* ---- reconciliation (Twilio: list messages by To, From and DateSent) ----------------- */
+
+static bool sms_lookup_supported(void *state) {
+  const struct sms *s = state;
+  return s && s->provider == SMS_TWILIO;
+}
+
+static int sms_lookup_prepare(void *state, const struct notify_request *req, CURL *easy,
+                              struct notify_xfer *nx, struct notify_result *res) {
+  struct sms *s = state;
+  const char *to = req->row->recipient;
+  if (!sms_lookup_supported(s) || !to || !smstext_is_e164(to)) {
+    res->status = NOTIFY_PERMANENT;
+    snprintf(res->error, sizeof res->error, "no provider lookup for this message");
+    return -EINVAL;
+  }
+  _cleanup_free_ char *url = NULL;
+  char *text = sms_text(NULL, s->footer ? s->footer : "", req->msg);
+  if (!text)
+    goto oom;
+  nx->backend_data = text; /* compared in lookup_finish */
+  nx->backend_free = free;
+  time_t since = (time_t)(req->now - 2 * 86400);
+  struct tm tm;
+  char day[16];
+  if (!gmtime_r(&since, &tm) || strftime(day, sizeof day, "%Y-%m-%d", &tm) == 0)
+    snprintf(day, sizeof day, "1970-01-01");
+  char *eto = curl_easy_escape(easy, to, 0), *efrom = curl_easy_escape(easy, s->from, 0);
+  url = eto && efrom ? strprintf("%s%sTo=%s&From=%s&DateSent%%3E=%s&PageSize=100", s->url,
+                                 strchr(s->url, '?') ? "&" : "?", eto, efrom, day)
+                     : NULL;
+  curl_free(eto);
+  curl_free(efrom);
+  if (!url)
+    goto oom;
+  for (struct curl_slist *h = s->extra, *l; h; h = h->next) {
+    if (!(l = curl_slist_append(nx->headers, h->data)))
+      goto oom;
+    nx->headers = l;
+  }
+  curl_easy_setopt(easy, CURLOPT_URL, url);
+  curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  if (s->user) {
+    curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(easy, CURLOPT_USERNAME, s->user);
+    curl_easy_setopt(easy, CURLOPT_PASSWORD, s->password ? s->password : "");
+  }
+  return 0;
+oom:
+  res->status = NOTIFY_TRANSIENT;
+  snprintf(res->error, sizeof res->error, "out of memory");
+  return -ENOMEM;
+}
+
+static enum notify_lookup sms_lookup_finish(void *state, const struct notify_request *req,
+                                            CURL *easy, struct notify_xfer *nx, CURLcode code,
+                                            struct notify_result *res) {
+  if (code != CURLE_OK) {
+    notify_classify_curl(code, nx->curl_error, res);
+    return NOTIFY_LOOKUP_FAILED;
+  }
+  long status = 0;
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status != 200) {
+    notify_classify_http(status, NULL, 0, nx->response.data, res);
+    if (res->status == NOTIFY_SENT)
+      snprintf(res->error, sizeof res->error, "message lookup: HTTP %ld", status);
+    res->status = NOTIFY_TRANSIENT;
+    return NOTIFY_LOOKUP_FAILED;
+  }
+  json_t *root = json_loadb(nx->response.data ? nx->response.data : "", nx->response.len, 0, NULL);
+  json_t *list = json_object_get(root, "messages");
+  if (!json_is_array(list)) {
+    json_decref(root);
+    res->status = NOTIFY_TRANSIENT;
+    snprintf(res->error, sizeof res->error, "message lookup: no \"messages\" list in the answer");
+    return NOTIFY_LOOKUP_FAILED;
+  }
+  const char *text = nx->backend_data;
+  size_t i;
+  json_t *m;
+  enum notify_lookup found = NOTIFY_LOOKUP_ABSENT;
+  json_array_foreach(list, i, m) {
+    const char *to = json_string_value(json_object_get(m, "to"));
+    const char *body = json_string_value(json_object_get(m, "body"));
+    const char *sid = json_string_value(json_object_get(m, "sid"));
+    if (streq_ptr(to, req->row->recipient) && streq_ptr(body, text)) {
+      res->status = NOTIFY_SENT;
+      snprintf(res->provider_id, sizeof res->provider_id, "%s", sid ? sid : "");
+      found = NOTIFY_LOOKUP_FOUND;
+      break;
+    }
+  }
+  json_decref(root);
+  return found;
+}
+
 const struct notifier_ops notifier_sms_ops = {
     .type = "sms",
     .kind = NOTIFY_SMS,
@@ -408,4 +509,7 @@ const struct notifier_ops notifier_sms_ops = {
     .check_message = sms_check_message,
     .prepare = sms_prepare,
     .finish = sms_finish,
+    .lookup_supported = sms_lookup_supported,
+    .lookup_prepare = sms_lookup_prepare,
+    .lookup_finish = sms_lookup_finish,
 };

@@ -13,6 +13,12 @@ action is a dict:
     {"hang": 3.0, "status": 200}         wait 3 s before answering (timeouts)
     {"status": 201, "body": "{...}"}     with this body
     {"drop": true}                       close the connection without answering
+    {"forget": true, ...}                (twilio) leave the message out of lookups
+
+With twilio=True a GET of .../Messages.json answers like Twilio's "Read
+multiple Message resources": {"messages": [...]} with every POSTed message
+(as soon as its request arrived: Twilio creates it then) whose To matches the
+To= query parameter, newest first; lookups take no action from the script.
 
 Used as a module (Receiver(...).start(), .set_script(), .records(), .stop())
 or standalone:
@@ -160,11 +166,34 @@ class Receiver:
             def log_message(self, fmt, *args):  # quiet
                 pass
 
+            def _twilio_list(self, t0, headers):
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                to = (q.get("To") or [None])[0]
+                with receiver._lock:
+                    msgs = [{"sid": f"SM{r['n']:032d}", "to": r["form"].get("To"),
+                             "from": r["form"].get("From"), "body": r["form"].get("Body"),
+                             "direction": "outbound-api", "status": "sent"}
+                            for r in receiver._records
+                            if r["method"] == "POST" and "form" in r
+                            and not r["action"].get("forget") and r["form"].get("To") == to]
+                out = json.dumps({"messages": msgs[::-1], "page": 0, "page_size": 100}).encode()
+                rec = {"n": 0, "t": t0, "method": "GET", "path": self.path, "headers": headers,
+                       "body": "", "sig_ok": None, "auth_ok": verify_basic(receiver.basic, headers),
+                       "action": {}, "answered": 200, "query": {k: v[0] for k, v in q.items()}}
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                receiver._arrived(rec)
+
             def _handle(self):
                 t0 = time.time()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if receiver.twilio and self.command == "GET" and "Messages.json" in self.path:
+                    return self._twilio_list(t0, headers)
                 action, n = receiver._next_action()
                 rec = {
                     "n": n, "t": t0, "method": self.command, "path": self.path,

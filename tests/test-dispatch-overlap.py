@@ -14,9 +14,12 @@
   4. a lease that expires while the daemon runs (another claim that died)
      is recovered by the periodic sweep, without a restart; the late result
      of the older claim is not recorded
-  5. SMS with an unknown outcome is never resent blindly: a crash mid-SMS
-     and an SMS that timed out after its request was sent both end
-     'unknown' with a warning naming the contract
+  5. SMS with an unknown outcome is never resent blindly: after a crash
+     mid-SMS or a timeout after the request went out, a Twilio channel
+     looks the message up (found: 'sent' with its sid, nothing resent;
+     absent: sent once more under the same token); a generic provider's row
+     ends 'unknown' with a warning naming the contract, until
+     `renewctl outbox retry`
 
 Usage: test-dispatch-overlap.py BUILD_DIR
 """
@@ -242,30 +245,85 @@ p.send_signal(signal.SIGTERM)
 check(wait_exit(p, 30, "lease") == 0, "exit 0")
 env.cleanup()
 
-# 5. SMS: unknown outcome is not resent --------------------------------------------------
-env = Env("overlap-sms-crash", BUILD)
-rcv = env.receiver(basic="AC123:tw-token-123", twilio=True, default={"hang": 30, "status": 201})
-env.write_config(twilio_channel(env, rcv, "Timeout=60s\nRetryBase=1s\nRetryMax=1s\n"),
-                 channels_list="sms")
-env.import_contracts(1, expires_on=SOON)
-p = env.start_daemon()
-rcv.wait_for(lambda rs: len(rs) >= 1, timeout=30)
-p.send_signal(signal.SIGKILL)
-p.wait()
-rcv.set_script([], default={"status": 201})
-p = env.start_daemon()
-rows = env.wait_rows(lambda rs: rs[0]["status"] in FINAL, timeout=30, what="settled")
-check(rows[0]["status"] == "unknown", f"kill -9 mid-SMS: the row is 'unknown' ({rows[0]['status']})")
+# 5. SMS: an unknown outcome is looked up, never resent blindly -------------------------
+def posts(rcv):
+    return [r for r in rcv.records() if r["method"] == "POST"]
+
+
+def gets(rcv):
+    return [r for r in rcv.records() if r["method"] == "GET"]
+
+
+def sms_crash(name, script, generic=False):
+    """kill -9 while the SMS request is held by the provider, then restart."""
+    env = Env(f"overlap-{name}", BUILD)
+    if generic:
+        rcv = env.receiver(script=script, default={"status": 202})
+        cfg = f"""[Channel sms]
+Type=sms
+Provider=generic
+URL={rcv.url('/send')}
+From=Renewals
+Timeout=60s
+"""
+    else:
+        rcv = env.receiver(basic="AC123:tw-token-123", twilio=True, script=script,
+                           default={"status": 201})
+        cfg = twilio_channel(env, rcv, "Timeout=60s\nRetryBase=1s\nRetryMax=1s\n")
+    env.write_config(cfg, channels_list="sms")
+    env.import_contracts(1, expires_on=SOON)
+    p = env.start_daemon()
+    rcv.wait_for(lambda rs: len(rs) >= 1, timeout=30)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p = env.start_daemon()
+    rows = env.wait_rows(lambda rs: rs[0]["status"] in FINAL, timeout=30, what=f"{name}: settled")
+    return env, rcv, p, rows[0]
+
+
+# Twilio, the provider has the message: found by the lookup, not sent again
+env, rcv, p, row = sms_crash("sms-crash-found", [{"hang": 30, "status": 201}])
+check(row["status"] == "sent" and row["provider_id"] == f"SM{1:032d}",
+      f"kill -9 mid-SMS, Twilio has it: the lookup finds it, the row is 'sent' with its sid "
+      f"({row['status']}, {row['provider_id']})")
+q = gets(rcv)[0]["query"]
+check(q.get("To") == "+4915112345001" and q.get("From") == "+15005550006" and "DateSent>" in q,
+      f"the lookup lists messages by To, From and DateSent>= ({q})")
+check(gets(rcv)[0]["auth_ok"] is True, "... with the account's basic auth")
+time.sleep(2)
+check(len(posts(rcv)) == 1, "the SMS was not sent again")
+p.send_signal(signal.SIGTERM)
+wait_exit(p, 30, "sms crash found")
+env.cleanup()
+
+# Twilio, the request never became a message: the lookup finds nothing, it is sent
+env, rcv, p, row = sms_crash("sms-crash-absent", [{"hang": 30, "status": 201, "forget": True}])
+check(row["status"] == "sent", f"kill -9 mid-SMS, Twilio has no such message: sent ({row['status']})")
+ps = posts(rcv)
+check(len(ps) == 2 and len(gets(rcv)) >= 1, "one lookup, then one more POST")
+check(ps[0]["headers"].get("i-twilio-idempotency-token") == ps[1]["headers"].get(
+    "i-twilio-idempotency-token") == row["idem_key"], "... under the same idempotency token")
+p.send_signal(signal.SIGTERM)
+wait_exit(p, 30, "sms crash absent")
+env.cleanup()
+
+# generic provider: no lookup, so 'unknown' and a warning
+env, rcv, p, row = sms_crash("sms-crash-generic", [{"hang": 30, "status": 202}], generic=True)
+check(row["status"] == "unknown", f"kill -9 mid-SMS, generic provider: 'unknown' ({row['status']})")
 time.sleep(3)
 check(len(rcv.records()) == 1, "the SMS was not sent again")
 log = env.log_text()
-check("outcome unknown, not resent" in log and "CONTRACT_ID=C-0001" in
-      [ln for ln in log.splitlines() if "outcome unknown" in ln][0],
-      "a warning names the contract")
+lines = [ln for ln in log.splitlines() if "outcome unknown, not resent" in ln]
+check(lines and "CONTRACT_ID=C-0001" in lines[0] and "REMINDER_ID=" in lines[0],
+      "a warning names the contract and the row")
+r = env.renewctl_run("outbox", "retry", str(row["id"]))
+check(r.returncode == 0, f"renewctl outbox retry takes an 'unknown' row ({r.stderr.strip()})")
+env.wait_rows(lambda rs: rs[0]["status"] == "sent", timeout=30, what="sent after ops decided")
 p.send_signal(signal.SIGTERM)
-wait_exit(p, 30, "sms crash")
+wait_exit(p, 30, "sms crash generic")
 env.cleanup()
 
+# Twilio, a timeout after the request went out: looked up, found, not resent
 env = Env("overlap-sms-timeout", BUILD)
 rcv = env.receiver(basic="AC123:tw-token-123", twilio=True, default={"hang": 4, "status": 201})
 env.write_config(twilio_channel(env, rcv, "Timeout=1s\nRetryBase=1s\nRetryMax=1s\n"),
@@ -273,9 +331,12 @@ env.write_config(twilio_channel(env, rcv, "Timeout=1s\nRetryBase=1s\nRetryMax=1s
 env.import_contracts(1, expires_on=SOON)
 p = env.start_daemon()
 rows = env.wait_rows(lambda rs: rs and rs[0]["status"] in FINAL, timeout=30, what="settled")
-check(rows[0]["status"] == "unknown", "an SMS that timed out after its request went out: 'unknown'")
-time.sleep(3)
-check(len(rcv.records()) == 1, "... and not retried")
+check(rows[0]["status"] == "sent" and rows[0]["attempts"] == 2,
+      f"an SMS that timed out after its request went out: looked up and found "
+      f"({rows[0]['status']}, attempts {rows[0]['attempts']})")
+time.sleep(2)
+check(len(posts(rcv)) == 1 and len(gets(rcv)) == 1, "one POST, one lookup, no resend")
+check("looking it up at the provider before any resend" in env.log_text(), "logged")
 p.send_signal(signal.SIGTERM)
 check(wait_exit(p, 30, "sms timeout") == 0, "exit 0")
 env.cleanup()

@@ -289,6 +289,46 @@ static void test_new_term_marks_in_flight(void **state) {
   assert_int_equal(st, REMINDER_CANCELLED); /* no fallback, no alert follow a cancelled row */
 }
 
+/* An unknown outcome on a channel that can look it up: due again as a
+ * lookup; the next result clears the mark; a marked row ends cancelled. */
+static void test_reconcile_later(void **state) {
+  struct fixture *f = *state;
+  int64_t c = claim(f, T0);
+  enum reminder_status st;
+  assert_int_equal(store_reminder_reconcile_later(f->s, f->id, c + 1, T0 + 30, "?", T0, &st),
+                   -ESTALE);
+  assert_int_equal(store_reminder_reconcile_later(f->s, f->id, c, T0 + 30, "timeout", T0, &st), 0);
+  assert_int_equal(st, REMINDER_RETRY);
+  struct reminder m = get(f);
+  assert_true(m.reconcile);
+  assert_int_equal(m.next_attempt_at, T0 + 30);
+  reminder_clear(&m);
+  /* the next claim carries the mark; its result clears it */
+  struct got g = {0};
+  assert_int_equal(store_reminder_claim(f->s, NULL, T0 + 30, 10, got_cb, &g), 1);
+  m = get(f);
+  assert_true(m.reconcile);
+  reminder_clear(&m);
+  assert_int_equal(
+      store_reminder_finish(f->s, f->id, g.claim, REMINDER_SENT, 0, NULL, "SM1", T0 + 31, &st), 0);
+  m = get(f);
+  assert_int_equal(m.status, REMINDER_SENT);
+  assert_false(m.reconcile);
+  reminder_clear(&m);
+}
+
+static void test_reconcile_cancelled(void **state) {
+  struct fixture *f = *state;
+  int64_t c = claim(f, T0);
+  assert_int_equal(store_reminder_cancel_contract(f->s, "K1", -1, NULL, T0 + 1), 1);
+  enum reminder_status st;
+  assert_int_equal(store_reminder_reconcile_later(f->s, f->id, c, T0 + 30, "timeout", T0, &st), 0);
+  assert_int_equal(st, REMINDER_CANCELLED);
+  struct reminder m = get(f);
+  assert_false(m.reconcile);
+  reminder_clear(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_claim_is_a_lease, setup, teardown),
@@ -297,6 +337,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cancel_then_crash, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_pending_and_unknown, setup, teardown),
       cmocka_unit_test_setup_teardown(test_new_term_marks_in_flight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reconcile_later, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reconcile_cancelled, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
