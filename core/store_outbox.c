@@ -168,7 +168,8 @@ static void claimed_done(struct claimed *c) {
 
 int store_reminder_claim(struct store *s, const char *channel, int64_t now, size_t max,
                          int (*cb)(const struct reminder *r, void *ud), void *ud) {
-  return store_reminder_claim_lease(s, channel, now, now + STORE_DEFAULT_LEASE, NULL, max, cb, ud);
+  int64_t until = now > INT64_MAX - STORE_DEFAULT_LEASE ? INT64_MAX : now + STORE_DEFAULT_LEASE;
+  return store_reminder_claim_lease(s, channel, now, until, NULL, max, cb, ud);
 }
 
 int store_reminder_claim_lease(struct store *s, const char *channel, int64_t now,
