@@ -283,6 +283,41 @@ static void test_optout_skipped(void **state) {
   assert_int_equal(count_files(newdir), 0);
 }
 
+/* At the claim the contract is read again: a row of a declined contract or
+ * of a term that is over is skipped with the reason, nothing is written. */
+static void test_answered_term_skipped(void **state) {
+  struct fx *f = *state;
+  start(f, NULL, NULL);
+  add_contract(f, "C-1", "ada@example.com");
+  add_contract(f, "C-2", "bob@example.com");
+  int64_t id1 = add_row(f, "C-1", "mail", "ada@example.com", REMINDER_PENDING, 0);
+  int64_t id2 = add_row(f, "C-2", "mail", "bob@example.com", REMINDER_PENDING, 0);
+  /* foreign writers: C-1 declined, C-2 in its next term, rows left pending */
+  struct contract c = {0};
+  assert_int_equal(store_contract_get(f->s, "C-1", &c), 0);
+  c.state = CONTRACT_DECLINED;
+  assert_int_equal(store_contract_set_state(f->s, &c, NULL, NULL, T0), 0);
+  contract_clear(&c);
+  assert_int_equal(store_contract_get(f->s, "C-2", &c), 0);
+  c.term = 2;
+  assert_int_equal(store_contract_set_state(f->s, &c, NULL, NULL, T0), 0);
+  contract_clear(&c);
+  assert_int_equal(store_reminder_set_status(f->s, id2, REMINDER_PENDING, T0, NULL, NULL, T0), 0);
+  dispatcher_kick(f->d);
+  struct reminder r = get_row(f, id1);
+  assert_int_equal(r.status, REMINDER_SKIPPED);
+  assert_string_equal(r.last_error, "contract C-1 is declined");
+  reminder_clear(&r);
+  r = get_row(f, id2);
+  assert_int_equal(r.status, REMINDER_SKIPPED);
+  assert_string_equal(r.last_error, "term 1 is over: contract C-2 is in term 2");
+  reminder_clear(&r);
+  assert_int_equal(f->reports[DISPATCH_SKIPPED], 2);
+  char newdir[160];
+  snprintf(newdir, sizeof newdir, "%s/new", f->maildir);
+  assert_int_equal(count_files(newdir), 0);
+}
+
 static void test_rate_limit(void **state) {
   struct fx *f = *state;
   start(f, "RatePerSecond=2", NULL);
@@ -654,6 +689,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_sink_send, setup, teardown),
       cmocka_unit_test_setup_teardown(test_optout_skipped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_answered_term_skipped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retry_wakeup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_recover_sending, setup, teardown),
