@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "notifiers/dispatch_internal.h"
 #include "notifiers/notifier.h"
 #include "notifiers/render.h"
 
@@ -168,7 +169,7 @@ static void prepare_webhook(const char *url, CURL *easy, void **ret_state, struc
   struct notify_request req = {.row = &row, .msg = &msg, .kind = NOTIFY_WEBHOOK, .now = 1};
   struct notify_result res = {0};
   assert_int_equal(notifier_webhook_ops.prepare(*ret_state, &req, easy, nx, &res), 0);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nx->headers);
+  dispatch_easy_wire(easy, nx); /* headers, and the pre-request hook the backend set */
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 10000L);
 }
