@@ -6,14 +6,29 @@
  * bucket (RatePerSecond=/RatePerMinute=), a circuit breaker and the earliest
  * retry instant of its rows. A row's life here:
  *
- *   claim (store_reminder_claim: the row is 'sending', committed, before any
- *   byte leaves) → render (notifiers/render.c) → opt-out check → backend:
- *   synchronous send() or a curl transfer on the multi handle → result
- *   classified (sent / transient / permanent) → committed in a batch with the
- *   other results of the same loop callback: sent | retry (exponential
- *   backoff, full jitter, Retry-After as a minimum) | dead (then a row on the
- *   tier's next Fallback= channel and an "ops-alert" row on [Ops]
- *   AlertChannel=) → reported to the daemon.
+ *   claim (store_reminder_claim_lease: the row is 'sending' under a new
+ *   claim token and a lease, committed before any byte leaves) → still
+ *   wanted? (row_live: the contract's state and term; else skipped with the
+ *   reason) → render (notifiers/render.c) → opt-out check → backend:
+ *   synchronous send() or a curl transfer on the multi handle, whose
+ *   pre-request hook checks claim, cancel mark and term once more right
+ *   before the first byte → result classified (sent / transient /
+ *   permanent; an SMS sent without an answer: unknown) → committed in a
+ *   batch with the other results of the same loop callback, only under the
+ *   claim (store_reminder_finish): sent | retry (exponential backoff, full
+ *   jitter, Retry-After as a minimum) | dead (then a row on the tier's next
+ *   Fallback= channel and an "ops-alert" row on [Ops] AlertChannel=) |
+ *   cancelled (an answer marked the row while it was in flight: nothing
+ *   follows) | unknown SMS: a lookup at the provider on the next claim
+ *   where the backend has one (lookup_*), else 'unknown' for ops → reported
+ *   to the daemon.
+ *
+ * Leases: renewed while a transfer runs; every DISPATCH_SWEEP_INTERVAL the
+ * expired leases of other claims are settled by the channel's
+ * unknown-outcome policy (email and webhooks: due again, same key; SMS:
+ * lookup or 'unknown'), as dispatcher_recover() does at start-up. A stop
+ * (dispatcher_stop) claims nothing more; dispatcher_abort() drops what still
+ * runs, leaving the rows to their leases.
  *
  * The event loop is the daemon's: curl's socket and timer callbacks go to
  * struct dispatch_loop_ops; readiness comes back via dispatcher_socket_ready()
@@ -21,7 +36,9 @@
  * transfers are collected at the (zero) timeout that follows, so everything
  * that completed in one loop round, and the claims refilling the freed slots,
  * share ONE store transaction (tx_begin/tx_end), committed before control
- * returns to the loop, i.e. before the new transfers' first byte. Every
+ * returns to the loop, i.e. before the new transfers' first byte; if that
+ * commit fails, the transfers its claims started leave the multi handle
+ * (drop_uncommitted) before anything else runs. Every
  * "now" is clock_now() of the borrowed clock.
  *
  * The backend table, the settings every channel has, config checks and

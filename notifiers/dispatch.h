@@ -92,8 +92,10 @@ int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
 
 /* Start-up crash recovery: every row left in 'sending' by an earlier run is
  * settled by its channel's policy for an unknown outcome: email and webhooks
- * become due again (same idempotency key); SMS rows become 'unknown' and are
- * reported (DISPATCH_UNKNOWN), since a resend could reach the phone twice.
+ * become due again (same idempotency key); SMS rows are due again as a
+ * lookup at the provider where the backend has one (Twilio), else become
+ * 'unknown' and are reported (DISPATCH_UNKNOWN): a blind resend could reach
+ * the phone twice.
  * Rows an answer marked end 'cancelled'. Returns how many. The same policy
  * applies, while running, to leases that expired (see dispatcher_kick()). */
 int dispatcher_recover(struct dispatcher *d);
