@@ -66,136 +66,25 @@
 #include "notifiers/smstext.h"
 
 #define SYNC_BATCHES_PER_KICK 4 /* claims per kick for synchronous backends, then yield */
-#define PROBE_INTERVAL_MAX 600  /* seconds: probes back off up to this */
 #define POLL_INTERVAL 30        /* real clock: look for rows other processes made due */
 #define LEASE_MARGIN 60         /* seconds a lease outlasts a transfer's own time limits */
 #define SWEEP_BATCH 256         /* expired leases settled per sweep */
 
-struct chan {
-  struct dispatcher *d;
-  char *name;                     /* [Channel NAME] */
-  const struct notifier_ops *ops; /* backend */
-  void *state;                    /* backend instance */
-  struct chan_settings set;
-  unsigned in_flight; /* transfers running */
-  /* token bucket */
-  double tokens;     /* available now */
-  double capacity;   /* bucket size: one second's worth, at least 1 */
-  int64_t tokens_at; /* instant tokens was computed */
-  bool backlog;      /* the last claim was cut short: more rows may be due */
-  /* circuit breaker */
-  unsigned failures;      /* consecutive transient failures */
-  bool open;              /* paused */
-  bool probing;           /* the one probe row is in flight */
-  int64_t probe_at;       /* next probe instant (open) */
-  int64_t probe_interval; /* current interval, doubles to PROBE_INTERVAL_MAX */
-  int64_t probe_row;      /* id of the probe row (probing) */
-  int64_t retry_min;      /* earliest next_attempt_at of this channel's retry rows */
-  CURL **pool;            /* idle easy handles */
-  size_t n_pool;
-  bool retired;         /* replaced by a reload: freed when in_flight drops to 0 */
-  uint64_t flushed_gen; /* batch_gen + 1 of the batch it was last flushed for */
-  struct chan *next_retired;
-};
-
-struct xfer {
-  struct chan *ch;
-  CURL *easy;
-  struct reminder row; /* owned copy of the claimed row */
-  struct message msg;
-  enum notify_kind kind;
-  struct notify_request req;
-  struct notify_xfer nx;
-  int64_t started_ms;
-  uint64_t tx_gen; /* the loop transaction that committed its claim (0 = autocommit) */
-  bool skip;       /* the check before the first byte stopped it: skip_why */
-  bool lookup;     /* a provider lookup of an earlier attempt, not a send */
-  char skip_why[256];
-  struct xfer *prev, *next; /* d->xfers */
-};
-
-/* One finished row, waiting to be committed. */
-struct outcome {
-  struct chan *ch;
-  struct reminder row; /* owned */
-  struct notify_result res;
-  bool skipped;              /* not sent on purpose (res.error says why) */
-  bool unknown;              /* the request may have reached the provider: outcome unknown */
-  bool is_lookup;            /* the outcome of a provider lookup (reconcile), not a send */
-  enum notify_lookup lookup; /* ... what it found */
-  bool breaker;              /* counts for the circuit breaker (a real attempt at the receiver) */
-  int64_t latency_ms;
-  enum notify_kind kind;
-};
-
-struct batch {
-  struct outcome *v;
-  size_t n, cap;
-};
-
-struct decision;
-struct staged {
-  struct batch b;
-  struct decision *dcs;
-  int64_t now;
-};
-
-struct dispatcher {
-  struct store *store;
-  struct cal *cal;
-  const struct config *cfg;
-  const struct clock *clock;
-  const struct dispatch_loop_ops *loop_ops;
-  void *loop;
-  struct dispatch_callbacks cbs;
-  struct render *render;
-  CURLM *multi;
-  struct chan **chans; /* current config's channels */
-  size_t n_chans;
-  struct chan *retired; /* list of retired channels with transfers in flight */
-  struct xfer *xfers;   /* transfers in flight */
-  size_t in_flight;
-  bool retry_dirty;         /* recompute the channels' retry_min from the store */
-  int64_t last_poll;        /* real clock: last full kick */
-  uint64_t rng;             /* xorshift64* state for jitter */
-  bool in_kick;             /* re-entrancy guard */
-  bool check_pending;       /* sockets were served: collect finished transfers at the timer */
-  int64_t curl_deadline_ms; /* curl's timeout (monotonic ms), -1 = none */
-  unsigned tx_depth;        /* tx_begin() nesting */
-  bool tx_ok;               /* the callback's transaction is open */
-  struct staged *staged;    /* results written in the open transaction, reported at tx_end() */
-  size_t n_staged, cap_staged;
-  uint64_t batch_gen; /* batches applied (flush bookkeeping) */
-  uint64_t tx_gen;    /* loop transactions begun; xfer->tx_gen names the one of its claim */
-  bool stopping;      /* dispatcher_stop(): claim nothing more */
-  int64_t next_sweep; /* lease renewal and expired-lease recovery due at */
-  char owner[128];    /* claimed_by: "host:pid" */
-};
-
 /* ---- small helpers ----------------------------------------------------------------- */
 
-static uint64_t rng_next(struct dispatcher *d) {
-  uint64_t x = d->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  d->rng = x;
-  return x * 0x2545F4914F6CDD1Dull;
-}
-
-static int64_t now_s(const struct dispatcher *d) {
+int64_t dispatch_now(const struct dispatcher *d) {
   return clock_now(d->clock);
 }
 
-static struct chan *chan_find(struct dispatcher *d, const char *name) {
+struct chan *dispatch_chan_find(struct dispatcher *d, const char *name) {
   for (size_t i = 0; i < d->n_chans; i++)
     if (streq(d->chans[i]->name, name))
       return d->chans[i];
   return NULL;
 }
 
-static void report(struct dispatcher *d, enum dispatch_outcome o, const struct reminder *row,
-                   const char *channel, const char *detail, int64_t next, int64_t latency_ms) {
+void dispatch_report(struct dispatcher *d, enum dispatch_outcome o, const struct reminder *row,
+                     const char *channel, const char *detail, int64_t next, int64_t latency_ms) {
   if (!d->cbs.report)
     return;
   char to[320]; /* webhook URLs may carry a capability: scheme and host only */
@@ -219,7 +108,7 @@ static void report(struct dispatcher *d, enum dispatch_outcome o, const struct r
 /* ---- channels ----------------------------------------------------------------------- */
 
 /* Can this channel look an attempt up at its provider (reconciliation)? */
-static bool chan_can_lookup(const struct chan *ch) {
+bool dispatch_chan_can_lookup(const struct chan *ch) {
   return !ch->ops->send && ch->ops->lookup_supported && ch->ops->lookup_prepare &&
          ch->ops->lookup_finish && ch->ops->lookup_supported(ch->state);
 }
@@ -270,7 +159,7 @@ static int chan_new(struct dispatcher *d, const struct config_channel *cc,
   }
   ch->capacity = ch->set.rate > 0 ? MAX(1.0, ch->set.rate) : 0;
   ch->tokens = ch->capacity;
-  ch->tokens_at = now_s(d);
+  ch->tokens_at = dispatch_now(d);
   ch->probe_interval = ch->set.probe_interval;
   *ret = ch;
   return 0;
@@ -427,7 +316,7 @@ static CURL *pool_get(struct chan *ch) {
   return curl_easy_init();
 }
 
-static void pool_put(struct chan *ch, CURL *e) {
+void dispatch_pool_put(struct chan *ch, CURL *e) {
   if (!e)
     return;
   if (!ch->retired && ch->n_pool < ch->set.max_concurrent) {
@@ -437,7 +326,7 @@ static void pool_put(struct chan *ch, CURL *e) {
     curl_easy_cleanup(e);
 }
 
-static struct xfer *xfer_free(struct xfer *x) {
+struct xfer *dispatch_xfer_free(struct xfer *x) {
   if (!x)
     return NULL;
   dispatch_nx_done(&x->nx);
@@ -445,560 +334,6 @@ static struct xfer *xfer_free(struct xfer *x) {
   reminder_clear(&x->row);
   free(x);
   return NULL;
-}
-
-/* ---- batches of results --------------------------------------------------------------- */
-
-static void batch_done(struct batch *b) {
-  for (size_t i = 0; i < b->n; i++)
-    reminder_clear(&b->v[i].row);
-  free(b->v);
-  *b = (struct batch){0};
-}
-
-/* Takes ownership of *row (it is zeroed). */
-static int batch_add(struct batch *b, struct chan *ch, struct reminder *row,
-                     const struct notify_result *res, bool skipped, bool breaker,
-                     int64_t latency_ms, enum notify_kind kind) {
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 16;
-    struct outcome *v = realloc(b->v, cap * sizeof *v);
-    if (!v)
-      return -ENOMEM;
-    b->v = v;
-    b->cap = cap;
-  }
-  b->v[b->n++] = (struct outcome){.ch = ch,
-                                  .row = *row,
-                                  .res = *res,
-                                  .skipped = skipped,
-                                  .breaker = breaker,
-                                  .latency_ms = latency_ms,
-                                  .kind = kind};
-  *row = (struct reminder){0};
-  return 0;
-}
-
-static int64_t backoff(struct dispatcher *d, const struct chan_settings *s, int32_t attempts,
-                       int64_t retry_after) {
-  int64_t cap = s->retry_base;
-  for (int32_t i = 1; i < attempts && cap < s->retry_max; i++)
-    cap *= 2;
-  cap = MIN(cap, s->retry_max);
-  int64_t delay = (int64_t)(rng_next(d) % (uint64_t)(cap + 1)); /* full jitter */
-  delay = MAX(delay, 1);
-  return MAX(delay, retry_after);
-}
-
-static enum notify_kind kind_for_channel(const struct config *cfg, const char *name,
-                                         const struct notifier_ops **ret_ops) {
-  const struct config_channel *cc = config_channel(cfg, name);
-  const struct notifier_ops *ops = cc ? dispatch_backend_for(cc->type) : NULL;
-  if (ret_ops)
-    *ret_ops = ops;
-  return ops ? ops->kind : NOTIFY_EMAIL;
-}
-
-struct fallback_scan {
-  const char *tier;
-  int32_t step;
-  const char *channel;
-  int found; /* -1 none, else the row's status */
-};
-
-static int fallback_scan_cb(const struct reminder *r, void *ud) {
-  struct fallback_scan *f = ud;
-  if (streq_ptr(r->tier, f->tier) && r->step == f->step && streq_ptr(r->channel, f->channel) &&
-      streq_ptr(r->audience, "customer"))
-    f->found = (int)r->status;
-  return 0;
-}
-
-/* A dead customer row: records a pending row on the tier's next Fallback=
- * channel not tried yet. Writes the new channel's name into fb (or ""). */
-static int insert_fallback(struct dispatcher *d, const struct reminder *dead, int64_t now, char *fb,
-                           size_t fblen) {
-  fb[0] = 0;
-  struct contract c = {0};
-  struct customer cu = {0};
-  struct policy *pol = NULL;
-  const struct tier *t = NULL;
-  int r = store_contract_get(d->store, dead->contract_id, &c);
-  if (r < 0)
-    return r;
-  bool have_cu = c.customer_id && store_customer_get(d->store, c.customer_id, &cu) >= 0;
-  r = render_find_tier(d->store, d->cfg, &c, dead->tier, &pol, &t);
-  if (r < 0 || t->n_fallback == 0) {
-    r = 0;
-    goto out;
-  }
-  for (size_t i = 0; i < t->n_fallback; i++) {
-    const char *name = t->fallback[i];
-    if (streq(name, dead->channel))
-      continue;
-    struct fallback_scan scan = {
-        .tier = dead->tier, .step = dead->step, .channel = name, .found = -1};
-    if ((r = store_reminder_foreach_contract(d->store, c.id, c.term, fallback_scan_cb, &scan)) < 0)
-      goto out;
-    if (scan.found == REMINDER_DEAD || scan.found == REMINDER_SKIPPED)
-      continue; /* tried already: the next one */
-    if (scan.found >= 0) {
-      r = 0; /* a fallback is under way or done */
-      goto out;
-    }
-    const struct config_channel *cc = config_channel(d->cfg, name);
-    enum notify_kind kind = kind_for_channel(d->cfg, name, NULL);
-    const char *to = NULL;
-    if (kind == NOTIFY_WEBHOOK)
-      to = config_channel_get(cc, "URL");
-    else if (have_cu && !(cu.optout & notify_optout_bit(kind)))
-      to = kind == NOTIFY_SMS ? cu.phone : cu.email;
-    if (!cc || isempty(to))
-      continue; /* cannot reach the customer there */
-    struct reminder nr = {
-        .contract_rowid = c.rowid,
-        .contract_id = c.id,
-        .term = c.term,
-        .tier = dead->tier,
-        .step = dead->step,
-        .channel = (char *)name,
-        .audience = (char *)"customer",
-        .recipient = (char *)to,
-        .due_at = now,
-        .status = REMINDER_PENDING,
-    };
-    r = store_reminder_insert(d->store, &nr, now, NULL);
-    if (r == -EEXIST)
-      continue;
-    if (r < 0)
-      goto out;
-    snprintf(fb, fblen, "%s", name);
-    struct chan *fch = chan_find(d, name);
-    if (fch)
-      fch->backlog = true;
-    r = 1;
-    goto out;
-  }
-  r = 0;
-out:
-  policy_free(pol);
-  contract_clear(&c);
-  customer_clear(&cu);
-  return r;
-}
-
-/* A dead row: records an ops alert row on [Ops] AlertChannel=. */
-static int insert_ops_alert(struct dispatcher *d, const struct reminder *dead, int64_t now) {
-  const char *name = d->cfg->alert_channel;
-  if (isempty(name) || streq_ptr(dead->tier, RENDER_OPS_TIER) || dead->id > INT32_MAX)
-    return 0;
-  const struct config_channel *cc = config_channel(d->cfg, name);
-  if (!cc)
-    return 0;
-  const struct notifier_ops *ops = NULL;
-  enum notify_kind kind = kind_for_channel(d->cfg, name, &ops);
-  const char *to = kind == NOTIFY_WEBHOOK ? config_channel_get(cc, "URL")
-                   : kind == NOTIFY_SMS   ? config_channel_get(&d->cfg->ops, "Phone")
-                                          : config_channel_get(&d->cfg->ops, "Email");
-  if (isempty(to) && ops && ops->send)
-    to = "ops@localhost"; /* the sink writes it anyway */
-  if (isempty(to))
-    return 0;
-  struct reminder nr = {
-      .contract_rowid = dead->contract_rowid,
-      .contract_id = dead->contract_id,
-      .term = dead->term,
-      .tier = (char *)RENDER_OPS_TIER,
-      .step = (int32_t)dead->id,
-      .channel = (char *)name,
-      .audience = (char *)"owner",
-      .recipient = (char *)to,
-      .due_at = now,
-      .status = REMINDER_PENDING,
-  };
-  int r = store_reminder_insert(d->store, &nr, now, NULL);
-  if (r == -EEXIST)
-    return 0;
-  if (r < 0)
-    return r;
-  struct chan *ach = chan_find(d, name);
-  if (ach)
-    ach->backlog = true;
-  return 1;
-}
-
-/* What an outcome turns into. */
-struct decision {
-  enum reminder_status status; /* what the outcome asks for */
-  enum reminder_status final;  /* what the row became (cancelled when an answer marked it) */
-  bool stale;                  /* the row no longer holds this claim: nothing written */
-  bool reconcile;              /* due again at next, as a lookup at the provider */
-  int64_t next;                /* retry instant */
-  char error[NOTIFY_ERROR_MAX + 64];
-  char fallback[128]; /* fallback channel created, "" = none */
-  bool alerted;
-};
-
-/* A lookup's outcome: found = sent (the provider has it); absent = due now,
- * sent normally; failed = ask again later, and 'unknown' once the channel's
- * attempts are spent. */
-static void decide_lookup(struct dispatcher *d, struct outcome *o, int64_t now,
-                          struct decision *dc) {
-  switch (o->lookup) {
-  case NOTIFY_LOOKUP_FOUND:
-    dc->status = REMINDER_SENT;
-    return;
-  case NOTIFY_LOOKUP_ABSENT:
-    dc->status = REMINDER_RETRY;
-    dc->next = now;
-    snprintf(dc->error, sizeof dc->error,
-             "the provider has no such message after an unknown outcome: sending it");
-    return;
-  case NOTIFY_LOOKUP_FAILED:
-    break;
-  }
-  if (o->row.attempts >= o->ch->set.max_attempts) {
-    dc->status = REMINDER_UNKNOWN;
-    snprintf(dc->error, sizeof dc->error,
-             "outcome unknown, not resent: looking it up at the provider failed %d times (%s); "
-             "check the provider's message log, then renewctl outbox retry or leave it",
-             o->row.attempts, o->res.error);
-    return;
-  }
-  dc->status = REMINDER_RETRY;
-  dc->reconcile = true;
-  dc->next = now + backoff(d, &o->ch->set, o->row.attempts, o->res.retry_after);
-  snprintf(dc->error, sizeof dc->error, "outcome unknown; looking it up failed: %s", o->res.error);
-}
-
-static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct decision *dc) {
-  *dc = (struct decision){0};
-  if (o->skipped) {
-    dc->status = REMINDER_SKIPPED;
-    snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
-    return;
-  }
-  if (o->is_lookup) {
-    decide_lookup(d, o, now, dc);
-    return;
-  }
-  if (o->unknown && o->res.status == NOTIFY_TRANSIENT && chan_can_lookup(o->ch)) {
-    dc->status = REMINDER_RETRY;
-    dc->reconcile = true;
-    dc->next = now + backoff(d, &o->ch->set, o->row.attempts, 0);
-    snprintf(dc->error, sizeof dc->error,
-             "outcome unknown (%s): looking it up at the provider before any resend", o->res.error);
-    return;
-  }
-  if (o->unknown && o->res.status == NOTIFY_TRANSIENT) {
-    dc->status = REMINDER_UNKNOWN;
-    snprintf(dc->error, sizeof dc->error,
-             "outcome unknown, not resent (an SMS has no idempotency key): %s; check the "
-             "provider's message log, then renewctl outbox retry or leave it",
-             o->res.error);
-    return;
-  }
-  switch (o->res.status) {
-  case NOTIFY_SENT:
-    dc->status = REMINDER_SENT;
-    return;
-  case NOTIFY_TRANSIENT:
-    if (o->row.attempts >= o->ch->set.max_attempts) {
-      dc->status = REMINDER_DEAD;
-      snprintf(dc->error, sizeof dc->error, "gave up after %d attempts: %s", o->row.attempts,
-               o->res.error);
-    } else {
-      dc->status = REMINDER_RETRY;
-      dc->next = now + backoff(d, &o->ch->set, o->row.attempts, o->res.retry_after);
-      snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
-    }
-    return;
-  case NOTIFY_PERMANENT:
-    dc->status = REMINDER_DEAD;
-    snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
-    return;
-  }
-}
-
-/* Writes one decision (and a dead row's follow-ups). */
-static int commit_one(struct dispatcher *d, struct outcome *o, struct decision *dc, int64_t now) {
-  dc->final = dc->status;
-  dc->stale = false;
-  int r = dc->reconcile
-              ? store_reminder_reconcile_later(d->store, o->row.id, o->row.claim, dc->next,
-                                               dc->error, now, &dc->final)
-              : store_reminder_finish(d->store, o->row.id, o->row.claim, dc->status, dc->next,
-                                      dc->status == REMINDER_SENT ? NULL : dc->error,
-                                      o->res.provider_id[0] ? o->res.provider_id : NULL, now,
-                                      &dc->final);
-  if (r == -ESTALE) {
-    dc->stale = true; /* recovered or re-claimed meanwhile: that claim decides */
-    return 0;
-  }
-  if (r < 0)
-    return r;
-  if (dc->final == REMINDER_DEAD) {
-    if (streq_ptr(o->row.audience, "customer") && !streq_ptr(o->row.tier, RENDER_OPS_TIER)) {
-      r = insert_fallback(d, &o->row, now, dc->fallback, sizeof dc->fallback);
-      if (r < 0)
-        return r;
-    }
-    r = insert_ops_alert(d, &o->row, now);
-    if (r < 0)
-      return r;
-    dc->alerted = r > 0;
-  }
-  return 0;
-}
-
-static void breaker_update(struct dispatcher *d, struct outcome *o, int64_t now) {
-  struct chan *ch = o->ch;
-  if (!o->breaker || ch->retired)
-    return;
-  if (o->res.status == NOTIFY_TRANSIENT) {
-    ch->failures++;
-    if (ch->probing) {
-      ch->probing = false;
-      ch->probe_interval = MIN(ch->probe_interval * 2, (int64_t)PROBE_INTERVAL_MAX);
-      ch->probe_at = now + ch->probe_interval;
-      report(d, DISPATCH_CIRCUIT_OPEN, NULL, ch->name, "probe failed", ch->probe_at, 0);
-    } else if (!ch->open && ch->failures >= ch->set.failure_threshold) {
-      ch->open = true;
-      ch->probe_interval = ch->set.probe_interval;
-      ch->probe_at = now + ch->probe_interval;
-      char detail[96];
-      snprintf(detail, sizeof detail, "%u transient failures in a row", ch->failures);
-      report(d, DISPATCH_CIRCUIT_OPEN, NULL, ch->name, detail, ch->probe_at, 0);
-    }
-  } else {
-    /* sent, or the receiver answered that this message is bad: it is up */
-    ch->failures = 0;
-    if (ch->open) {
-      ch->open = ch->probing = false;
-      ch->probe_interval = ch->set.probe_interval;
-      report(d, DISPATCH_CIRCUIT_CLOSED, NULL, ch->name, NULL, 0, 0);
-    }
-  }
-}
-
-/* Synchronous backends make their batch durable before it counts as sent;
- * a failed flush turns their "sent" into transient failures. */
-static void batch_flush(struct dispatcher *d, struct batch *b) {
-  for (size_t i = 0; i < b->n; i++) {
-    struct chan *ch = b->v[i].ch;
-    if (!ch->ops->flush || ch->flushed_gen == d->batch_gen + 1)
-      continue;
-    ch->flushed_gen = d->batch_gen + 1;
-    char err[NOTIFY_ERROR_MAX] = "";
-    if (ch->ops->flush(ch->state, err, sizeof err) < 0)
-      for (size_t j = i; j < b->n; j++)
-        if (b->v[j].ch == ch && b->v[j].res.status == NOTIFY_SENT && !b->v[j].skipped) {
-          b->v[j].res.status = NOTIFY_TRANSIENT;
-          b->v[j].res.provider_id[0] = 0;
-          snprintf(b->v[j].res.error, sizeof b->v[j].res.error, "%s", err);
-        }
-  }
-  d->batch_gen++;
-}
-
-/* Writes the decisions (inside the caller's transaction, or autocommit). */
-static int batch_write(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
-  int r = 0;
-  for (size_t i = 0; i < b->n && r >= 0; i++)
-    r = commit_one(d, &b->v[i], &dcs[i], now);
-  return r;
-}
-
-/* Circuit breakers and retry instants learn from the decisions. */
-static void batch_learn(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
-  for (size_t i = 0; i < b->n; i++) {
-    struct outcome *o = &b->v[i];
-    if (o->ch->probing && o->row.id == o->ch->probe_row && !o->breaker) {
-      /* the probe never reached the receiver: probe with another row */
-      o->ch->probing = false;
-      o->ch->probe_at = now;
-    }
-    breaker_update(d, o, now);
-    if (!dcs[i].stale && dcs[i].final == REMINDER_RETRY && dcs[i].next < o->ch->retry_min)
-      o->ch->retry_min = dcs[i].next;
-  }
-}
-
-/* After the commit: reports. Frees the batch. */
-static void batch_report(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
-  for (size_t i = 0; i < b->n; i++) {
-    struct outcome *o = &b->v[i];
-    struct decision *dc = &dcs[i];
-    o->row.status = dc->final;
-    if (dc->stale) {
-      report(d, DISPATCH_STALE, &o->row, NULL,
-             "the row is no longer held by this claim (recovered or claimed again)", 0,
-             o->latency_ms);
-      continue;
-    }
-    switch (dc->final) {
-    case REMINDER_CANCELLED: {
-      char detail[NOTIFY_ERROR_MAX + 64];
-      snprintf(detail, sizeof detail, "%s",
-               dc->status == REMINDER_SENT ? "the attempt in flight was delivered"
-               : *dc->error                ? dc->error
-                                           : reminder_status_to_string(dc->status));
-      report(d, DISPATCH_CANCELLED, &o->row, NULL, detail, 0, o->latency_ms);
-      break;
-    }
-    case REMINDER_UNKNOWN:
-      report(d, DISPATCH_UNKNOWN, &o->row, NULL, dc->error, 0, o->latency_ms);
-      break;
-    case REMINDER_SENT:
-      report(d, DISPATCH_SENT, &o->row, NULL, o->res.provider_id[0] ? o->res.provider_id : NULL, 0,
-             o->latency_ms);
-      break;
-    case REMINDER_RETRY:
-      report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
-      break;
-    case REMINDER_DEAD:
-      /* the daemon says "gave up after N attempts" itself */
-      report(d, DISPATCH_DEAD, &o->row, NULL, o->skipped ? dc->error : o->res.error, 0,
-             o->latency_ms);
-      if (dc->fallback[0]) {
-        char detail[256];
-        snprintf(detail, sizeof detail, "%s is dead for this message; trying %s", o->row.channel,
-                 dc->fallback);
-        report(d, DISPATCH_FALLBACK, &o->row, NULL, detail, 0, 0);
-      }
-      break;
-    default:
-      report(d, DISPATCH_SKIPPED, &o->row, NULL, dc->error, 0, 0);
-      break;
-    }
-  }
-  free(dcs);
-  batch_done(b);
-}
-
-/* Commits a batch in its own transaction (falling back to one statement per
- * row when the transaction cannot be had), then reports. Used outside the
- * loop callback's transaction (synchronous sends must be flushed first, after
- * their claim was committed). */
-static void batch_apply(struct dispatcher *d, struct batch *b) {
-  if (b->n == 0)
-    return;
-  int64_t now = now_s(d);
-  struct decision *dcs = calloc(b->n, sizeof *dcs);
-  if (!dcs) {
-    /* rows stay 'sending'; recovered at the next start */
-    batch_done(b);
-    return;
-  }
-  batch_flush(d, b);
-  for (size_t i = 0; i < b->n; i++)
-    decide(d, &b->v[i], now, &dcs[i]);
-  bool tx = d->tx_depth == 0 && store_begin(d->store) >= 0;
-  int r = batch_write(d, b, dcs, now);
-  if (tx && (r < 0 || store_commit(d->store) < 0)) {
-    store_rollback(d->store);
-    /* once more, row by row: a bad row must not hold the others back */
-    for (size_t i = 0; i < b->n; i++) {
-      dcs[i].fallback[0] = 0;
-      (void)commit_one(d, &b->v[i], &dcs[i], now);
-    }
-  }
-  batch_learn(d, b, dcs, now);
-  batch_report(d, b, dcs, now);
-}
-
-/* Inside the loop callback's transaction (tx_begin): writes the results of
- * finished transfers now and reports them after the commit (tx_end). Takes
- * the batch's contents. */
-static void batch_stage(struct dispatcher *d, struct batch *b) {
-  if (b->n == 0)
-    return;
-  int64_t now = now_s(d);
-  struct decision *dcs = calloc(b->n, sizeof *dcs);
-  struct staged *v = d->n_staged == d->cap_staged
-                         ? realloc(d->staged, (d->cap_staged ? d->cap_staged * 2 : 4) * sizeof *v)
-                         : d->staged;
-  if (!dcs || !v) {
-    free(dcs);
-    batch_apply(d, b); /* no memory to defer: do it now */
-    return;
-  }
-  if (v != d->staged) {
-    d->staged = v;
-    d->cap_staged = d->cap_staged ? d->cap_staged * 2 : 4;
-  }
-  for (size_t i = 0; i < b->n; i++)
-    decide(d, &b->v[i], now, &dcs[i]);
-  (void)batch_write(d, b, dcs, now);
-  batch_learn(d, b, dcs, now);
-  d->staged[d->n_staged++] = (struct staged){.b = *b, .dcs = dcs, .now = now};
-  *b = (struct batch){0};
-}
-
-/* One write transaction per loop callback: the claims, the renders' reads
- * and the results of finished transfers share it. It is committed before
- * control returns to the event loop, so a claimed row is 'sending' on disk
- * before its first byte can leave (curl only sends from the loop). */
-static void tx_begin(struct dispatcher *d) {
-  if (d->tx_depth++ == 0) {
-    d->tx_ok = store_begin(d->store) >= 0;
-    d->tx_gen++;
-  }
-}
-
-/* Unlinks x from the transfers in flight and frees it (its handle too). */
-static void xfer_drop(struct dispatcher *d, struct xfer *x) {
-  if (x->easy) {
-    curl_multi_remove_handle(d->multi, x->easy);
-    pool_put(x->ch, x->easy);
-    x->easy = NULL;
-  }
-  if (x->prev)
-    x->prev->next = x->next;
-  else
-    d->xfers = x->next;
-  if (x->next)
-    x->next->prev = x->prev;
-  x->ch->in_flight--;
-  d->in_flight--;
-  xfer_free(x);
-}
-
-/* The claims of the transaction tx_gen were rolled back: the transfers they
- * started must not send a byte (curl sends only from the loop, and the loop
- * has not run since), so they leave the multi handle before anything is
- * claimed again. Their rows are pending or retry again. */
-static void drop_uncommitted(struct dispatcher *d, uint64_t tx_gen) {
-  for (struct xfer *x = d->xfers, *next; x; x = next) {
-    next = x->next;
-    if (x->tx_gen != tx_gen)
-      continue;
-    struct chan *ch = x->ch;
-    xfer_drop(d, x);
-    ch->backlog = true;
-    ch->retry_min = MIN(ch->retry_min, now_s(d) + 1);
-  }
-}
-
-static void tx_end(struct dispatcher *d) {
-  if (--d->tx_depth > 0)
-    return;
-  if (d->tx_ok && store_commit(d->store) < 0) {
-    /* the results are rewritten one by one; the claims of this callback
-     * are lost, so their transfers are withdrawn before a byte leaves */
-    store_rollback(d->store);
-    drop_uncommitted(d, d->tx_gen);
-    for (size_t k = 0; k < d->n_staged; k++)
-      for (size_t i = 0; i < d->staged[k].b.n; i++) {
-        d->staged[k].dcs[i].fallback[0] = 0;
-        (void)commit_one(d, &d->staged[k].b.v[i], &d->staged[k].dcs[i], d->staged[k].now);
-      }
-  }
-  d->tx_ok = false;
-  size_t n = d->n_staged;
-  d->n_staged = 0;
-  for (size_t k = 0; k < n; k++)
-    batch_report(d, &d->staged[k].b, d->staged[k].dcs, d->staged[k].now);
 }
 
 /* ---- starting rows ------------------------------------------------------------------ */
@@ -1043,7 +378,7 @@ static int xfer_prereq(void *clientp, char *primary_ip, char *local_ip, int prim
     snprintf(x->skip_why, sizeof x->skip_why, "%s before the first byte",
              m.cancel ? "cancelled by an answer" : "the claim was lost");
     x->skip = true;
-  } else if (r >= 0 && row_live(d, &x->row, now_s(d), x->skip_why, sizeof x->skip_why) == 0)
+  } else if (r >= 0 && row_live(d, &x->row, dispatch_now(d), x->skip_why, sizeof x->skip_why) == 0)
     x->skip = true;
   return x->skip ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
@@ -1058,7 +393,7 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   if (!x) {
     res.status = NOTIFY_TRANSIENT;
     snprintf(res.error, sizeof res.error, "out of memory");
-    batch_add(b, ch, row, &res, false, false, 0, kind);
+    dispatch_batch_add(b, ch, row, &res, false, false, 0, kind);
     return;
   }
   x->ch = ch;
@@ -1067,7 +402,7 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   x->kind = kind;
   x->started_ms = clock_monotonic_ms();
   /* the last attempt's outcome is unknown: ask the provider, send nothing */
-  x->lookup = x->row.reconcile && chan_can_lookup(ch);
+  x->lookup = x->row.reconcile && dispatch_chan_can_lookup(ch);
 
   if (isempty(x->row.recipient)) {
     res.status = NOTIFY_PERMANENT;
@@ -1076,8 +411,8 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   }
   if (!x->lookup && row_live(d, &x->row, now, res.error, sizeof res.error) == 0) {
     res.status = NOTIFY_PERMANENT;
-    batch_add(b, ch, &x->row, &res, true, false, 0, kind);
-    xfer_free(x);
+    dispatch_batch_add(b, ch, &x->row, &res, true, false, 0, kind);
+    dispatch_xfer_free(x);
     return;
   }
   char err[512] = "";
@@ -1085,8 +420,8 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   if (r == -ENOENT) {
     res.status = NOTIFY_PERMANENT;
     snprintf(res.error, sizeof res.error, "%s", *err ? err : "contract no longer in the store");
-    batch_add(b, ch, &x->row, &res, true, false, 0, kind);
-    xfer_free(x);
+    dispatch_batch_add(b, ch, &x->row, &res, true, false, 0, kind);
+    dispatch_xfer_free(x);
     return;
   }
   if (r < 0) {
@@ -1103,8 +438,8 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
              kind == NOTIFY_SMS       ? "SMS"
              : kind == NOTIFY_WEBHOOK ? "webhooks"
                                       : "email");
-    batch_add(b, ch, &x->row, &res, true, false, 0, kind);
-    xfer_free(x);
+    dispatch_batch_add(b, ch, &x->row, &res, true, false, 0, kind);
+    dispatch_xfer_free(x);
     return;
   }
   if (ch->ops->send) {
@@ -1124,7 +459,7 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   x->req = (struct notify_request){.row = &x->row, .msg = &x->msg, .kind = kind, .now = now};
   if ((x->lookup ? ch->ops->lookup_prepare : ch->ops->prepare)(ch->state, &x->req, x->easy, &x->nx,
                                                                &res) < 0) {
-    pool_put(ch, x->easy);
+    dispatch_pool_put(ch, x->easy);
     x->easy = NULL;
     goto done;
   }
@@ -1135,7 +470,7 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   }
   x->tx_gen = d->tx_depth > 0 && d->tx_ok ? d->tx_gen : 0;
   if (curl_multi_add_handle(d->multi, x->easy) != CURLM_OK) {
-    pool_put(ch, x->easy);
+    dispatch_pool_put(ch, x->easy);
     x->easy = NULL;
     res.status = NOTIFY_TRANSIENT;
     snprintf(res.error, sizeof res.error, "cannot start the transfer");
@@ -1150,17 +485,17 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
   return;
 
 done_breaker:
-  batch_add(b, ch, &x->row, &res, false, true, clock_monotonic_ms() - x->started_ms, kind);
-  xfer_free(x);
+  dispatch_batch_add(b, ch, &x->row, &res, false, true, clock_monotonic_ms() - x->started_ms, kind);
+  dispatch_xfer_free(x);
   return;
 done:
-  if (batch_add(b, ch, &x->row, &res, false, false, clock_monotonic_ms() - x->started_ms, kind) >=
-          0 &&
+  if (dispatch_batch_add(b, ch, &x->row, &res, false, false, clock_monotonic_ms() - x->started_ms,
+                         kind) >= 0 &&
       x->lookup) {
     b->v[b->n - 1].is_lookup = true;
     b->v[b->n - 1].lookup = NOTIFY_LOOKUP_FAILED;
   }
-  xfer_free(x);
+  dispatch_xfer_free(x);
 }
 
 /* ---- claiming ---------------------------------------------------------------------------- */
@@ -1268,7 +603,7 @@ static void chan_kick(struct dispatcher *d, struct chan *ch, int64_t now, struct
 /* Recomputes each channel's earliest retry instant from the store. */
 static int retry_scan_cb(const struct reminder *r, void *ud) {
   struct dispatcher *d = ud;
-  struct chan *ch = chan_find(d, r->channel);
+  struct chan *ch = dispatch_chan_find(d, r->channel);
   if (ch && r->next_attempt_at < ch->retry_min)
     ch->retry_min = r->next_attempt_at;
   return 0;
@@ -1356,25 +691,25 @@ static void check_done(struct dispatcher *d) {
       x->next->prev = x->prev;
     x->ch->in_flight--;
     d->in_flight--;
-    pool_put(x->ch, easy);
+    dispatch_pool_put(x->ch, easy);
     x->easy = NULL;
-    if (batch_add(&b, x->ch, &x->row, &res, skipped, breaker, clock_monotonic_ms() - x->started_ms,
-                  x->kind) >= 0) {
+    if (dispatch_batch_add(&b, x->ch, &x->row, &res, skipped, breaker,
+                           clock_monotonic_ms() - x->started_ms, x->kind) >= 0) {
       b.v[b.n - 1].unknown = unknown;
       b.v[b.n - 1].is_lookup = is_lookup;
       b.v[b.n - 1].lookup = lookup;
     }
-    xfer_free(x);
+    dispatch_xfer_free(x);
   }
   if (b.n == 0)
     return;
   /* one transaction: these results and the claims refilling the freed slots */
   struct batch later = {0};
-  tx_begin(d);
-  batch_stage(d, &b);
+  dispatch_tx_begin(d);
+  dispatch_batch_stage(d, &b);
   if (!d->in_kick) {
     d->in_kick = true;
-    int64_t now = now_s(d);
+    int64_t now = dispatch_now(d);
     for (size_t i = 0; i < d->n_chans; i++) {
       struct chan *ch = d->chans[i];
       if (ch->backlog || ch->retry_min <= now || (ch->open && !ch->probing && ch->probe_at <= now))
@@ -1382,8 +717,8 @@ static void check_done(struct dispatcher *d) {
     }
     d->in_kick = false;
   }
-  tx_end(d);
-  batch_apply(d, &later); /* synchronous sends and rows that failed before sending */
+  dispatch_tx_end(d);
+  dispatch_batch_apply(d, &later); /* synchronous sends and rows that failed before sending */
   free_retired(d);
 }
 
@@ -1429,7 +764,7 @@ static int sweep_cb(const struct reminder *r, void *ud) {
       x->row.claimed_until = w->now + lease;
     return 0;
   }
-  struct chan *ch = chan_find(d, r->channel);
+  struct chan *ch = dispatch_chan_find(d, r->channel);
   bool sms = ch && !ch->ops->send && ch->ops->kind == NOTIFY_SMS;
   char why[256];
   snprintf(why, sizeof why, "%s",
@@ -1438,7 +773,7 @@ static int sweep_cb(const struct reminder *r, void *ud) {
                : "the claim ended without a result (renewd stopped or "
                  "crashed mid-transfer): resent with the same key");
   int k;
-  if (sms && chan_can_lookup(ch)) {
+  if (sms && dispatch_chan_can_lookup(ch)) {
     snprintf(why, sizeof why,
              "the claim ended without a result (renewd stopped or crashed "
              "mid-transfer): looking it up at the provider before any resend");
@@ -1455,9 +790,10 @@ static int sweep_cb(const struct reminder *r, void *ud) {
   struct reminder m = {0};
   if (store_reminder_get(d->store, r->id, &m) >= 0) {
     if (m.status == REMINDER_UNKNOWN)
-      report(d, DISPATCH_UNKNOWN, &m, NULL, why, 0, 0);
+      dispatch_report(d, DISPATCH_UNKNOWN, &m, NULL, why, 0, 0);
     else if (m.status == REMINDER_CANCELLED)
-      report(d, DISPATCH_CANCELLED, &m, NULL, "the attempt in flight: outcome unknown", 0, 0);
+      dispatch_report(d, DISPATCH_CANCELLED, &m, NULL, "the attempt in flight: outcome unknown", 0,
+                      0);
     reminder_clear(&m);
   }
   if (ch) {
@@ -1494,15 +830,15 @@ void dispatcher_kick(struct dispatcher *d) {
   if (!d || d->in_kick)
     return;
   d->in_kick = true;
-  int64_t now = now_s(d);
+  int64_t now = dispatch_now(d);
   d->last_poll = now;
   struct batch b = {0};
-  tx_begin(d);
+  dispatch_tx_begin(d);
   leases_maintain(d, now);
   for (size_t i = 0; i < d->n_chans; i++)
     chan_kick(d, d->chans[i], now, &b);
-  tx_end(d);
-  batch_apply(d, &b);
+  dispatch_tx_end(d);
+  dispatch_batch_apply(d, &b);
   d->in_kick = false;
 }
 
@@ -1540,7 +876,7 @@ size_t dispatcher_in_flight(const struct dispatcher *d) {
 int64_t dispatcher_next_wakeup(struct dispatcher *d) {
   if (!d)
     return TIME_NEVER;
-  int64_t now = now_s(d);
+  int64_t now = dispatch_now(d);
   if (d->retry_dirty)
     retry_recompute(d, now);
   int64_t t = TIME_NEVER;
@@ -1577,7 +913,7 @@ int64_t dispatcher_next_wakeup(struct dispatcher *d) {
 int dispatcher_recover(struct dispatcher *d) {
   if (!d)
     return -EINVAL;
-  int64_t now = now_s(d);
+  int64_t now = dispatch_now(d);
   int n = 0, r;
   bool tx = store_begin(d->store) >= 0;
   do {
@@ -1601,7 +937,7 @@ size_t dispatcher_abort(struct dispatcher *d) {
     return 0;
   size_t n = 0;
   while (d->xfers) {
-    xfer_drop(d, d->xfers);
+    dispatch_xfer_drop(d, d->xfers);
     n++;
   }
   free_retired(d);
@@ -1628,7 +964,7 @@ int dispatcher_new(struct store *store, struct cal *cal, const struct config *cf
   if (getrandom(&d->rng, sizeof d->rng, 0) != sizeof d->rng || d->rng == 0)
     d->rng = (uint64_t)clock_monotonic_ms() * 0x9E3779B97F4A7C15ull | 1;
   d->retry_dirty = true;
-  d->last_poll = now_s(d);
+  d->last_poll = dispatch_now(d);
   d->next_sweep = d->last_poll + DISPATCH_SWEEP_INTERVAL;
   d->curl_deadline_ms = -1;
   char host[64] = "";
@@ -1683,7 +1019,7 @@ struct dispatcher *dispatcher_free(struct dispatcher *d) {
       x->easy = NULL;
     }
     x->ch->in_flight--;
-    xfer_free(x);
+    dispatch_xfer_free(x);
   }
   for (size_t i = 0; i < d->n_chans; i++)
     chan_free(d->chans[i]);
@@ -1721,7 +1057,7 @@ int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
     return r == -ENOMEM ? r : -EINVAL;
   }
   for (size_t i = 0; i < n; i++) {
-    struct chan *old = chan_find(d, v[i]->name);
+    struct chan *old = dispatch_chan_find(d, v[i]->name);
     if (!old)
       continue;
     v[i]->failures = old->failures;
