@@ -170,6 +170,7 @@ void message_clear(struct message *m) {
   free(m->to_name);
   free(m->unsubscribe_url);
   free(m->template_name);
+  free(m->suppressed);
   *m = (struct message){0};
 }
 
@@ -852,6 +853,24 @@ int render_find_tier(struct store *store, const struct config *cfg, const struct
   return -ENOENT;
 }
 
+/* Sets *ret (caller frees) to why recipient must not get a message of kind
+ * when the suppressions table says so (NULL otherwise). 0 or -errno. */
+static int check_suppressed(struct store *store, const char *recipient, enum notify_kind kind,
+                            char **ret) {
+  *ret = NULL;
+  if (kind == NOTIFY_WEBHOOK || isempty(recipient))
+    return 0;
+  _cleanup_(suppression_clear) struct suppression sp = {0};
+  int r = store_suppression_check(store, kind == NOTIFY_SMS ? SUPPRESS_SMS : SUPPRESS_EMAIL,
+                                  recipient, &sp);
+  if (r <= 0)
+    return r;
+  char since[21];
+  *ret = strprintf("%s is suppressed (%s, source %s, since %s)", sp.address, sp.reason,
+                   sp.source ? sp.source : "unknown", format_rfc3339(sp.created_at, since));
+  return *ret ? 0 : -ENOMEM;
+}
+
 /* render_find_tier() for render_message(): the contract's ladder snapshot
  * comes parsed from rd's cache (loaded on first use), so *ret_policy is
  * borrowed from rd (or from cfg), never freed by the caller. Assumes rd is
@@ -1049,6 +1068,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   r = finish_message(rd, &f, template_name, ops_alert, row, now, ret, err, errlen);
   if (r >= 0 && have_cu)
     ret->customer_optout = cu.optout;
+  if (r >= 0 && (r = check_suppressed(store, row->recipient, kind, &ret->suppressed)) < 0)
+    message_clear(ret);
 out:
   json_decref(f.history);
   json_decref(f.responses);

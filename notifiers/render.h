@@ -73,6 +73,8 @@ struct message {
   char *unsubscribe_url;    /* customer messages: one-click unsubscribe (RFC 8058) */
   char *template_name;      /* template rendered ("(built-in)" for the defaults) */
   unsigned customer_optout; /* the customer's OPTOUT_* bits as of rendering */
+  char *suppressed;         /* why the recipient's address is suppressed (store.h,
+                               suppressions), NULL = it is not: nothing may be sent */
 };
 
 void message_clear(struct message *m);
@@ -93,7 +95,8 @@ int render_set_locale(struct render *rd, const char *locale);
 /* True when a link key was loaded. */
 bool render_has_link_key(const struct render *rd);
 
-/* Renders the message for row (channel address kind `kind`) at now. Returns
+/* Renders the message for row (channel address kind `kind`) at now, and
+ * looks the recipient up in the suppressions table (ret->suppressed). Returns
  * 0, -ENOENT (contract gone), -EINVAL (template error: message in err) or
  * -errno. *ret is filled on success (caller message_clear()s). */
 int render_message(struct render *rd, struct store *store, const struct reminder *row,

@@ -283,6 +283,30 @@ static void test_optout_skipped(void **state) {
   assert_int_equal(count_files(newdir), 0);
 }
 
+/* A suppressed address gets nothing, whichever contract the row belongs to;
+ * other addresses are not affected. */
+static void test_suppressed_skipped(void **state) {
+  struct fx *f = *state;
+  start(f, NULL, NULL);
+  add_contract(f, "C-1", "ada@example.com");
+  add_contract(f, "C-2", "bob@example.com");
+  int64_t id = add_row(f, "C-1", "mail", "Ada@Example.com", REMINDER_PENDING, 0);
+  int64_t other = add_row(f, "C-2", "mail", "bob@example.com", REMINDER_PENDING, 0);
+  assert_int_equal(store_suppression_add(f->s, SUPPRESS_EMAIL, "ada@example.com", "unsubscribe",
+                                         "link", NULL, T0),
+                   1);
+  dispatcher_kick(f->d);
+  struct reminder r = get_row(f, id);
+  assert_int_equal(r.status, REMINDER_SKIPPED);
+  assert_non_null(strstr(r.last_error, "ada@example.com is suppressed (unsubscribe, source link"));
+  reminder_clear(&r);
+  r = get_row(f, other);
+  assert_int_equal(r.status, REMINDER_SENT);
+  reminder_clear(&r);
+  assert_int_equal(f->reports[DISPATCH_SKIPPED], 1);
+  assert_int_equal(f->reports[DISPATCH_SENT], 1);
+}
+
 static void test_rate_limit(void **state) {
   struct fx *f = *state;
   start(f, "RatePerSecond=2", NULL);
@@ -654,6 +678,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_sink_send, setup, teardown),
       cmocka_unit_test_setup_teardown(test_optout_skipped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_suppressed_skipped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retry_wakeup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_recover_sending, setup, teardown),
