@@ -365,7 +365,7 @@ static int apply_optout(struct store *s, const struct lifecycle_answer *a,
                                 a->source == LIFECYCLE_SOURCE_SMS ? "stop" : "unsubscribe", source,
                                 note, now);
     else /* also clears the bit of every customer with the address */
-      r = store_suppression_remove(s, map[i].kind, norm, true, source, now);
+      r = store_suppression_remove(s, map[i].kind, norm, true, source, NULL, now);
     if (r < 0)
       return r;
     if (unsub)

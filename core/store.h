@@ -539,12 +539,12 @@ int store_suppression_add(struct store *s, enum suppress_kind k, const char *add
 /* Lifts the suppression of address for kind (optouts_only: only one whose
  * reason is "stop" or "unsubscribe", as a START or a resubscription may; a
  * bounce or complaint needs an explicit removal), logs "suppression.removed"
- * with source, and clears the matching opt-out bit (OPTOUT_EMAIL/OPTOUT_SMS)
- * of every customer with that address, so that what the address asked for
- * wins over older per-customer bits. Returns 1 = a row or a bit was removed,
- * 0 = nothing to remove, -EINVAL or a store error. */
+ * with source and why (NULL or a note as for add: the operator's reason), and clears the matching
+ * opt-out bit (OPTOUT_EMAIL/OPTOUT_SMS) of every customer with that address, so that what the
+ * address asked for wins over older per-customer bits. Returns 1 = a row or a bit was removed, 0 =
+ * nothing to remove, -EINVAL or a store error. */
 int store_suppression_remove(struct store *s, enum suppress_kind k, const char *address,
-                             bool optouts_only, const char *source, int64_t now);
+                             bool optouts_only, const char *source, const char *why, int64_t now);
 /* Whether address (normalized here) is suppressed for kind: 1 (and *ret, if
  * not NULL, filled: caller clears), 0 (not suppressed, or not an address of
  * that kind), or a store error. One indexed lookup. */

@@ -137,10 +137,12 @@ static int suppression_from_row(sqlite3_stmt *st, struct suppression *ret) {
 
 /* ---- writes --------------------------------------------------------------------------- */
 
+/* Store-wide event kind: "kind=sms address=+49... reason=stop source=sms-inbound [why=...]". */
 static int log_event(struct store *s, const char *kind, enum suppress_kind k, const char *address,
-                     const char *reason, const char *source, int64_t now) {
-  _cleanup_free_ char *detail = strprintf("kind=%s address=%s reason=%s source=%s", kind_names[k],
-                                          address, reason ? reason : "-", source ? source : "-");
+                     const char *reason, const char *source, const char *why, int64_t now) {
+  _cleanup_free_ char *detail =
+      strprintf("kind=%s address=%s reason=%s source=%s%s%s", kind_names[k], address,
+                reason ? reason : "-", source ? source : "-", why ? " why=" : "", why ? why : "");
   return detail ? event_append(s, NULL, kind, detail, now) : -ENOMEM;
 }
 
@@ -170,7 +172,7 @@ int store_suppression_add(struct store *s, enum suppress_kind k, const char *add
   int added = add_row(s, k, addr, reason, source, note, now);
   r = added;
   if (added > 0)
-    r = log_event(s, "suppression.added", k, addr, reason, source, now);
+    r = log_event(s, "suppression.added", k, addr, reason, source, NULL, now);
   return txn_leave(s, own, r < 0 ? r : added);
 }
 
@@ -215,10 +217,10 @@ static int del_row(struct store *s, enum suppress_kind k, const char *addr, bool
 }
 
 int store_suppression_remove(struct store *s, enum suppress_kind k, const char *address,
-                             bool optouts_only, const char *source, int64_t now) {
+                             bool optouts_only, const char *source, const char *why, int64_t now) {
   char addr[STORE_ADDRESS_MAX + 1];
   if (!s || store_address_normalize(k, address, addr) < 0 ||
-      (source && !store_suppression_word_valid(source)))
+      (source && !store_suppression_word_valid(source)) || !note_valid(why))
     return -EINVAL;
   bool own;
   int r = txn_enter(s, &own);
@@ -228,7 +230,7 @@ int store_suppression_remove(struct store *s, enum suppress_kind k, const char *
   int removed = del_row(s, k, addr, optouts_only, &reason);
   r = removed;
   if (removed > 0)
-    r = log_event(s, "suppression.removed", k, addr, reason, source, now);
+    r = log_event(s, "suppression.removed", k, addr, reason, source, why, now);
   int cleared = r >= 0 ? clear_bits(s, k, addr, now) : 0;
   if (r >= 0)
     r = cleared;

@@ -123,15 +123,19 @@ static void test_add_check_remove(void **state) {
   assert_int_equal(store_suppression_check(s, SUPPRESS_EMAIL, "ann@example.COM", NULL), 1);
   /* a START lifts an opt-out, not a bounce */
   assert_int_equal(
-      store_suppression_remove(s, SUPPRESS_EMAIL, "ann@example.com", true, "link", T0 + 3), 0);
+      store_suppression_remove(s, SUPPRESS_EMAIL, "ann@example.com", true, "link", NULL, T0 + 3),
+      0);
   assert_int_equal(store_suppression_check(s, SUPPRESS_EMAIL, "ann@example.com", NULL), 1);
-  assert_int_equal(
-      store_suppression_remove(s, SUPPRESS_EMAIL, "ann@example.com", false, "renewctl", T0 + 4), 1);
+  assert_int_equal(store_suppression_remove(s, SUPPRESS_EMAIL, "ann@example.com", false, "renewctl",
+                                            "asked by phone", T0 + 4),
+                   1);
   assert_int_equal(store_suppression_check(s, SUPPRESS_EMAIL, "ann@example.com", NULL), 0);
-  assert_int_equal(
-      store_suppression_remove(s, SUPPRESS_SMS, "+4915112345678", true, "sms-inbound", T0 + 5), 1);
+  assert_int_equal(store_suppression_remove(s, SUPPRESS_SMS, "+4915112345678", true, "sms-inbound",
+                                            NULL, T0 + 5),
+                   1);
   assert_int_equal(store_suppression_check(s, SUPPRESS_SMS, "+4915112345678", NULL), 0);
-  assert_int_equal(store_suppression_remove(s, SUPPRESS_SMS, "+4915112345678", true, NULL, T0), 0);
+  assert_int_equal(
+      store_suppression_remove(s, SUPPRESS_SMS, "+4915112345678", true, NULL, NULL, T0), 0);
 
   struct events ev = {0};
   assert_int_equal(store_event_foreach_contract(s, NULL, event_cb, &ev), 4);
@@ -142,7 +146,8 @@ static void test_add_check_remove(void **state) {
                       "kind=email address=ann@example.com reason=hard-bounce source=-");
   assert_string_equal(ev.kinds[2], "suppression.removed");
   assert_string_equal(ev.details[2],
-                      "kind=email address=ann@example.com reason=hard-bounce source=renewctl");
+                      "kind=email address=ann@example.com reason=hard-bounce source=renewctl "
+                      "why=asked by phone");
   assert_string_equal(ev.details[3],
                       "kind=sms address=+4915112345678 reason=stop source=sms-inbound");
 }
@@ -160,7 +165,8 @@ static void test_invalid(void **state) {
   assert_int_equal(
       store_suppression_add(s, SUPPRESS_SMS, "+4915112345678", "stop", NULL, "line\nbreak", T0),
       -EINVAL);
-  assert_int_equal(store_suppression_remove(s, SUPPRESS_EMAIL, "nope", false, NULL, T0), -EINVAL);
+  assert_int_equal(store_suppression_remove(s, SUPPRESS_EMAIL, "nope", false, NULL, NULL, T0),
+                   -EINVAL);
   assert_int_equal(store_suppression_check(s, (enum suppress_kind)5, "a@b.c", NULL), -EINVAL);
   struct store_suppression_filter bad = {.kind = -1, .address = "a@b.c"};
   assert_int_equal(store_suppression_foreach(s, &bad, NULL, NULL), -EINVAL);
@@ -186,8 +192,9 @@ static void test_remove_clears_bits(void **state) {
   assert_int_equal(store_contract_max_change_seq(s, &seq0), 0);
 
   /* no row, but bits: still "removed" */
-  assert_int_equal(
-      store_suppression_remove(s, SUPPRESS_SMS, "+4915112345678", true, "sms-inbound", T0 + 1), 1);
+  assert_int_equal(store_suppression_remove(s, SUPPRESS_SMS, "+4915112345678", true, "sms-inbound",
+                                            NULL, T0 + 1),
+                   1);
   struct customer g = {0};
   assert_int_equal(store_customer_get(s, "A", &g), 0);
   assert_int_equal(g.optout, 0);
@@ -202,13 +209,13 @@ static void test_remove_clears_bits(void **state) {
   assert_true(seq1 > seq0);
 
   /* email addresses compare case-insensitively with what the customer has */
-  assert_int_equal(store_suppression_remove(s, SUPPRESS_EMAIL, "B@EXAMPLE.com", true, NULL, T0 + 2),
-                   1);
+  assert_int_equal(
+      store_suppression_remove(s, SUPPRESS_EMAIL, "B@EXAMPLE.com", true, NULL, NULL, T0 + 2), 1);
   assert_int_equal(store_customer_get(s, "B", &g), 0);
   assert_int_equal(g.optout, OPTOUT_WEBHOOK);
   customer_clear(&g);
-  assert_int_equal(store_suppression_remove(s, SUPPRESS_EMAIL, "b@example.com", true, NULL, T0 + 3),
-                   0);
+  assert_int_equal(
+      store_suppression_remove(s, SUPPRESS_EMAIL, "b@example.com", true, NULL, NULL, T0 + 3), 0);
 }
 
 struct list {
