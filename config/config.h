@@ -79,6 +79,8 @@ struct config_daemon {
   int64_t change_poll_interval; /* ChangePollInterval=: seconds between store change polls, > 0 */
   char *templates;              /* Templates=: template directory, absolute path */
   char *link_key_file;          /* LinkKeyFile=: path or credential name; NULL = none */
+  const char *link_key_src;     /* where LinkKeyFile= is set (file of config->files), */
+  unsigned link_key_line;       /*   for errors; NULL/0 = not set */
   char *api_token_file;         /* ApiTokenFile=: path or credential name; NULL = none */
 };
 
@@ -121,6 +123,19 @@ struct config {
   char *alert_channel;       /* [Ops] AlertChannel=: a channel name, or NULL */
   struct config_channel ops; /* [Ops]: the other keys, read with config_channel_get() */
 };
+
+/* Why v cannot be the value of a secret key (*File=: an absolute path, or a
+ * systemd credential name read from $CREDENTIALS_DIRECTORY), as a phrase for
+ * an error message that must not quote v; NULL when v is fine. Refused: empty,
+ * blanks or control characters, a relative path, and a value that looks like
+ * a secret pasted in by mistake (config_secret_shape()). */
+const char *config_secret_ref_problem(const char *v);
+/* Why a credential name (a file name) looks like a secret rather than a
+ * name: characters no file or credential name has ('+', '=', '~', ...), a
+ * known API-key prefix (whsec_, sk_live_, ghp_, ...), more than 64 bytes, 16
+ * or more hex digits, or 20 or more letters and digits without '-', '_', '.'
+ * or '@' that mix cases or digits. NULL when it looks like a name. */
+const char *config_secret_shape(const char *v);
 
 /* Loads main_path and the drop-ins in main_path + ".d/" and validates them.
  * cal may be NULL: then TimeZone= and Holidays= are only checked for syntax
