@@ -175,7 +175,7 @@ int linkkeys_check_config(const struct config *cfg, struct config_errors *errs) 
     return 0;
   const char *src = cfg->daemon.link_key_src ? cfg->daemon.link_key_src : "?";
   unsigned line = cfg->daemon.link_key_line;
-  if (!strchr(file, '/') && !getenv("CREDENTIALS_DIRECTORY"))
+  if (!strchr(file, '/') && isempty(getenv("CREDENTIALS_DIRECTORY")))
     config_errors_add(errs, src, line,
                       "LinkKeyFile=%s: a credential name, but $CREDENTIALS_DIRECTORY is not "
                       "set (renewd reads it from LoadCredential=; to check a configuration "
