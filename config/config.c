@@ -486,6 +486,18 @@ static const char *const secret_prefixes[] = {"whsec_", "sk_live_", "sk_test_", 
  * bytes, a long run of hex digits, or a long word without any separator that
  * mixes letters and digits (base64, base64url). Names such as "link-key",
  * "smtp.password" or "renewd_sms_token" pass. */
+/* How often adjacent characters differ in class (upper, lower, digit):
+ * about 0.6 per pair in random base64, 0.3-0.4 in a CamelCase name. */
+static size_t class_changes(const char *v) {
+  size_t n = 0;
+  for (size_t i = 1; v[i]; i++) {
+    unsigned char a = (unsigned char)v[i - 1], b = (unsigned char)v[i];
+    int ca = isupper(a) ? 0 : islower(a) ? 1 : 2, cb = isupper(b) ? 0 : islower(b) ? 1 : 2;
+    n += ca != cb;
+  }
+  return n;
+}
+
 const char *config_secret_shape(const char *v) {
   size_t n = strlen(v), digits = 0, hex = 0, upper = 0, lower = 0, seps = 0;
   for (size_t i = 0; i < n; i++) {
@@ -511,8 +523,8 @@ const char *config_secret_shape(const char *v) {
     return "it is longer than a credential name";
   if (n >= 16 && hex == n && digits > 0)
     return "it looks like a hex-encoded key";
-  if (n >= 20 && seps == 0 && digits > 0 && (upper > 0) + (lower > 0) + (digits > 0) >= 2 &&
-      (upper > 0 || n >= 32))
+  if (n >= 20 && seps == 0 && (upper > 0) + (lower > 0) + (digits > 0) >= 2 &&
+      class_changes(v) * 100 >= 42 * (n - 1))
     return "it looks like an encoded key (base64)";
   return NULL;
 }

@@ -134,7 +134,8 @@ const char *config_secret_ref_problem(const char *v);
  * name: characters no file or credential name has ('+', '=', '~', ...), a
  * known API-key prefix (whsec_, sk_live_, ghp_, ...), more than 64 bytes, 16
  * or more hex digits, or 20 or more letters and digits without '-', '_', '.'
- * or '@' that mix cases or digits. NULL when it looks like a name. */
+ * or '@' whose case and digits alternate as in random base64 (not as in a
+ * CamelCase name). NULL when it looks like a name. */
 const char *config_secret_shape(const char *v);
 
 /* Loads main_path and the drop-ins in main_path + ".d/" and validates them.

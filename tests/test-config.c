@@ -277,6 +277,8 @@ static void test_secret_shapes(void **state) {
       "/run/credentials",
       "webhook-secret.prod",
       "twilio_auth_token",
+      "TwilioAuthToken2027",
+      "RenewdLinkKeyProduction",
   };
   for (size_t i = 0; i < ELEMENTSOF(names); i++)
     if (config_secret_ref_problem(names[i]))
@@ -284,6 +286,7 @@ static void test_secret_shapes(void **state) {
   static const char *const secrets[] = {
       "Zm9vYmFyIHNlY3JldCBrZXk=",                 /* base64 with padding */
       "dGhpc2lzYXNlY3JldGtleWZvcmxpbmtz",         /* base64, no padding */
+      "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",         /* a random key */
       "4f9a1c2e8b7d6a5f4e3d2c1b0a9f8e7d",         /* hex (a Twilio auth token) */
       "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",   /* Standard Webhooks */
       "sk_live_51HxyzABCDEFGHIJ",                 /* Stripe */
