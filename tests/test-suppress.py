@@ -14,7 +14,8 @@ HTTP receiver standing in for Twilio and a Maildir for email:
      `renewctl suppressions list` show what is left; `renewctl suppressions
      remove` lifts it with a reason kept in the event log;
   4. a reload whose link key cannot be read is rejected, and the running
-     configuration keeps working (links verify, /healthz answers).
+     configuration keeps working (links verify, /healthz answers); without
+     LinkKeyFile= renewd does not start (exit 78, file:line).
 
 Usage: test-suppress.py RENEWD RENEWCTL
 """
@@ -287,6 +288,17 @@ def reload_without_key(L):
           f"a link signed with the running key after the rejected reload: {status}")
 
 
+def start_without_key(L, renewd):
+    """renewd does not start when customer email/SMS tiers have no link key."""
+    text = open(L.conf, encoding="utf-8").read().replace(f"LinkKeyFile={L.link_key}\n", "")
+    write(L.conf, text)
+    p = run([renewd, "--config", L.conf, "--log-target", "console"], check_rc=False, timeout=60)
+    line = text.splitlines().index("[Channel sms]") + 1
+    check(p.returncode == 78 and f"{L.conf}:{line}: [Channel sms]: customer tier 'notice' sends SMS "
+          "through this channel, but [Daemon] LinkKeyFile= is not set" in p.stderr,
+          f"renewd without a link key: exit {p.returncode}\n{p.stderr}")
+
+
 def body(wd):
     renewd, renewctl = sys.argv[1], sys.argv[2]
     L = Loop(wd, renewd, renewctl)
@@ -300,6 +312,7 @@ def body(wd):
         raise
     finally:
         L.stop()
+    start_without_key(L, renewd)
 
 
 if __name__ == "__main__":
