@@ -31,6 +31,7 @@
 
 static const char config_fmt[] = "[Daemon]\n"
                                  "Database=%s/store.db\n"
+                                 "LinkKeyFile=%s/link-key\n"
                                  "Listen=127.0.0.1:%d\n"
                                  "TimeZone=Europe/Berlin\n"
                                  "Horizon=48h\n"
@@ -82,7 +83,14 @@ static void write_config(const char *path, const char *dir, int port, const int 
   FILE *f = fopen(path, "we");
   if (!f)
     die("cannot write %s: %m", path);
-  fprintf(f, config_fmt, dir, port, offsets[0], offsets[1], offsets[2], offsets[3], dir, dir);
+  fprintf(f, config_fmt, dir, dir, port, offsets[0], offsets[1], offsets[2], offsets[3], dir, dir);
+  fclose(f);
+  /* customer email needs a link key: renewd refuses to start without one */
+  char key[512];
+  snprintf(key, sizeof key, "%s/link-key", dir);
+  if (!(f = fopen(key, "we")))
+    die("cannot write %s: %m", key);
+  fputs("bench-link-key-0123456789abcdef0123\n", f);
   fclose(f);
 }
 

@@ -25,6 +25,7 @@
 
 static const char config_fmt[] = "[Daemon]\n"
                                  "Database=%s\n"
+                                 "LinkKeyFile=%s/link-key\n"
                                  "Listen=127.0.0.1:%d\n"
                                  "TimeZone=UTC\n"
                                  "Horizon=48h\n"
@@ -104,12 +105,24 @@ struct store_case {
   char ready_line[512];
 };
 
+/* Customer email needs a link key: renewd refuses to start without one. */
+static void write_link_key(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/link-key", dir);
+  FILE *f = fopen(path, "we");
+  if (!f)
+    die("cannot write %s: %m", path);
+  fputs("bench-link-key-0123456789abcdef0123\n", f);
+  fclose(f);
+}
+
 static void write_config(struct store_case *c, const char *dir) {
   FILE *f = fopen(c->conf, "we");
   if (!f)
     die("cannot write %s: %m", c->conf);
-  fprintf(f, config_fmt, c->db, free_port(), dir);
+  fprintf(f, config_fmt, c->db, dir, free_port(), dir);
   fclose(f);
+  write_link_key(dir);
 }
 
 static int cmp_double(const void *a, const void *b) {

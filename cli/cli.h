@@ -129,3 +129,12 @@ json_t *cli_json_time(int64_t t);
 int cli_json_set(json_t *obj, const char *key, json_t *v);
 /* Dumps j with 2-space indentation and a final newline. 0 or EX_IOERR. */
 int cli_json_print(const json_t *j, FILE *out);
+
+/* ---- suppressions (cmd_suppress.c) ------------------------------------------------- */
+
+/* The suppressions of a contact's email address and phone number (either may
+ * be NULL) as a JSON array of {address, kind, reason, source, note,
+ * created_at} (*ret, a new reference), and in *ret_bits (optional) the
+ * OPTOUT_EMAIL/OPTOUT_SMS bits they amount to. 0 or -errno. */
+int cli_suppressions_json(struct store *s, const char *email, const char *phone, json_t **ret,
+                          unsigned *ret_bits);

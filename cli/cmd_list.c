@@ -402,11 +402,25 @@ static void optout_names(unsigned optout, char *out, size_t n) {
            optout & OPTOUT_WEBHOOK ? "webhook" : "");
 }
 
+/* "Suppressed   sms +4915112345678: stop (sms-inbound, 2027-01-02T10:00:00Z)" */
+static void print_suppressions(const json_t *supp) {
+  char t1[TERM_MAX], t2[TERM_MAX], t3[TERM_MAX], t4[TERM_MAX], t5[TERM_MAX];
+  for (size_t i = 0; i < json_array_size(supp); i++) {
+    const json_t *it = json_array_get(supp, i);
+    printf("  %-12s %s %s: %s (%s, %s)\n", i ? "" : "Suppressed", jterm(it, "kind", t1),
+           jterm(it, "address", t2), jterm(it, "reason", t3),
+           *jstr(it, "source") ? jterm(it, "source", t4) : "unknown source",
+           jterm(it, "created_at", t5));
+  }
+}
+
 static void show_usage(void) {
   fputs("Usage: renewctl show ID [--json]\n"
         "\n"
-        "Show contract ID, its customer and owner, and its history (reminders,\n"
-        "responses, events) in time order. Exit 66 when there is no such contract.\n",
+        "Show contract ID, its customer and owner, the suppressions of the\n"
+        "customer's email address and phone number (renewctl suppressions), and its\n"
+        "history (reminders, responses, events) in time order. Exit 66 when there is\n"
+        "no such contract.\n",
         stdout);
 }
 
@@ -417,7 +431,7 @@ int cmd_show(struct cli *c, int argc, char **argv) {
   struct customer cu = {0};
   struct owner ow = {0};
   struct history h = {0};
-  json_t *root = NULL, *hist = NULL;
+  json_t *root = NULL, *hist = NULL, *supp = NULL;
   bool have_cu = false, have_ow = false;
   const struct cal_zone *z;
   const char *tz;
@@ -472,6 +486,10 @@ int cmd_show(struct cli *c, int argc, char **argv) {
     r = -ENOMEM;
     goto fail;
   }
+  /* the addresses' suppressions count as the customer's opt-outs */
+  unsigned suppressed = 0;
+  if (have_cu && (r = cli_suppressions_json(s, cu.email, cu.phone, &supp, &suppressed)) < 0)
+    goto fail;
   if ((r = store_reminder_foreach_contract(s, id, -1, hist_reminder, &h)) < 0 ||
       (r = store_response_foreach_contract(s, id, -1, hist_response, &h)) < 0 ||
       (r = store_event_foreach_contract(s, id, hist_event, &h)) < 0)
@@ -506,8 +524,9 @@ int cmd_show(struct cli *c, int argc, char **argv) {
       else
         json_decref(opt_out);
       for (size_t i = 0; ok && i < ELEMENTSOF(bits); i++)
-        if (cu.optout & bits[i].bit)
+        if ((cu.optout | suppressed) & bits[i].bit)
           ok = json_array_append_new(opt_out, json_string(bits[i].name)) == 0;
+      ok = ok && json_object_set(jcu, "suppressions", supp) == 0;
     } else
       ok = ok && cli_json_set(root, "customer", json_null()) >= 0;
     if (have_ow) {
@@ -559,8 +578,9 @@ int cmd_show(struct cli *c, int argc, char **argv) {
     print_kv("Time zone", cu.tz);
     print_kv("Locale", cu.locale);
     print_kv("Segment", cu.segment);
-    optout_names(cu.optout, opt_out, sizeof(opt_out));
+    optout_names(cu.optout | suppressed, opt_out, sizeof(opt_out));
     print_kv("Opted out", opt_out);
+    print_suppressions(supp);
   } else if (!isempty(co.customer_id))
     printf("\nCustomer %s (not in the store)\n", term(co.customer_id, t1));
   if (have_ow) {
@@ -591,6 +611,7 @@ fail:
 done:
   json_decref(root);
   json_decref(hist);
+  json_decref(supp);
   json_decref(h.items);
   free(h.at);
   contract_clear(&co);

@@ -54,6 +54,9 @@
     "validate the configuration exactly as the daemon does; print the policies")                   \
   X(link, "link", "CONTRACT ACTION [--expires T] [--term N]",                                      \
     "print a signed answer link (ops, support, tests; see docs/http.md)")                          \
+  X(suppressions, "suppressions",                                                                  \
+    "list [--kind K] [--address A] | add ADDRESS | remove ADDRESS --reason R",                     \
+    "addresses nothing is sent to (STOP, unsubscribe, bounces): list, add, remove")                \
   /* new commands go above this line, each line ending in a backslash */
 
 #define X_DECLARE(fn, name, args, summary) int cmd_##fn(struct cli *c, int argc, char **argv);

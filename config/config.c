@@ -474,21 +474,122 @@ static void set_path(struct loader *l, const struct ini_entry *e, char **dst) {
     nomem(l);
 }
 
-/* A secret: an absolute path, or a credential name without '/' (read_secret()).
- * A bad value is not quoted in the error: it is most likely the secret itself
- * pasted in by mistake (base64 holds '/'), and errors end up in logs. */
-static void set_secret_path(struct loader *l, const struct ini_entry *e, char **dst) {
-  if (!e)
-    return;
-  if (strchr(e->value, '/') && e->value[0] != '/') {
+/* Known prefixes of API keys and tokens (Standard Webhooks, Stripe, GitHub,
+ * GitLab, Slack, SendGrid, AWS): a value starting so is a secret. */
+static const char *const secret_prefixes[] = {"whsec_", "sk_live_", "sk_test_",    "rk_live_",
+                                              "ghp_",   "gho_",     "github_pat_", "glpat-",
+                                              "xoxb-",  "xoxp-",    "SG.",         "AKIA"};
+
+/* Whether a credential name (or a one-component path) looks like a secret
+ * pasted in by mistake rather than a name someone chose: characters no
+ * systemd credential name has (credential names are file names; base64 and
+ * tokens bring '+', '=', '~' and the like), a known key prefix, more than 64
+ * bytes, a long run of hex digits, or a long word without any separator that
+ * mixes letters and digits (base64, base64url). Names such as "link-key",
+ * "smtp.password" or "renewd_sms_token" pass. */
+/* How often adjacent characters differ in class (upper, lower, digit):
+ * about 0.6 per pair in random base64, 0.3-0.4 in a CamelCase name. */
+static size_t class_changes(const char *v) {
+  size_t n = 0;
+  for (size_t i = 1; v[i]; i++) {
+    unsigned char a = (unsigned char)v[i - 1], b = (unsigned char)v[i];
+    int ca = isupper(a) ? 0 : islower(a) ? 1 : 2, cb = isupper(b) ? 0 : islower(b) ? 1 : 2;
+    n += ca != cb;
+  }
+  return n;
+}
+
+const char *config_secret_shape(const char *v) {
+  size_t n = strlen(v), digits = 0, hex = 0, upper = 0, lower = 0, seps = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (isdigit(c))
+      digits++;
+    if (isxdigit(c))
+      hex++;
+    if (isupper(c))
+      upper++;
+    if (islower(c))
+      lower++;
+    if (c == '-' || c == '_' || c == '.' || c == '@')
+      seps++;
+    else if (!isalnum(c))
+      return "it holds characters no file or credential name has";
+  }
+  for (size_t i = 0; i < ELEMENTSOF(secret_prefixes); i++)
+    if (strncmp(v, secret_prefixes[i], strlen(secret_prefixes[i])) == 0 &&
+        n > strlen(secret_prefixes[i]) + 8)
+      return "it starts like an API key or token";
+  if (n > 64)
+    return "it is longer than a credential name";
+  if (n >= 16 && hex == n && digits > 0)
+    return "it looks like a hex-encoded key";
+  if (n >= 20 && seps == 0 && (upper > 0) + (lower > 0) + (digits > 0) >= 2 &&
+      class_changes(v) * 100 >= 42 * (n - 1))
+    return "it looks like an encoded key (base64)";
+  return NULL;
+}
+
+static const char not_a_ref[] = "must be an absolute path or a credential name";
+
+const char *config_secret_ref_problem(const char *v) {
+  if (isempty(v))
+    return not_a_ref;
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+    if (*p <= ' ' || *p == 0x7f)
+      return "it holds blanks or control characters";
+  if (v[0] != '/') {
+    if (strchr(v, '/') || streq(v, ".") || streq(v, ".."))
+      return not_a_ref;
+    return config_secret_shape(v);
+  }
+  /* a path of one component that looks like a key: a secret starting with
+   * '/' (one in 64 base64 strings does) */
+  return strchr(v + 1, '/') ? NULL : config_secret_shape(v + 1);
+}
+
+/* Reports why (config_secret_ref_problem()) without quoting the value. */
+static void secret_error(struct loader *l, const struct ini_entry *e, const char *why) {
+  if (why == not_a_ref)
     error_at(l, e->file, e->line,
              "%s=: must be an absolute path or a credential name (the value is not shown: "
              "it may be the secret itself; put the secret in a file)",
              e->key);
+  else
+    error_at(l, e->file, e->line,
+             "%s=: looks like a secret, not a file or credential name: %s (the value is not "
+             "shown; put the secret in a file and name the file here)",
+             e->key, why);
+}
+
+/* A secret: an absolute path, or a credential name without '/' (read_secret()).
+ * A bad value is not quoted in the error: it is most likely the secret itself
+ * pasted in by mistake, and errors end up in logs. */
+static void set_secret_path(struct loader *l, const struct ini_entry *e, char **dst) {
+  if (!e)
+    return;
+  const char *why = config_secret_ref_problem(e->value);
+  if (why) {
+    secret_error(l, e, why);
     return;
   }
   if (free_and_strdup(dst, e->value) < 0)
     nomem(l);
+}
+
+/* [Channel] and [Ops] keys named *File= other than CAFile= hold secrets
+ * (PasswordFile=, AuthTokenFile=, SecretFile=, HeadersFile=): refused when
+ * they look like the secret itself. The backends check the rest (paths). */
+static void check_secret_keys(struct loader *l, const struct ini_section *s) {
+  for (size_t i = 0; i < s->n_entries; i++) {
+    const struct ini_entry *e = &s->entries[i];
+    size_t n = strlen(e->key);
+    if (n < 5 || !streq(e->key + n - 4, "File") || streq(e->key, "CAFile") || !*e->value)
+      continue;
+    const char *why = config_secret_ref_problem(e->value);
+    if (why && why != not_a_ref)
+      secret_error(l, e, why);
+  }
 }
 
 /* Sets *dst from e (when set). Returns false when e's value is bad. */
@@ -570,7 +671,11 @@ static void load_daemon(struct loader *l) {
   set_timespan(l, get(s, "ChangePollInterval"), &d->change_poll_interval, true);
   set_timespan(l, get(s, "StopTimeout"), &d->stop_timeout, false);
   set_path(l, get(s, "Templates"), &d->templates);
-  set_secret_path(l, get(s, "LinkKeyFile"), &d->link_key_file);
+  if ((e = get(s, "LinkKeyFile"))) {
+    d->link_key_src = e->file;
+    d->link_key_line = e->line;
+  }
+  set_secret_path(l, e, &d->link_key_file);
   set_secret_path(l, get(s, "ApiTokenFile"), &d->api_token_file);
 }
 
@@ -654,6 +759,7 @@ static void load_options(struct loader *l, const struct ini_section *s, const ch
                          struct config_channel *ch) {
   if (!s)
     return;
+  check_secret_keys(l, s);
   ch->file = s->file;
   ch->line = s->line;
   if (s->n_entries == 0)

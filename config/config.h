@@ -77,10 +77,12 @@ struct config_daemon {
   int64_t horizon;              /* Horizon=: seconds of due reminders kept in memory, > 0 */
   int64_t refill_interval;      /* RefillInterval=: seconds between horizon refills, > 0 */
   int64_t change_poll_interval; /* ChangePollInterval=: seconds between store change polls, > 0 */
-  int64_t stop_timeout; /* StopTimeout=: seconds a stop waits for transfers in flight, >= 0 */
-  char *templates;      /* Templates=: template directory, absolute path */
-  char *link_key_file;  /* LinkKeyFile=: path or credential name; NULL = none */
-  char *api_token_file; /* ApiTokenFile=: path or credential name; NULL = none */
+  int64_t stop_timeout;     /* StopTimeout=: seconds a stop waits for transfers in flight, >= 0 */
+  char *templates;          /* Templates=: template directory, absolute path */
+  char *link_key_file;      /* LinkKeyFile=: path or credential name; NULL = none */
+  const char *link_key_src; /* where LinkKeyFile= is set (file of config->files), */
+  unsigned link_key_line;   /*   for errors; NULL/0 = not set */
+  char *api_token_file;     /* ApiTokenFile=: path or credential name; NULL = none */
 };
 
 /* [SendWindow] (the default) or [SendWindow NAME]. */
@@ -122,6 +124,20 @@ struct config {
   char *alert_channel;       /* [Ops] AlertChannel=: a channel name, or NULL */
   struct config_channel ops; /* [Ops]: the other keys, read with config_channel_get() */
 };
+
+/* Why v cannot be the value of a secret key (*File=: an absolute path, or a
+ * systemd credential name read from $CREDENTIALS_DIRECTORY), as a phrase for
+ * an error message that must not quote v; NULL when v is fine. Refused: empty,
+ * blanks or control characters, a relative path, and a value that looks like
+ * a secret pasted in by mistake (config_secret_shape()). */
+const char *config_secret_ref_problem(const char *v);
+/* Why a credential name (a file name) looks like a secret rather than a
+ * name: characters no file or credential name has ('+', '=', '~', ...), a
+ * known API-key prefix (whsec_, sk_live_, ghp_, ...), more than 64 bytes, 16
+ * or more hex digits, or 20 or more letters and digits without '-', '_', '.'
+ * or '@' whose case and digits alternate as in random base64 (not as in a
+ * CamelCase name). NULL when it looks like a name. */
+const char *config_secret_shape(const char *v);
 
 /* Loads main_path and the drop-ins in main_path + ".d/" and validates them.
  * cal may be NULL: then TimeZone= and Holidays= are only checked for syntax

@@ -368,6 +368,50 @@ static unsigned optout_bits(const char *channel) {
   return 0;
 }
 
+/* An opt-out answer for channels `bits`: the customer's email address and
+ * phone number are suppressed (or released) for everyone who has them, as
+ * carriers and mailbox providers count opt-outs per address; the customer's
+ * own bit carries webhooks, and email or SMS when the customer has no such
+ * address. */
+static int apply_optout(struct store *s, const struct lifecycle_answer *a,
+                        const struct customer *cu, unsigned bits, int64_t now) {
+  static const struct {
+    unsigned bit;
+    enum suppress_kind kind;
+  } map[] = {{OPTOUT_EMAIL, SUPPRESS_EMAIL}, {OPTOUT_SMS, SUPPRESS_SMS}};
+  bool unsub = a->kind == LIFECYCLE_UNSUBSCRIBED;
+  const char *source = a->source == LIFECYCLE_SOURCE_SMS ? "sms-inbound" : source_names[a->source];
+  _cleanup_free_ char *note = strprintf("customer %.200s", cu->id);
+  if (!note)
+    return -ENOMEM;
+  unsigned by_bit = bits;
+  int r;
+  for (size_t i = 0; i < ELEMENTSOF(map); i++) {
+    const char *addr = map[i].kind == SUPPRESS_EMAIL ? cu->email : cu->phone;
+    char norm[STORE_ADDRESS_MAX + 1];
+    if (!(bits & map[i].bit) || isempty(addr) ||
+        store_address_normalize(map[i].kind, addr, norm) < 0)
+      continue;
+    if (unsub)
+      r = store_suppression_add(s, map[i].kind, norm,
+                                a->source == LIFECYCLE_SOURCE_SMS ? "stop" : "unsubscribe", source,
+                                note, now);
+    else /* also clears the bit of every customer with the address */
+      r = store_suppression_remove(s, map[i].kind, norm, true, source, NULL, now);
+    if (r < 0)
+      return r;
+    if (unsub)
+      by_bit &= ~map[i].bit;
+  }
+  _cleanup_(customer_clear) struct customer now_cu = {0};
+  if ((r = store_customer_get(s, cu->id, &now_cu)) < 0)
+    return r;
+  unsigned optout = unsub ? now_cu.optout | by_bit : now_cu.optout & ~bits;
+  if (optout != now_cu.optout && (r = store_customer_set_optout(s, cu->id, optout, now)) < 0)
+    return r;
+  return 0;
+}
+
 /* Checks the answer's values against the contract and the policy. */
 static int check_values(const struct lifecycle_answer *a, const struct norm *n,
                         const struct lifecycle_policy *pol, const struct contract *c, int64_t now,
@@ -699,11 +743,7 @@ static int apply_locked(struct store *s, const struct lifecycle_answer *a,
                c.customer_id);
       return -EINVAL;
     }
-    if (r < 0)
-      goto store_fail;
-    unsigned bits = optout_bits(n.channel);
-    unsigned optout = a->kind == LIFECYCLE_UNSUBSCRIBED ? cu.optout | bits : cu.optout & ~bits;
-    if (optout != cu.optout && (r = store_customer_set_optout(s, cu.id, optout, now)) < 0)
+    if (r < 0 || (r = apply_optout(s, a, &cu, optout_bits(n.channel), now)) < 0)
       goto store_fail;
     break;
   }

@@ -21,6 +21,9 @@
  *      flight, the reconcile mark (look the last attempt up at the provider
  *      before any resend) and status 'unknown' (an attempt whose outcome is
  *      unknown and that must not be resent blindly)
+ *   6  suppressions: addresses (E.164 numbers, lowercased email addresses)
+ *      nothing is sent to, with reason and source; the email/SMS opt-out bits
+ *      of existing customers are copied in for their current addresses
  * A file with a newer version is refused; read-only opens never migrate.
  *
  * change_seq triggers: our own writes set change_seq = max+1 explicitly (cached
@@ -223,8 +226,36 @@ static const char schema_v5[] =
     "CREATE INDEX reminders_due ON reminders(status, next_attempt_at);\n"
     "CREATE INDEX reminders_contract_rowid ON reminders(contract_rowid);\n";
 
+/* v6: suppressions, one row per (address, kind), consulted before every send
+ * to that address whichever customer or owner it belongs to. The opt-out bits
+ * customers carry stay honoured; the email and SMS ones are copied in here for
+ * the addresses the customers have now (the bits stay, so an older renewd on
+ * this file keeps them). The partial index serves the search for customers
+ * whose bits a removal clears. */
+static const char schema_v6[] =
+    "CREATE TABLE suppressions (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  address TEXT NOT NULL,\n"
+    "  kind TEXT NOT NULL CHECK (kind = 'email' OR kind = 'sms'),\n"
+    "  reason TEXT NOT NULL,\n"
+    "  source TEXT,\n"
+    "  note TEXT,\n"
+    "  created_at INTEGER NOT NULL DEFAULT " NOW_DEFAULT ",\n"
+    "  UNIQUE (address, kind));\n"
+    "CREATE INDEX customers_optout ON customers(optout) WHERE optout <> 0;\n"
+    "INSERT OR IGNORE INTO suppressions(address, kind, reason, source, note, created_at)\n"
+    "  SELECT lower(trim(email)), 'email', 'unsubscribe', 'migration',\n"
+    "    'opt-out of customer ' || id, updated_at FROM customers\n"
+    "  WHERE optout <> 0 AND (optout & 1) <> 0 AND trim(coalesce(email, '')) <> ''\n"
+    "  ORDER BY updated_at, id;\n"
+    "INSERT OR IGNORE INTO suppressions(address, kind, reason, source, note, created_at)\n"
+    "  SELECT phone, 'sms', 'stop', 'migration', 'opt-out of customer ' || id, updated_at\n"
+    "  FROM customers WHERE optout <> 0 AND (optout & 2) <> 0 AND coalesce(phone, '') <> ''\n"
+    "  ORDER BY updated_at, id;\n";
+
 /* migrations[i] upgrades version i to i+1 */
-static const char *const migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5};
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
+                                         schema_v4, schema_v5, schema_v6};
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one migration per version");
 
 /* ---- statements --------------------------------------------------------- */
@@ -393,6 +424,23 @@ const char *const store_stmt_sql[_STMT_MAX] = {
     [STMT_RESPONSE_FOREACH] = "SELECT " STORE_RESPONSE_COLS " FROM responses "
                               "WHERE contract_id = ?1 AND (?2 < 0 OR term = ?2) "
                               "ORDER BY created_at, id",
+    /* suppressions (store_suppress.c) */
+    [STMT_SUPPRESS_ADD] =
+        "INSERT INTO suppressions(address, kind, reason, source, note, created_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(address, kind) DO NOTHING",
+    [STMT_SUPPRESS_GET] = "SELECT " STORE_SUPPRESSION_COLS " FROM suppressions "
+                          "WHERE address = ?1 AND kind = ?2",
+    [STMT_SUPPRESS_DEL] = "DELETE FROM suppressions WHERE address = ?1 AND kind = ?2 "
+                          "AND (?3 = 0 OR reason = 'stop' OR reason = 'unsubscribe') "
+                          "RETURNING reason",
+    [STMT_SUPPRESS_LIST] = "SELECT " STORE_SUPPRESSION_COLS " FROM suppressions "
+                           "WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR address = ?2) "
+                           "AND (?3 IS NULL OR reason = ?3) AND id > ?4 ORDER BY id LIMIT ?5",
+    [STMT_SUPPRESS_CLEAR_EMAIL] =
+        "UPDATE customers SET optout = optout & ~1, updated_at = ?2 "
+        "WHERE optout <> 0 AND (optout & 1) <> 0 AND lower(trim(email)) = ?1 RETURNING id",
+    [STMT_SUPPRESS_CLEAR_SMS] = "UPDATE customers SET optout = optout & ~2, updated_at = ?2 "
+                                "WHERE phone = ?1 AND (optout & 2) <> 0 RETURNING id",
 };
 
 /* ---- enums --------------------------------------------------------------- */

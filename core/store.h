@@ -55,8 +55,10 @@ enum {
 
 /* v1: base schema; v2: contracts.next_due_at + index (horizon refill);
  * v3: terms (expiry of every ended term, kept by a trigger; see store_report);
- * v4: api_idempotency + customers(phone) index (HTTP API, inbound SMS). */
-#define STORE_SCHEMA_VERSION 5
+ * v4: api_idempotency + customers(phone) index (HTTP API, inbound SMS);
+ * v5: outbox leases (claim, claimed_until, claimed_by, cancel, reconcile, 'unknown');
+ * v6: suppressions (store_suppress.c). */
+#define STORE_SCHEMA_VERSION 6
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -548,3 +550,82 @@ struct store_report_term {
 int store_report_foreach_term(struct store *s, int64_t from, int64_t until,
                               int (*cb)(const struct store_report_term *t, void *ud), void *ud);
 /* ==== end of report rows ==================================================== */
+
+/* ==== suppressions (core/store_suppress.c) ================================== */
+
+/* Addresses nothing is sent to: a phone number that answered STOP, an email
+ * address that unsubscribed (later: hard bounces, complaints), whichever
+ * customer or owner has it. One row per (address, kind); addresses are
+ * normalized (store_address_normalize()), so lookups compare exactly. */
+
+enum suppress_kind {
+  SUPPRESS_EMAIL, /* "email": a lowercased email address */
+  SUPPRESS_SMS,   /* "sms": an E.164 number */
+  _SUPPRESS_KIND_MAX,
+};
+const char *suppress_kind_to_string(enum suppress_kind k);
+int suppress_kind_from_string(const char *s);
+
+/* Longest normalized address, NUL excluded. */
+#define STORE_ADDRESS_MAX 254
+
+/* Normalizes address for kind into out (STORE_ADDRESS_MAX + 1 bytes): email
+ * trimmed and lowercased, it must hold one '@' with text on both sides and no
+ * blank or control character; SMS "+" and 8..15 digits (blanks, '-', '.',
+ * '(' and ')' between digits dropped, no leading 0). 0 or -EINVAL. */
+int store_address_normalize(enum suppress_kind k, const char *address,
+                            char out[static STORE_ADDRESS_MAX + 1]);
+
+struct suppression {
+  int64_t id;
+  char *address; /* normalized */
+  enum suppress_kind kind;
+  char *reason; /* "stop", "unsubscribe", "hard-bounce", "complaint", "manual", ... */
+  char *source; /* "sms-inbound", "link", "api", "renewctl", "migration", ...; may be NULL */
+  char *note;   /* free text, may be NULL */
+  int64_t created_at;
+};
+void suppression_clear(struct suppression *sp);
+
+/* True for a reason or source word: 1..32 of [a-z0-9-]. */
+bool store_suppression_word_valid(const char *s);
+
+/* Suppresses address (normalized here) for kind, created_at = now, and logs
+ * a store-wide event "suppression.added". reason: a word (see above); source
+ * a word or NULL; note NULL or up to 500 bytes without control characters.
+ * An address suppressed already keeps its row as it is. Returns 1 = added,
+ * 0 = was suppressed already, -EINVAL (bad address or field) or a store
+ * error. */
+int store_suppression_add(struct store *s, enum suppress_kind k, const char *address,
+                          const char *reason, const char *source, const char *note, int64_t now);
+/* Lifts the suppression of address for kind (optouts_only: only one whose
+ * reason is "stop" or "unsubscribe", as a START or a resubscription may; a
+ * bounce or complaint needs an explicit removal), logs "suppression.removed"
+ * with source and why (NULL or a note as for add: the operator's reason), and clears the matching
+ * opt-out bit (OPTOUT_EMAIL/OPTOUT_SMS) of every customer with that address, so that what the
+ * address asked for wins over older per-customer bits. Returns 1 = a row or a bit was removed, 0 =
+ * nothing to remove, -EINVAL or a store error. */
+int store_suppression_remove(struct store *s, enum suppress_kind k, const char *address,
+                             bool optouts_only, const char *source, const char *why, int64_t now);
+/* Whether address (normalized here) is suppressed for kind: 1 (and *ret, if
+ * not NULL, filled: caller clears), 0 (not suppressed, or not an address of
+ * that kind), or a store error. One indexed lookup. */
+int store_suppression_check(struct store *s, enum suppress_kind k, const char *address,
+                            struct suppression *ret);
+
+struct store_suppression_filter {
+  int kind;            /* enum suppress_kind, -1 = any */
+  const char *address; /* normalized for kind (kind must be set), NULL = any */
+  const char *reason;  /* NULL = any */
+  int64_t after_id;    /* rows with id > after_id: a cursor for paging */
+  size_t limit;        /* 0 = no limit */
+};
+/* Calls cb for each matching suppression ordered by id (record valid during
+ * the call only). Returns the number visited or cb's negative value. */
+int store_suppression_foreach(struct store *s, const struct store_suppression_filter *f,
+                              int (*cb)(const struct suppression *sp, void *ud), void *ud);
+/* The suppressions that apply to a customer's (or owner's) email address and
+ * phone number (either may be NULL): at most one per kind, email first. */
+int store_suppression_foreach_contact(struct store *s, const char *email, const char *phone,
+                                      int (*cb)(const struct suppression *sp, void *ud), void *ud);
+/* ==== end of suppressions =================================================== */

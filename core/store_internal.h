@@ -86,6 +86,13 @@ enum store_stmt {
   STMT_COUNT_REMINDERS,
   STMT_COUNT_RESPONSES,
   STMT_COUNT_CONTRACTS,
+  /* suppressions (store_suppress.c) */
+  STMT_SUPPRESS_ADD,
+  STMT_SUPPRESS_GET,
+  STMT_SUPPRESS_DEL,
+  STMT_SUPPRESS_LIST,
+  STMT_SUPPRESS_CLEAR_EMAIL,
+  STMT_SUPPRESS_CLEAR_SMS,
   _STMT_MAX,
 };
 
@@ -200,3 +207,4 @@ int customer_get_by(struct store *s, enum store_stmt id, const char *key, struct
 #define STORE_RESPONSE_COLS                                                                        \
   "id, contract_id, term, kind, source, channel, reason, detail, idem_key, until_at, "             \
   "new_expires_at, created_at"
+#define STORE_SUPPRESSION_COLS "id, address, kind, reason, source, note, created_at"

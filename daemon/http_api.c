@@ -2,7 +2,8 @@
  *
  *   PUT|POST /api/v1/customers/{id}            upsert a customer
  *   PUT      /api/v1/contracts/{id}            upsert a contract (and its customer)
- *   GET      /api/v1/contracts/{id}            a contract with customer and history
+ *   GET      /api/v1/contracts/{id}            a contract with customer (and the
+ *                                              suppressions of its addresses) and history
  *   POST     /api/v1/contracts/{id}/responses  record an answer (lifecycle_apply)
  *   GET      /api/v1/due?within=7d&limit=N     contracts with something due soon
  *
@@ -85,6 +86,37 @@ static json_t *customer_json(const struct customer *cu) {
     json_decref(o);
     return NULL;
   }
+  return o;
+}
+
+static int suppression_cb(const struct suppression *sp, void *ud) {
+  json_t **o = ud; /* [0] the list, [1] the customer's optout names */
+  const char *kind = suppress_kind_to_string(sp->kind);
+  json_t *j = json_object();
+  if (!j || json_array_append_new(o[0], j) < 0 || jset(j, "address", jstr(sp->address)) < 0 ||
+      jset(j, "kind", json_string(kind)) < 0 || jset(j, "reason", jstr(sp->reason)) < 0 ||
+      jset(j, "source", jstr(sp->source)) < 0 || jset(j, "note", jstr(sp->note)) < 0 ||
+      jset(j, "created_at", jtime(sp->created_at)) < 0)
+    return -ENOMEM;
+  for (size_t i = 0; i < json_array_size(o[1]); i++)
+    if (streq(json_string_value(json_array_get(o[1], i)), kind))
+      return 0;
+  return json_array_append_new(o[1], json_string(kind)) < 0 ? -ENOMEM : 0;
+}
+
+/* The customer object of a contract: with "suppressions" of its email
+ * address and phone number, which count in "optout" as well. */
+static json_t *customer_json_full(struct http *h, const struct customer *cu) {
+  json_t *o = customer_json(cu), *list = json_array();
+  json_t *ud[2] = {list, o ? json_object_get(o, "optout") : NULL};
+  if (!o || !list || jset(o, "suppressions", json_incref(list)) < 0 ||
+      store_suppression_foreach_contact(h->deps.store, cu->email, cu->phone, suppression_cb, ud) <
+          0) {
+    json_decref(list);
+    json_decref(o);
+    return NULL;
+  }
+  json_decref(list);
   return o;
 }
 
@@ -472,7 +504,7 @@ static void get_contract(struct http *h, const char *id, struct http_reply *rep)
   if (r >= 0)
     r = store_event_foreach_contract(h->deps.store, id, hist_event, events);
   if (r >= 0 && (jset(j, "contract", contract_json(h, &co, have_cu ? &cu : NULL)) < 0 ||
-                 jset(j, "customer", have_cu ? customer_json(&cu) : json_null()) < 0 ||
+                 jset(j, "customer", have_cu ? customer_json_full(h, &cu) : json_null()) < 0 ||
                  jset(j, "history",
                       json_pack("{s:O,s:O,s:O}", "responses", responses, "reminders", reminders,
                                 "events", events)) < 0))

@@ -26,8 +26,10 @@
  * once per message: the same POST again (refresh, double click, a replayed
  * request) finds its response and shows "already recorded", while the same
  * link in a later reminder (tokens are the same for a whole term) may answer
- * again. Unsubscribing uses no key: it is already done when the opt-out bit
- * is set.
+ * again. Unsubscribing uses no key: it is already done when the customer's
+ * address is suppressed (or the customer's opt-out bit is set). An
+ * unsubscribe suppresses the address the link's message went to, for every
+ * customer and owner with it (lifecycle_apply(), store.h "suppressions").
  *
  * Language: the customer's locale (zh* = Simplified Chinese, else English);
  * owner pages and pages without a known customer follow Accept-Language.
@@ -1056,8 +1058,12 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
     return;
 
   if (unsubscribe) {
-    unsigned bit = x.tok.action == TOKEN_UNSUBSCRIBE_EMAIL ? OPTOUT_EMAIL : OPTOUT_SMS;
-    if (x.have_cu && (x.cu.optout & bit)) {
+    bool email = x.tok.action == TOKEN_UNSUBSCRIBE_EMAIL;
+    /* the customer's address is suppressed (whoever asked for it), or the
+     * customer's own opt-out bit is set */
+    if (x.have_cu && ((x.cu.optout & (email ? OPTOUT_EMAIL : OPTOUT_SMS)) ||
+                      store_suppression_check(h->deps.store, email ? SUPPRESS_EMAIL : SUPPRESS_SMS,
+                                              email ? x.cu.email : x.cu.phone, NULL) > 0)) {
       simple_page(rep, x.t, 200, "already", x.t->unsub_done_h, x.t->unsub_already);
       return;
     }

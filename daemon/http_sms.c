@@ -6,6 +6,11 @@
  * name (notifiers/sign.h, sign_twilio_verify()); otherwise 403 and nothing
  * is read.
  *
+ * STOP and START act on the sending number first: STOP suppresses it (the
+ * suppressions table, reason "stop", source "sms-inbound") for every
+ * customer and owner who has it, START lifts that (and the SMS opt-out bit of
+ * every customer with the number), whether or not the number is known.
+ *
  * The sender is found by phone number (customers.phone, E.164) and the answer
  * goes to the customer's open contract (active, reminding, snoozed, callback
  * or lapsed; one already in its ladder first, then the most recently
@@ -158,6 +163,23 @@ static int pick_cb(const struct contract *c, const struct customer *cu, void *ud
   return 0;
 }
 
+/* STOP / START: the number itself, for everyone who has it (carriers block
+ * by number). 0 or a store error. */
+static int number_optout(struct http *h, const char *phone, enum http_sms_keyword kw, int64_t now) {
+  int r = kw == SMS_KW_STOP ? store_suppression_add(h->deps.store, SUPPRESS_SMS, phone, "stop",
+                                                    "sms-inbound", NULL, now)
+                            : store_suppression_remove(h->deps.store, SUPPRESS_SMS, phone, true,
+                                                       "sms-inbound", NULL, now);
+  if (r < 0)
+    log_error(h->deps.log, "http: inbound SMS %s: cannot record it for the number: %s",
+              kw == SMS_KW_STOP ? "STOP" : "START", store_last_error(h->deps.store));
+  else if (r > 0)
+    log_info(h->deps.log, "http: inbound SMS %s: the number is %s",
+             kw == SMS_KW_STOP ? "STOP" : "START",
+             kw == SMS_KW_STOP ? "suppressed" : "no longer suppressed");
+  return r < 0 ? r : 0;
+}
+
 /* ---- handler ----------------------------------------------------------------------------------
  */
 
@@ -211,13 +233,22 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   }
   char phone[17];
   enum http_sms_keyword kw = http_sms_keyword(body);
+  bool optout_kw = kw == SMS_KW_STOP || kw == SMS_KW_START;
+  int64_t now = http_now(h);
+  bool e164 = validate_e164(from, phone) >= 0;
+  if (e164 && optout_kw && number_optout(h, phone, kw, now) < 0) {
+    http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
+    return;
+  }
   _cleanup_(customer_clear) struct customer cu = {0};
-  int r = validate_e164(from, phone) < 0 ? -ENOENT
-                                         : store_customer_find_by_phone(h->deps.store, phone, &cu);
+  int r = !e164 ? -ENOENT : store_customer_find_by_phone(h->deps.store, phone, &cu);
   if (r == -ENOENT) {
     log_info(h->deps.log, "http: inbound SMS from an unknown number (%s)",
              kw == SMS_KW_NONE ? "message" : "keyword");
-    twiml(rep, kw == SMS_KW_HELP ? sms_en.help : NULL);
+    twiml(rep, kw == SMS_KW_HELP     ? sms_en.help
+               : !e164 || !optout_kw ? NULL
+               : kw == SMS_KW_STOP   ? sms_en.stop
+                                     : sms_en.start);
     return;
   }
   if (r < 0) {
@@ -236,18 +267,11 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     http_reply_text(rep, 500, "store error\n");
     return;
   }
-  int64_t now = http_now(h);
-  if (!contract_id) {
-    /* no contract to hang the answer on: opt-outs still apply to the customer */
-    if (kw == SMS_KW_STOP || kw == SMS_KW_START) {
-      unsigned optout = kw == SMS_KW_STOP ? cu.optout | OPTOUT_SMS : cu.optout & ~OPTOUT_SMS;
-      if (optout != cu.optout && store_customer_set_optout(h->deps.store, cu.id, optout, now) < 0) {
-        http_reply_text(rep, 500, "store error\n");
-        return;
-      }
-      twiml(rep, kw == SMS_KW_STOP ? t->stop : t->start);
-    } else
-      twiml(rep, kw == SMS_KW_HELP ? t->help : NULL);
+  if (!contract_id) { /* no contract to hang the answer on: the number is done above */
+    twiml(rep, kw == SMS_KW_STOP    ? t->stop
+               : kw == SMS_KW_START ? t->start
+               : kw == SMS_KW_HELP  ? t->help
+                                    : NULL);
     return;
   }
 
@@ -300,7 +324,7 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   if (r == -EPERM || r == -EALREADY) {
     log_msg(h->deps.log, LOG_INFO, &lc, "inbound SMS %s not recorded: %s",
             lifecycle_kind_to_string(a.kind), err);
-    twiml(rep, r == -EALREADY && a.kind == LIFECYCLE_CALLBACK ? t->call : t->refused);
+    twiml(rep, optout_kw || (r == -EALREADY && a.kind == LIFECYCLE_CALLBACK) ? ok : t->refused);
     return;
   }
   if (r < 0) {

@@ -429,6 +429,13 @@ static void start_row(struct dispatcher *d, struct chan *ch, struct reminder *ro
     snprintf(res.error, sizeof res.error, "rendering failed: %s", *err ? err : strerror(-r));
     goto done;
   }
+  if (!x->lookup && x->msg.suppressed) { /* the address asked for nothing more, or bounced */
+    res.status = NOTIFY_PERMANENT;
+    snprintf(res.error, sizeof res.error, "%s", x->msg.suppressed);
+    dispatch_batch_add(b, ch, &x->row, &res, true, false, 0, kind);
+    dispatch_xfer_free(x);
+    return;
+  }
   /* opted out since the row was planned? */
   if (!x->lookup && streq_ptr(x->row.audience, "customer") &&
       !streq_ptr(x->row.tier, RENDER_OPS_TIER) &&

@@ -1,7 +1,7 @@
 /* dispatch_setup: the channel side of the dispatcher that needs no event
  * loop: the backend table, the settings every channel has, config checks
- * (dispatcher_check_config(): keys, values, and every tier rendered with
- * sample data through each channel that may carry it), and renewctl
+ * (dispatcher_check_config(): keys, values, the link key, and every tier
+ * rendered with sample data through each channel that may carry it), and renewctl
  * send-test (dispatch_send_test()). See dispatch.h.
  *
  * Owns nothing beyond a call. Blocks: reads templates and secrets; send-test
@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "core/util.h"
+#include "notifiers/linkkey.h"
 #include "notifiers/notifier.h"
 #include "notifiers/render.h"
 #include "notifiers/smstext.h"
@@ -176,7 +177,9 @@ static int check_config_with(const struct config *cfg, struct cal *cal,
                              struct config_errors *errs) {
   if (!cfg)
     return -EINVAL;
-  int r = 0;
+  int r = linkkeys_check_config(cfg, errs);
+  if (r == -ENOMEM)
+    return r;
   struct render *rd = NULL;
   char err[512] = "";
   int q = render_new(cfg, cal, &rd, err, sizeof err);

@@ -114,15 +114,75 @@ int linkkey_url(const struct linkkeys *keys, const char *base, const char *contr
                 uint32_t term, enum token_action action, int64_t expires_at, char **ret) {
   if (!ret || isempty(contract_id) || !token_action_to_string(action))
     return -EINVAL;
+  if (!keys || !keys->n)
+    return -ENOKEY;
   _cleanup_free_ char *tok = NULL;
-  if (keys && keys->n) {
-    int r = token_sign(&keys->keys[0], contract_id, term, action, expires_at, &tok);
-    if (r < 0)
-      return r;
-  }
-  char *url = strprintf("%s%s%s", base ? base : "", linkkey_prefix(action), tok ? tok : "unsigned");
+  int r = token_sign(&keys->keys[0], contract_id, term, action, expires_at, &tok);
+  if (r < 0)
+    return r;
+  char *url = strprintf("%s%s%s", base ? base : "", linkkey_prefix(action), tok);
   if (!url)
     return -ENOMEM;
   *ret = url;
   return 0;
+}
+
+/* ---- configuration check ---------------------------------------------------------------- */
+
+/* The first channel a customer tier sends signed links through (anything
+ * but a webhook), with that tier; NULL when there is none. */
+static const struct config_channel *links_channel(const struct config *cfg,
+                                                  const struct tier **ret_tier) {
+  for (size_t p = 0; p < cfg->n_policies; p++)
+    for (size_t k = 0; k < cfg->policies[p]->n_tiers; k++) {
+      const struct tier *t = &cfg->policies[p]->tiers[k];
+      if (t->audience != AUDIENCE_CUSTOMER)
+        continue;
+      for (size_t i = 0; i < t->n_channels + t->n_fallback; i++) {
+        const char *name = i < t->n_channels ? t->channels[i] : t->fallback[i - t->n_channels];
+        const struct config_channel *ch = config_channel(cfg, name);
+        if (ch && ch->type && !streq(ch->type, "webhook")) {
+          *ret_tier = t;
+          return ch;
+        }
+      }
+    }
+  return NULL;
+}
+
+int linkkeys_check_config(const struct config *cfg, struct config_errors *errs) {
+  if (!cfg)
+    return -EINVAL;
+  const char *file = cfg->daemon.link_key_file;
+  if (isempty(file)) {
+    const struct tier *t = NULL;
+    const struct config_channel *ch = links_channel(cfg, &t);
+    if (!ch)
+      return 0;
+    config_errors_add(errs, ch->file ? ch->file : "?", ch->line,
+                      "[Channel %s]: customer tier '%s' sends %s through this channel, but "
+                      "[Daemon] LinkKeyFile= is not set: answer and unsubscribe links must be "
+                      "signed (see renewd.conf(5), LinkKeyFile=)",
+                      ch->name, t->name, streq(ch->type, "sms") ? "SMS" : "email");
+    return -EINVAL;
+  }
+  _cleanup_(linkkeys_freep) struct linkkeys *k = NULL;
+  char err[256] = "";
+  int r = linkkeys_load(file, &k, err, sizeof err);
+  if (r == -ENOMEM)
+    return r;
+  if (r >= 0)
+    return 0;
+  const char *src = cfg->daemon.link_key_src ? cfg->daemon.link_key_src : "?";
+  unsigned line = cfg->daemon.link_key_line;
+  if (!strchr(file, '/') && isempty(getenv("CREDENTIALS_DIRECTORY")))
+    config_errors_add(errs, src, line,
+                      "LinkKeyFile=%s: a credential name, but $CREDENTIALS_DIRECTORY is not "
+                      "set (renewd reads it from LoadCredential=; to check a configuration "
+                      "outside the service, set CREDENTIALS_DIRECTORY to a directory holding "
+                      "the credential files)",
+                      file);
+  else
+    config_errors_add(errs, src, line, "LinkKeyFile=%s: %s", file, err);
+  return -EINVAL;
 }

@@ -14,13 +14,18 @@
  * linkkey_expiry(): the contract's expiry plus the larger of LapseGrace= and
  * 90 days, and at least 30 days after it was made.
  *
- * Owns: the key bytes (wiped on free). linkkeys_load() reads a file; the rest
- * is pure. Never logs. */
+ * Links are never made without a key: customer email and SMS carry answer and
+ * unsubscribe links, so a configuration whose customer tiers use a channel
+ * other than a webhook needs a readable key (linkkeys_check_config()).
+ *
+ * Owns: the key bytes (wiped on free). linkkeys_load() and
+ * linkkeys_check_config() read a file; the rest is pure. Never logs. */
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "notifiers/sign.h"
 
 /* Most keys a file may list. */
@@ -55,9 +60,18 @@ int64_t linkkey_expiry(int64_t expires_at, int64_t lapse_grace, int64_t now);
 /* "/u/" for the unsubscribe actions, "/r/" for the others. */
 const char *linkkey_prefix(enum token_action action);
 
-/* Builds base + prefix + token, the token signed with keys->keys[0] (keys NULL:
- * the placeholder "unsigned", which every listener refuses). base may be NULL
- * or "" (a relative link). Caller frees *ret. Returns 0, -EINVAL (bad id,
+/* Builds base + prefix + token, the token signed with keys->keys[0]. base
+ * may be NULL or "" (a relative link). Caller frees *ret. Returns 0, -ENOKEY
+ * (keys NULL or empty: a link is never made unsigned), -EINVAL (bad id,
  * action or expiry) or -ENOMEM. */
 int linkkey_url(const struct linkkeys *keys, const char *base, const char *contract_id,
                 uint32_t term, enum token_action action, int64_t expires_at, char **ret);
+
+/* The configuration check of [Daemon] LinkKeyFile= (part of
+ * dispatcher_check_config(), so run by both check-configs and at start and
+ * reload): when set, the file (or $CREDENTIALS_DIRECTORY credential) must
+ * hold valid keys, reported at LinkKeyFile='s file:line; when not set, no
+ * customer tier may send through a channel that is not a webhook (email, SMS
+ * and the sink carry signed links), reported at that channel's section.
+ * Errors are appended to errs. 0, -EINVAL or -ENOMEM. */
+int linkkeys_check_config(const struct config *cfg, struct config_errors *errs);

@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "core/util.h"
 #include "notifiers/linkkey.h"
@@ -20,12 +21,14 @@
 #define LADDER_CACHE 16 /* snapshots kept parsed (a handful of policies and their versions) */
 
 struct render {
-  const struct config *cfg;   /* borrowed */
-  struct cal *cal;            /* borrowed */
-  struct templates *tmpl;     /* NULL when the directory is missing */
-  struct linkkeys *keys;      /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
-  char *locale;               /* render_set_locale() override (renewctl preview), or NULL */
-  struct tmpl *builtin[3][4]; /* compiled built-in templates [customer/owner/ops][part], lazily */
+  const struct config *cfg;     /* borrowed */
+  struct cal *cal;              /* borrowed */
+  struct templates *tmpl;       /* NULL when the directory is missing */
+  struct linkkeys *keys;        /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
+  struct linkkeys *sample_keys; /* throwaway key for sample data without keys, or NULL */
+  bool sample;                  /* render_sample() is running */
+  char *locale;                 /* render_set_locale() override (renewctl preview), or NULL */
+  struct tmpl *builtin[3][4];   /* compiled built-in templates [customer/owner/ops][part], lazily */
   /* parsed ladder snapshots by id: a snapshot never changes once stored, and
    * parsing one costs more than rendering the message; ring of LADDER_CACHE */
   struct ladder_cached {
@@ -140,6 +143,7 @@ struct render *render_free(struct render *rd) {
       tmpl_free(rd->builtin[i][k]);
   free(rd->locale);
   linkkeys_free(rd->keys);
+  linkkeys_free(rd->sample_keys);
   for (size_t i = 0; i < LADDER_CACHE; i++)
     policy_free(rd->ladders[i].policy);
   free(rd);
@@ -170,6 +174,7 @@ void message_clear(struct message *m) {
   free(m->to_name);
   free(m->unsubscribe_url);
   free(m->template_name);
+  free(m->suppressed);
   *m = (struct message){0};
 }
 
@@ -224,51 +229,72 @@ static void format_money(int64_t minor, const char *currency, const char *locale
            cents, isempty(currency) ? "" : " ", isempty(currency) ? "" : currency);
 }
 
-static char *link_url(struct render *rd, const char *prefix, const char *contract_id, int32_t term,
-                      enum token_action action, int64_t expires_at) {
-  char *url = NULL;
-  (void)prefix; /* the same as linkkey_prefix(action) */
-  if (linkkey_url(rd->keys, rd->cfg->daemon.public_url, contract_id, (uint32_t)MAX(term, 1), action,
-                  expires_at, &url) < 0 &&
-      linkkey_url(NULL, rd->cfg->daemon.public_url, contract_id, 1, action, expires_at, &url) < 0)
-    return NULL;
-  return url;
+/* The keys links are signed with: the LinkKeyFile= keys, or while sample
+ * data is rendered (config checks, send-test) without them, a throwaway key
+ * made for this renderer, so that samples have links of the real length. */
+static const struct linkkeys *signing_keys(struct render *rd) {
+  if (rd->keys || !rd->sample)
+    return rd->keys;
+  if (!rd->sample_keys) {
+    static const char hex[] = "0123456789abcdef";
+    uint8_t raw[32];
+    char text[2 * sizeof raw];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+      return NULL;
+    for (size_t i = 0; i < sizeof raw; i++) {
+      text[2 * i] = hex[raw[i] >> 4];
+      text[2 * i + 1] = hex[raw[i] & 15];
+    }
+    (void)linkkeys_parse(text, sizeof text, &rd->sample_keys, NULL, 0);
+    explicit_bzero(raw, sizeof raw);
+    explicit_bzero(text, sizeof text);
+  }
+  return rd->sample_keys;
 }
 
-/* Adds the links object. */
+/* Adds the links object, signed with signing_keys(). Without a key:
+ * -ENOKEY for customer email and SMS (they carry answer and unsubscribe
+ * links: a link is never made unsigned), no links object for the others
+ * (owner messages, ops alerts, webhook events). */
 static int add_links(struct render *rd, json_t *root, const char *contract_id, int32_t term,
                      int64_t expires_at, int64_t now, enum audience audience, enum notify_kind kind,
                      const char *segment, char **ret_unsub) {
+  const struct linkkeys *keys = signing_keys(rd);
+  if (!keys)
+    return audience == AUDIENCE_CUSTOMER && kind != NOTIFY_WEBHOOK ? -ENOKEY : 0;
   json_t *links = json_object();
   if (!links || json_object_set_new(root, "links", links) < 0)
     return -ENOMEM;
   const struct policy *pol = config_policy_for_segment(rd->cfg, segment);
   int64_t exp = linkkey_expiry(expires_at, pol ? pol->lapse_grace : 0, now);
-  struct {
-    const char *key, *prefix;
+  static const struct {
+    const char *key;
     enum token_action action;
   } customer[] =
       {
-          {"renew", "/r/", TOKEN_RENEW},
-          {"decline", "/r/", TOKEN_DECLINE},
-          {"snooze", "/r/", TOKEN_SNOOZE},
-          {"callback", "/r/", TOKEN_CALLBACK},
-          {"unsubscribe", "/u/",
-           kind == NOTIFY_SMS ? TOKEN_UNSUBSCRIBE_SMS : TOKEN_UNSUBSCRIBE_EMAIL},
+          {"renew", TOKEN_RENEW},
+          {"decline", TOKEN_DECLINE},
+          {"snooze", TOKEN_SNOOZE},
+          {"callback", TOKEN_CALLBACK},
+          {"unsubscribe", TOKEN_UNSUBSCRIBE_EMAIL}, /* TOKEN_UNSUBSCRIBE_SMS for SMS */
       },
     owner[] = {
-        {"renewed", "/r/", TOKEN_OWNER_RENEWED},
-        {"lost", "/r/", TOKEN_OWNER_LOST},
-        {"snooze", "/r/", TOKEN_OWNER_SNOOZE},
+        {"renewed", TOKEN_OWNER_RENEWED},
+        {"lost", TOKEN_OWNER_LOST},
+        {"snooze", TOKEN_OWNER_SNOOZE},
     };
   size_t n = audience == AUDIENCE_OWNER ? ELEMENTSOF(owner) : ELEMENTSOF(customer);
   for (size_t i = 0; i < n; i++) {
     const char *key = audience == AUDIENCE_OWNER ? owner[i].key : customer[i].key;
-    _cleanup_free_ char *url =
-        audience == AUDIENCE_OWNER
-            ? link_url(rd, owner[i].prefix, contract_id, term, owner[i].action, exp)
-            : link_url(rd, customer[i].prefix, contract_id, term, customer[i].action, exp);
-    if (!url || jset_str(links, key, url) < 0)
+    enum token_action action = audience == AUDIENCE_OWNER ? owner[i].action : customer[i].action;
+    if (action == TOKEN_UNSUBSCRIBE_EMAIL && kind == NOTIFY_SMS)
+      action = TOKEN_UNSUBSCRIBE_SMS;
+    _cleanup_free_ char *url = NULL;
+    int r = linkkey_url(keys, rd->cfg->daemon.public_url, contract_id, (uint32_t)MAX(term, 1),
+                        action, exp, &url);
+    if (r < 0)
+      return r;
+    if (jset_str(links, key, url) < 0)
       return -ENOMEM;
     if (audience == AUDIENCE_CUSTOMER && streq(key, "unsubscribe") && ret_unsub)
       *ret_unsub = TAKE_PTR(url);
@@ -852,6 +878,24 @@ int render_find_tier(struct store *store, const struct config *cfg, const struct
   return -ENOENT;
 }
 
+/* Sets *ret (caller frees) to why recipient must not get a message of kind
+ * when the suppressions table says so (NULL otherwise). 0 or -errno. */
+static int check_suppressed(struct store *store, const char *recipient, enum notify_kind kind,
+                            char **ret) {
+  *ret = NULL;
+  if (kind == NOTIFY_WEBHOOK || isempty(recipient))
+    return 0;
+  _cleanup_(suppression_clear) struct suppression sp = {0};
+  int r = store_suppression_check(store, kind == NOTIFY_SMS ? SUPPRESS_SMS : SUPPRESS_EMAIL,
+                                  recipient, &sp);
+  if (r <= 0)
+    return r;
+  char since[21];
+  *ret = strprintf("%s is suppressed (%s, source %s, since %s)", sp.address, sp.reason,
+                   sp.source ? sp.source : "unknown", format_rfc3339(sp.created_at, since));
+  return *ret ? 0 : -ENOMEM;
+}
+
 /* render_find_tier() for render_message(): the contract's ladder snapshot
  * comes parsed from rd's cache (loaded on first use), so *ret_policy is
  * borrowed from rd (or from cfg), never freed by the caller. Assumes rd is
@@ -904,6 +948,10 @@ static int finish_message(struct render *rd, struct facts *f, const char *templa
   }
   r = build_context(rd, f, now, &m.data,
                     f->audience == AUDIENCE_CUSTOMER && !ops_alert ? &m.unsubscribe_url : NULL);
+  if (r == -ENOKEY && err && errlen)
+    snprintf(err, errlen,
+             "no link key: [Daemon] LinkKeyFile= is not set or could not be read, and customer "
+             "email and SMS carry signed answer and unsubscribe links");
   if (r < 0)
     goto fail;
   r = render_parts(rd, template_name, ops_alert, f->audience, f->kind, &m, err, errlen);
@@ -1049,6 +1097,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   r = finish_message(rd, &f, template_name, ops_alert, row, now, ret, err, errlen);
   if (r >= 0 && have_cu)
     ret->customer_optout = cu.optout;
+  if (r >= 0 && (r = check_suppressed(store, row->recipient, kind, &ret->suppressed)) < 0)
+    message_clear(ret);
 out:
   json_decref(f.history);
   json_decref(f.responses);
@@ -1128,8 +1178,10 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
       .attempts = 1,
   };
   snprintf(row.idem_key, sizeof row.idem_key, "rk-00000000000000000000000000000000");
+  rd->sample = true; /* signing_keys(): a throwaway key when there is none */
   int r = finish_message(rd, &f, ops_alert ? RENDER_OPS_TIER : template_name, ops_alert, &row, now,
                          ret, err, errlen);
+  rd->sample = false;
   json_decref(f.alert);
   return r;
 }

@@ -31,8 +31,11 @@
  *   now:      RFC 3339
  * Links are [Daemon] PublicURL + "/r/<token>" ("/u/<token>" to unsubscribe);
  * tokens are signed with the first LinkKeyFile= key (notifiers/linkkey.h: one
- * key per line, the others still verify) and expire at linkkey_expiry();
- * without a readable key they are the placeholder "unsigned".
+ * key per line, the others still verify) and expire at linkkey_expiry().
+ * Links are never made unsigned: without a readable key, customer email and
+ * SMS fail to render (-ENOKEY, the row is retried, then dead-lettered with
+ * the reason) and other messages have no links; sample data (config checks,
+ * send-test) is signed with a throwaway key.
  *
  * Owns: the template directory handle, the link key and a cache of parsed
  * ladder snapshots (by id; one renderer serves one store). Borrows config, cal
@@ -73,6 +76,8 @@ struct message {
   char *unsubscribe_url;    /* customer messages: one-click unsubscribe (RFC 8058) */
   char *template_name;      /* template rendered ("(built-in)" for the defaults) */
   unsigned customer_optout; /* the customer's OPTOUT_* bits as of rendering */
+  char *suppressed;         /* why the recipient's address is suppressed (store.h,
+                               suppressions), NULL = it is not: nothing may be sent */
 };
 
 void message_clear(struct message *m);
@@ -81,7 +86,7 @@ struct render;
 
 /* Opens cfg->daemon.templates (a missing directory is not an error: the
  * built-in templates are used) and reads the link key (LinkKeyFile=; when
- * unreadable links carry the placeholder token). Borrows cfg and cal. */
+ * unreadable, customer email and SMS do not render). Borrows cfg and cal. */
 int render_new(const struct config *cfg, struct cal *cal, struct render **ret, char *err,
                size_t errlen);
 struct render *render_free(struct render *rd);
@@ -93,8 +98,10 @@ int render_set_locale(struct render *rd, const char *locale);
 /* True when a link key was loaded. */
 bool render_has_link_key(const struct render *rd);
 
-/* Renders the message for row (channel address kind `kind`) at now. Returns
- * 0, -ENOENT (contract gone), -EINVAL (template error: message in err) or
+/* Renders the message for row (channel address kind `kind`) at now, and
+ * looks the recipient up in the suppressions table (ret->suppressed). Returns
+ * 0, -ENOENT (contract gone), -EINVAL (template error: message in err),
+ * -ENOKEY (a customer email or SMS without a link key: message in err) or
  * -errno. *ret is filled on success (caller message_clear()s). */
 int render_message(struct render *rd, struct store *store, const struct reminder *row,
                    enum notify_kind kind, int64_t now, struct message *ret, char *err,

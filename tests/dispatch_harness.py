@@ -55,6 +55,10 @@ class Env:
         self.token_file = os.path.join(self.dir, "sms-token")
         with open(self.token_file, "w") as f:
             f.write("tw-token-123\n")
+        # customer email and SMS carry signed links: renewd refuses to start without a key
+        self.link_key = os.path.join(self.dir, "link-key")
+        with open(self.link_key, "w") as f:
+            f.write("dispatch-harness-link-key-0123456789\n")
         self.procs = []
         self.receivers = []
 
@@ -67,6 +71,7 @@ class Env:
                      catchup="latest", offset="-P30D"):
         text = f"""[Daemon]
 Database={self.db}
+LinkKeyFile={self.link_key}
 Listen=127.0.0.1:{free_port()}
 PublicURL=https://renew.test
 TimeZone=UTC

@@ -251,13 +251,21 @@ class Daemon:
         return rows
 
     def optout(self, customer):
-        return int(self.sql(f"SELECT optout FROM customers WHERE id = '{customer}';"))
+        """The customer's opt-out bits, with email (1) and SMS (2) set while
+        its address is suppressed."""
+        return int(self.sql(
+            "SELECT optout"
+            " | CASE WHEN EXISTS (SELECT 1 FROM suppressions s WHERE s.kind = 'email'"
+            "   AND s.address = lower(trim(c.email))) THEN 1 ELSE 0 END"
+            " | CASE WHEN EXISTS (SELECT 1 FROM suppressions s WHERE s.kind = 'sms'"
+            f"   AND s.address = c.phone) THEN 2 ELSE 0 END FROM customers c WHERE id = '{customer}';"))
 
     def snapshot(self):
-        """What an answer would change: contracts' state, customers' opt-outs,
+        """What an answer would change: contracts' state, customers' opt-outs and suppressions,
         responses and events (not the outbox, which the dispatcher moves)."""
         return self.sql("SELECT id, state, state_until, term, expires_at FROM contracts ORDER BY id;"
                         "SELECT id, optout FROM customers ORDER BY id;"
+                        "SELECT * FROM suppressions ORDER BY id;"
                         "SELECT * FROM responses ORDER BY id;"
                         "SELECT count(*) FROM events;")
 

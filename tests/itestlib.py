@@ -64,6 +64,14 @@ def run(cmd, timeout=300, check_rc=True, env=None, input=None):
     return p
 
 
+def write_link_key(wd):
+    """Writes wd/link.key and returns its path: customer email and SMS carry
+    signed links, so renewd refuses a configuration without LinkKeyFile=."""
+    path = wd("link.key")
+    write(path, "itest-link-key-0123456789abcdef0123\n")
+    return path
+
+
 def sql(db, script, timeout=60):
     """Runs SQL through the sqlite3 command-line shell (a foreign writer, as a
     CRM sync job would be). Returns stdout."""

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itestlib import (TestFailure, check, ensure_store, free_port, main_wrapper, run,  # noqa: E402
-                      sanitized_slowdown, sql, wait_for, write)
+                      sanitized_slowdown, sql, wait_for, write, write_link_key)
 
 DEADLINE = 3.0  # seconds from a commit to the reminder row (ChangePollInterval=1s)
 
@@ -34,6 +34,7 @@ Database={db}
 Listen=127.0.0.1:{port}
 TimeZone=UTC
 ChangePollInterval=1s
+LinkKeyFile={link_key}
 
 [SendWindow]
 Hours=00:00-24:00
@@ -79,7 +80,7 @@ def body(wd):
     slow = sanitized_slowdown()
     deadline = DEADLINE * (3 if slow > 1 else 1)
     db, conf, maildir = wd("renewd.db"), wd("renewd.conf"), wd("maildir")
-    write(conf, CONFIG.format(db=db, port=free_port(), maildir=maildir))
+    write(conf, CONFIG.format(db=db, port=free_port(), maildir=maildir, link_key=write_link_key(wd)))
     ensure_store(renewctl, db, conf, wd)
     now = int(time.time())
     # A contract with nothing due for months (changed in step 2).

@@ -264,6 +264,68 @@ static void test_daemon_errors(void **state) {
                     "t.conf:10: TimeZone=Mars/Olympus: unknown time zone\n");
 }
 
+/* A *File= value that looks like a pasted secret is refused without being
+ * quoted, in [Daemon] and in [Channel]/[Ops] sections alike; names people
+ * choose pass. */
+static void test_secret_shapes(void **state) {
+  static const char *const names[] = {
+      "link-key",
+      "renewd.link-key",
+      "smtp_password",
+      "sms-token-2027",
+      "LinkKey",
+      "renewd@link",
+      "key1",
+      "/etc/renewd/secrets/link-key",
+      "/run/credentials",
+      "webhook-secret.prod",
+      "twilio_auth_token",
+      "TwilioAuthToken2027",
+      "RenewdLinkKeyProduction",
+  };
+  for (size_t i = 0; i < ELEMENTSOF(names); i++)
+    if (config_secret_ref_problem(names[i]))
+      fail_msg("'%s' refused: %s", names[i], config_secret_ref_problem(names[i]));
+  static const char *const secrets[] = {
+      "Zm9vYmFyIHNlY3JldCBrZXk=",                 /* base64 with padding */
+      "dGhpc2lzYXNlY3JldGtleWZvcmxpbmtz",         /* base64, no padding */
+      "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",         /* a random key */
+      "4f9a1c2e8b7d6a5f4e3d2c1b0a9f8e7d",         /* hex (a Twilio auth token) */
+      "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",   /* Standard Webhooks */
+      "sk_live_51HxyzABCDEFGHIJ",                 /* Stripe */
+      "ghp_abcdefghijklmnopqrstuvwxyz0123456789", /* GitHub */
+      "/4f9a1c2e8b7d6a5f4e3d2c1b0a9f8e7d",        /* a key that starts with '/' */
+      "correct horse battery staple",             /* blanks */
+      "a+b",                                      /* '+' */
+      "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm", /* > 64 */
+  };
+  for (size_t i = 0; i < ELEMENTSOF(secrets); i++)
+    if (!config_secret_ref_problem(secrets[i]))
+      fail_msg("'%s' accepted as a file or credential name", secrets[i]);
+  assert_non_null(config_secret_ref_problem(""));
+  assert_non_null(config_secret_ref_problem("keys/link"));
+
+  expect_errors(BASE "[Daemon]\nLinkKeyFile=Zm9vYmFyIHNlY3JldCBrZXk=\n",
+                "t.conf:10: LinkKeyFile=: looks like a secret, not a file or credential name: "
+                "it holds characters no file or credential name has (the value is not shown; "
+                "put the secret in a file and name the file here)\n");
+  expect_errors(BASE "[Daemon]\nApiTokenFile=4f9a1c2e8b7d6a5f4e3d2c1b0a9f8e7d\n",
+                "t.conf:10: ApiTokenFile=: looks like a secret, not a file or credential name: "
+                "it looks like a hex-encoded key (the value is not shown; put the secret in a "
+                "file and name the file here)\n");
+  expect_errors(BASE "PasswordFile=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+                "t.conf:9: PasswordFile=: looks like a secret, not a file or credential name: "
+                "it starts like an API key or token (the value is not shown; put the secret in "
+                "a file and name the file here)\n");
+  expect_errors(BASE "[Ops]\nHeadersFile=dGhpc2lzYXNlY3JldGtleWZvcmxpbmtz\n",
+                "t.conf:10: HeadersFile=: looks like a secret, not a file or credential name: "
+                "it looks like an encoded key (base64) (the value is not shown; put the secret "
+                "in a file and name the file here)\n");
+  /* a path the backends judge; a CA bundle is no secret */
+  _cleanup_(config_freep) struct config *c =
+      load_ok(BASE "CAFile=/etc/ssl/certs/ca-certificates.crt\nPasswordFile=smtp-password\n");
+}
+
 /* ---- time spans ---- */
 
 static void test_timespan(void **state) {
@@ -1095,31 +1157,19 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_syntax_errors),
-      cmocka_unit_test(test_syntax_accepted),
-      cmocka_unit_test(test_section_errors),
-      cmocka_unit_test(test_daemon_defaults),
-      cmocka_unit_test(test_daemon_values),
-      cmocka_unit_test(test_daemon_errors),
-      cmocka_unit_test(test_timespan),
-      cmocka_unit_test(test_windows),
-      cmocka_unit_test(test_window_errors),
-      cmocka_unit_test(test_channels),
-      cmocka_unit_test(test_channel_errors),
-      cmocka_unit_test(test_tiers),
-      cmocka_unit_test(test_tier_errors),
-      cmocka_unit_test(test_policy_defaults),
-      cmocka_unit_test(test_policy_values),
-      cmocka_unit_test(test_policy_errors),
-      cmocka_unit_test(test_too_many_tiers),
-      cmocka_unit_test(test_segments),
-      cmocka_unit_test(test_segment_errors),
-      cmocka_unit_test(test_merge_and_reset),
-      cmocka_unit_test(test_all_errors_collected),
-      cmocka_unit_test(test_dropins),
-      cmocka_unit_test(test_io_errors),
-      cmocka_unit_test(test_errors_api),
-      cmocka_unit_test(test_print_policies),
+      cmocka_unit_test(test_syntax_errors),   cmocka_unit_test(test_syntax_accepted),
+      cmocka_unit_test(test_section_errors),  cmocka_unit_test(test_daemon_defaults),
+      cmocka_unit_test(test_daemon_values),   cmocka_unit_test(test_daemon_errors),
+      cmocka_unit_test(test_secret_shapes),   cmocka_unit_test(test_timespan),
+      cmocka_unit_test(test_windows),         cmocka_unit_test(test_window_errors),
+      cmocka_unit_test(test_channels),        cmocka_unit_test(test_channel_errors),
+      cmocka_unit_test(test_tiers),           cmocka_unit_test(test_tier_errors),
+      cmocka_unit_test(test_policy_defaults), cmocka_unit_test(test_policy_values),
+      cmocka_unit_test(test_policy_errors),   cmocka_unit_test(test_too_many_tiers),
+      cmocka_unit_test(test_segments),        cmocka_unit_test(test_segment_errors),
+      cmocka_unit_test(test_merge_and_reset), cmocka_unit_test(test_all_errors_collected),
+      cmocka_unit_test(test_dropins),         cmocka_unit_test(test_io_errors),
+      cmocka_unit_test(test_errors_api),      cmocka_unit_test(test_print_policies),
       cmocka_unit_test(test_example),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -106,6 +106,7 @@ static void run_loop(struct fx *f) {
 }
 
 static const char base_config[] = "[Daemon]\n"
+                                  "LinkKeyFile=%s/link-key\n"
                                   "Database=%s\n"
                                   "Templates=%s/templates\n"
                                   "TimeZone=UTC\n"
@@ -142,6 +143,12 @@ static int setup(void **state) {
   assert_int_equal(store_open(f->db, 0, &f->s, err, sizeof err), 0);
   clock_init_simulated(&f->clock, T0, 0);
   f->timer_ms = -1;
+  char key[160];
+  snprintf(key, sizeof key, "%s/link-key", f->dir);
+  FILE *kf = fopen(key, "w");
+  assert_non_null(kf);
+  fputs("0123456789abcdef0123456789abcdef\n", kf);
+  fclose(kf);
   *state = f;
   return 0;
 }
@@ -165,8 +172,8 @@ static int teardown(void **state) {
 
 /* Loads the base config plus extra keys for [Channel mail] and a tail. */
 static void start(struct fx *f, const char *mail_extra, const char *tail) {
-  char *text = strprintf(base_config, f->db, f->dir, f->maildir, mail_extra ? mail_extra : "",
-                         f->maildir2, tail ? tail : "");
+  char *text = strprintf(base_config, f->dir, f->db, f->dir, f->maildir,
+                         mail_extra ? mail_extra : "", f->maildir2, tail ? tail : "");
   assert_non_null(text);
   struct config_errors errs = {0};
   int r = config_load_string("test.conf", text, f->cal, &f->cfg, &errs);
@@ -316,6 +323,30 @@ static void test_answered_term_skipped(void **state) {
   char newdir[160];
   snprintf(newdir, sizeof newdir, "%s/new", f->maildir);
   assert_int_equal(count_files(newdir), 0);
+}
+
+/* A suppressed address gets nothing, whichever contract the row belongs to;
+ * other addresses are not affected. */
+static void test_suppressed_skipped(void **state) {
+  struct fx *f = *state;
+  start(f, NULL, NULL);
+  add_contract(f, "C-1", "ada@example.com");
+  add_contract(f, "C-2", "bob@example.com");
+  int64_t id = add_row(f, "C-1", "mail", "Ada@Example.com", REMINDER_PENDING, 0);
+  int64_t other = add_row(f, "C-2", "mail", "bob@example.com", REMINDER_PENDING, 0);
+  assert_int_equal(store_suppression_add(f->s, SUPPRESS_EMAIL, "ada@example.com", "unsubscribe",
+                                         "link", NULL, T0),
+                   1);
+  dispatcher_kick(f->d);
+  struct reminder r = get_row(f, id);
+  assert_int_equal(r.status, REMINDER_SKIPPED);
+  assert_non_null(strstr(r.last_error, "ada@example.com is suppressed (unsubscribe, source link"));
+  reminder_clear(&r);
+  r = get_row(f, other);
+  assert_int_equal(r.status, REMINDER_SENT);
+  reminder_clear(&r);
+  assert_int_equal(f->reports[DISPATCH_SKIPPED], 1);
+  assert_int_equal(f->reports[DISPATCH_SENT], 1);
 }
 
 static void test_rate_limit(void **state) {
@@ -590,8 +621,110 @@ static void test_check_config_errors(void **state) {
   assert_non_null(strstr(buf, "t.conf:17: [Channel b] AllowPrivate=: expected yes or no"));
   assert_non_null(strstr(buf, "[Channel c]: From= is required for Provider=twilio"));
   assert_non_null(strstr(buf, "[Channel c]: AuthTokenFile= is required for Provider=twilio"));
+  assert_non_null(strstr(buf, "t.conf:10: [Channel a]: customer tier 't' sends email through this "
+                              "channel, but [Daemon] LinkKeyFile= is not set"));
   free(buf);
   config_errors_clear(&errs);
+}
+
+/* Errors of dispatcher_check_config() for a config text (NULL = valid). */
+static char *link_key_errors(struct fx *f, const char *daemon_extra, const char *channel_type) {
+  char *text = strprintf("[Daemon]\nDatabase=%s\nTemplates=%s/templates\n%s\n"
+                         "[Policy p]\nSegments=*\nTiers=t\n[Tier t]\nOffset=-P1D\nChannels=a\n"
+                         "[Channel a]\nType=%s\n%s\n",
+                         f->db, f->dir, daemon_extra, channel_type,
+                         streq(channel_type, "sink") ? "Maildir=/tmp" : "URL=https://hooks.test/x");
+  struct config_errors errs = {0};
+  struct config *cfg = NULL;
+  assert_int_equal(config_load_string("t.conf", text, f->cal, &cfg, &errs), 0);
+  free(text);
+  int r = dispatcher_check_config(cfg, &errs);
+  config_free(cfg);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  config_errors_print(&errs, m);
+  fclose(m);
+  config_errors_clear(&errs);
+  assert_int_equal(r<0, len> 0);
+  if (r >= 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+/* A link key must be readable wherever customer email or SMS go out; a
+ * webhook-only ladder needs none. */
+static void test_link_key_config(void **state) {
+  struct fx *f = *state;
+  char line[256];
+  assert_null(link_key_errors(f, "", "webhook"));
+  snprintf(line, sizeof line, "LinkKeyFile=%s/link-key", f->dir);
+  assert_null(link_key_errors(f, line, "sink"));
+
+  char *e = link_key_errors(f, "", "sink");
+  assert_non_null(strstr(e, "t.conf:11: [Channel a]: customer tier 't' sends email"));
+  free(e);
+  snprintf(line, sizeof line, "LinkKeyFile=%s/nope", f->dir);
+  e = link_key_errors(f, line, "webhook"); /* set: must be readable, used or not */
+  char want[256];
+  snprintf(want, sizeof want, "t.conf:4: LinkKeyFile=%s/nope: cannot read the key file: No such",
+           f->dir);
+  assert_non_null(strstr(e, want));
+  free(e);
+  char shortkey[160];
+  snprintf(shortkey, sizeof shortkey, "%s/short-key", f->dir);
+  FILE *kf = fopen(shortkey, "w");
+  assert_non_null(kf);
+  fputs("# rotated 2027-01\nshort\n", kf);
+  fclose(kf);
+  snprintf(line, sizeof line, "LinkKeyFile=%s", shortkey);
+  e = link_key_errors(f, line, "sink");
+  assert_non_null(strstr(e, "t.conf:4: LinkKeyFile="));
+  assert_non_null(strstr(e, "line 2: a link key needs at least"));
+  free(e);
+  /* a credential name outside the service */
+  const char *saved = getenv("CREDENTIALS_DIRECTORY");
+  char *keep = saved ? strdup(saved) : NULL;
+  unsetenv("CREDENTIALS_DIRECTORY");
+  e = link_key_errors(f, "LinkKeyFile=link-key", "sink");
+  assert_non_null(strstr(e, "t.conf:4: LinkKeyFile=link-key: a credential name, but "
+                            "$CREDENTIALS_DIRECTORY is not set"));
+  free(e);
+  setenv("CREDENTIALS_DIRECTORY", f->dir, 1);
+  assert_null(link_key_errors(f, "LinkKeyFile=link-key", "sink"));
+  if (keep)
+    setenv("CREDENTIALS_DIRECTORY", keep, 1);
+  else
+    unsetenv("CREDENTIALS_DIRECTORY");
+  free(keep);
+}
+
+/* Without a key a customer email is never sent with unsigned links: the row
+ * is retried with the reason, then dead-lettered. */
+static void test_no_link_key_dead(void **state) {
+  struct fx *f = *state;
+  char key[160];
+  snprintf(key, sizeof key, "%s/link-key", f->dir);
+  assert_int_equal(unlink(key), 0); /* LinkKeyFile= names a file that is gone */
+  start(f, "MaxAttempts=2\nRetryBase=1s", NULL);
+  add_contract(f, "C-1", "ada@example.com");
+  int64_t id = add_row(f, "C-1", "mail", "ada@example.com", REMINDER_PENDING, 0);
+  dispatcher_kick(f->d);
+  struct reminder r = get_row(f, id);
+  assert_int_equal(r.status, REMINDER_RETRY);
+  assert_non_null(strstr(r.last_error, "rendering failed: no link key"));
+  reminder_clear(&r);
+  clock_init_simulated(&f->clock, T0 + 3600, 0);
+  dispatcher_kick(f->d);
+  r = get_row(f, id);
+  assert_int_equal(r.status, REMINDER_DEAD);
+  assert_non_null(strstr(r.last_error, "gave up after 2 attempts: rendering failed: no link key"));
+  reminder_clear(&r);
+  char newdir[160];
+  snprintf(newdir, sizeof newdir, "%s/new", f->maildir);
+  assert_int_equal(count_files(newdir), 0);
 }
 
 static void test_helpers(void **state) {
@@ -690,6 +823,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sink_send, setup, teardown),
       cmocka_unit_test_setup_teardown(test_optout_skipped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_answered_term_skipped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_suppressed_skipped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_link_key_config, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_link_key_dead, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retry_wakeup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_recover_sending, setup, teardown),

@@ -411,7 +411,12 @@ def run_checks(d, wd):
     check("RENEW" in t and "STOP" in t, f"HELP reply: {t}")
     t = sms_ok("+8613800000001", "STOP", "SM-7")
     check("退订" in t, f"STOP reply for a zh customer: {t}")
+    # STOP from a number nobody has: the number is suppressed all the same
     t = sms_ok("+19995550123", "STOP", "SM-8")
+    check("unsubscribed" in t, f"STOP from an unknown sender: {t}")
+    check(d.sql("SELECT reason || ' ' || source FROM suppressions WHERE address = '+19995550123';")
+          == "stop sms-inbound", "STOP from an unknown number is not suppressed")
+    t = sms_ok("+19995550123", "hello", "SM-9")
     check("<Response/>" in t, f"unknown sender: {t}")
     print(f"sms: {len(d.responses())} responses recorded so far")
 

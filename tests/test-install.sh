@@ -72,7 +72,10 @@ echo "== the installed renewd and renewctl run"
 "$dest/usr/bin/renewctl" --version | grep -q '^renewctl ' || fail "installed renewctl --version"
 # the example configuration is valid (its absolute paths pointed into DESTDIR)
 sed "s|$confdir/|$dest$confdir/|g" "$dest$confdir/renewd.conf" >"$tmp/check.conf"
-"$dest/usr/sbin/renewd" --check-config -c "$tmp/check.conf" >"$tmp/check.log" 2>&1 || {
+# its link key is a credential: what LoadCredential= would hand the service
+mkdir -p "$tmp/creds"
+head -c 32 /dev/urandom | base64 >"$tmp/creds/link-key"
+CREDENTIALS_DIRECTORY=$tmp/creds "$dest/usr/sbin/renewd" --check-config -c "$tmp/check.conf" >"$tmp/check.log" 2>&1 || {
   cat "$tmp/check.log"
   fail "renewd --check-config rejects the installed example configuration"
 }

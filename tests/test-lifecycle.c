@@ -121,7 +121,8 @@ struct snap {
   int64_t expires_at, state_until, ladder_id, change_seq;
   int n_responses, n_events, n_store_events;
   int64_t counts[_REMINDER_STATUS_MAX];
-  unsigned optout; /* of cu-1 */
+  unsigned optout; /* of cu-1: its own bits, and OPTOUT_EMAIL/OPTOUT_SMS while its
+                      address is suppressed */
 };
 
 static int count_resp(const struct response *r, void *ud) {
@@ -151,6 +152,10 @@ static void take_snap(struct store *s, const char *id, struct snap *sn) {
   assert_int_equal(store_reminder_count_by_status(s, sn->counts), 0);
   assert_int_equal(store_customer_get(s, "cu-1", &cu), 0);
   sn->optout = cu.optout;
+  if (store_suppression_check(s, SUPPRESS_EMAIL, cu.email, NULL) > 0)
+    sn->optout |= OPTOUT_EMAIL;
+  if (store_suppression_check(s, SUPPRESS_SMS, cu.phone, NULL) > 0)
+    sn->optout |= OPTOUT_SMS;
   customer_clear(&cu);
 }
 

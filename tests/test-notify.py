@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itestlib import (TestFailure, check, ensure_store, free_port, main_wrapper, run,  # noqa: E402
-                      sanitized_slowdown, write)
+                      sanitized_slowdown, write, write_link_key)
 
 CONFIG = """\
 [Daemon]
@@ -36,6 +36,7 @@ TimeZone=Europe/Berlin
 Horizon=48h
 RefillInterval={refill}
 ChangePollInterval=1s
+LinkKeyFile={link_key}
 
 [SendWindow]
 Hours=09:00-18:00
@@ -105,7 +106,8 @@ def body(wd):
     renewd, renewctl = sys.argv[1], sys.argv[2]
     slow = sanitized_slowdown()
     db, conf, maildir = wd("renewd.db"), wd("renewd.conf"), wd("maildir")
-    params = dict(db=db, port=free_port(), maildir=maildir, refill="10min")
+    params = dict(db=db, port=free_port(), maildir=maildir, refill="10min",
+                  link_key=write_link_key(wd))
     write(conf, CONFIG.format(**params))
 
     # --help and --check-config

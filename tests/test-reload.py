@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itestlib import (TestFailure, check, ensure_store, free_port, main_wrapper,  # noqa: E402
-                      sanitized_slowdown, sql, wait_for, write)
+                      sanitized_slowdown, sql, wait_for, write, write_link_key)
 
 DAY = 86400
 
@@ -42,6 +42,7 @@ Database={db}
 Listen=127.0.0.1:{port}
 TimeZone=UTC
 ChangePollInterval=1s
+LinkKeyFile={link_key}
 
 [SendWindow]
 Hours={hours}
@@ -88,10 +89,11 @@ def body(wd):
     deadline = 10.0 * sanitized_slowdown()
     db, conf, maildir = wd("renewd.db"), wd("renewd.conf"), wd("maildir")
     port = free_port()
+    link_key = write_link_key(wd)
 
     def config(notice, final, hours="00:00-24:00"):
-        write(conf, CONFIG.format(db=db, port=port, maildir=maildir, notice=notice, final=final,
-                                  hours=hours))
+        write(conf, CONFIG.format(db=db, port=port, maildir=maildir, link_key=link_key, notice=notice,
+                                  final=final, hours=hours))
 
     config(30, 10)
     ensure_store(renewctl, db, conf, wd)

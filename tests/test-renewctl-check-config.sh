@@ -10,8 +10,15 @@
 #      stdout empty; renewd --check-config names the same file:line;
 #   3. errors found by the channel checks (dispatcher_check_config) and by the
 #      holiday reader (the calendar) are reported with their file:line too;
-#   4. a --config file that does not exist: exit 78, "PATH: No such file or
+#   4. the link key: LinkKeyFile= missing while customer tiers send email
+#      (reported at the channel's section), unreadable, too short, a
+#      credential name without $CREDENTIALS_DIRECTORY, a pasted secret (never
+#      quoted): exit 78 from both checks with file:line;
+#   5. a --config file that does not exist: exit 78, "PATH: No such file or
 #      directory"; --json: usage error 64; an extra argument: 64.
+#
+# The example's LinkKeyFile=link-key is a systemd credential: the test hands
+# it over as LoadCredential= would, through $CREDENTIALS_DIRECTORY.
 #
 #   test-renewctl-check-config.sh RENEWCTL RENEWD SOURCE_DIR
 set -u
@@ -51,7 +58,10 @@ expect_file() {
 }
 
 conf=$T/etc/renewd.conf
-mkdir -p "$T/etc/renewd.conf.d"
+mkdir -p "$T/etc/renewd.conf.d" "$T/creds"
+# the example names the link key as a systemd credential: what LoadCredential= hands the service
+head -c 32 /dev/urandom | base64 >"$T/creds/link-key"
+export CREDENTIALS_DIRECTORY=$T/creds
 cp "$SRC/config/renewd.conf.example" "$conf"
 cat >"$T/etc/renewd.conf.d/10-test.conf" <<EOF
 [Daemon]
@@ -111,7 +121,40 @@ grep -qE "^$bad:2: Holidays=$T/broken.ics: " holidays.err ||
   fail "holidays: the .ics error is not reported at $bad:2: $(cat holidays.err)"
 rm "$bad"
 
-# ---- 4. missing file, usage --------------------------------------------------------
+# ---- 4. the link key ----------------------------------------------------------------
+# expect_both NAME PATTERN: renewctl and renewd --check-config both exit 78 and print PATTERN
+expect_both() {
+  local name=$1 pattern=$2
+  run "$name" 78 check-config --config "$conf"
+  grep -qE "$pattern" "$name.err" || fail "$name: renewctl did not report '$pattern': $(cat "$name.err")"
+  "$RENEWD" --check-config --config "$conf" >"$name.renewd.out" 2>"$name.renewd.err"
+  local rc=$?
+  [ $rc = 78 ] || fail "$name: renewd --check-config exit $rc"
+  grep -qE "^renewd\[error\]: ${pattern#^}" "$name.renewd.err" || fail "$name: renewd did not report '$pattern': $(cat "$name.renewd.err")"
+}
+# no LinkKeyFile= while customer tiers send email: at the channel's section
+printf '[Daemon]\nLinkKeyFile=\n' >"$bad"
+line=$(grep -n '^\[Channel email\]' "$conf" | cut -d: -f1)
+expect_both nokey "^$conf:$line: \[Channel email\]: customer tier '[a-z]+' sends email through this channel, but \[Daemon\] LinkKeyFile= is not set"
+# a file that cannot be read, at the LinkKeyFile= line
+printf '[Daemon]\nLinkKeyFile=%s/missing-key\n' "$T" >"$bad"
+expect_both unreadable "^$bad:2: LinkKeyFile=$T/missing-key: cannot read the key file: No such file or directory"
+# a key too short to sign with
+printf 'short\n' >"$T/short-key"
+printf '[Daemon]\nLinkKeyFile=%s/short-key\n' "$T" >"$bad"
+expect_both short "^$bad:2: LinkKeyFile=$T/short-key: line 1: a link key needs at least"
+# the credential outside the service (the example's own LinkKeyFile=link-key)
+rm "$bad"
+unset CREDENTIALS_DIRECTORY
+expect_both nocreds "^$conf:[0-9]+: LinkKeyFile=link-key: a credential name, but \\\$CREDENTIALS_DIRECTORY is not set"
+export CREDENTIALS_DIRECTORY=$T/creds
+# a pasted secret: refused, and never quoted
+printf '[Daemon]\nLinkKeyFile=Zm9vYmFyIHNlY3JldCBrZXkgdGhhdCB3YXMgcGFzdGVk\n' >"$bad"
+expect_both pasted "^$bad:2: LinkKeyFile=: looks like a secret, not a file or credential name"
+grep -q 'Zm9vYmFy' pasted.err pasted.renewd.err && fail "pasted: the secret is quoted in an error"
+rm "$bad"
+
+# ---- 5. missing file, usage --------------------------------------------------------
 run missing 78 check-config --config "$T/nope.conf"
 expect_file missing missing.err <<EOF
 $T/nope.conf: No such file or directory

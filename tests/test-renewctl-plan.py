@@ -28,13 +28,15 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itestlib import TestFailure, check, free_port, main_wrapper, run, sql, write  # noqa: E402
+from itestlib import (TestFailure, check, free_port, main_wrapper, run, sql, write,  # noqa: E402
+                      write_link_key)
 
 CONFIG = """\
 [Daemon]
 Database={db}
 Listen=127.0.0.1:{port}
 TimeZone=Europe/Berlin
+LinkKeyFile={wd}/link.key
 
 [SendWindow]
 Hours=09:00-18:00
@@ -198,6 +200,7 @@ def body(wd):
     renewd, renewctl = sys.argv[1], sys.argv[2]
     db, cur, new = wd("store.db"), wd("renewd.conf"), wd("new.conf")
     port = free_port()
+    write_link_key(wd)
     write(cur, CONFIG.format(db=db, port=port, wd=wd.path, notice="-P30D",
                              tiers="notice reminder escalation"))
     write(new, CONFIG.format(db=db, port=port, wd=wd.path, notice="-P21D",

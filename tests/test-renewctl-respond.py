@@ -182,10 +182,12 @@ def main():
         expect(tmp, ["respond", "C-2", "renewed", "--expires-on", str(new_exp),
                      "--idempotency-key", "K-1"], 65, err="was already used for another contract")
 
-        # unsubscribed sets the opt-out bit, the state stays
+        # unsubscribed suppresses the customer's number, the state stays
         expect(tmp, ["respond", "C-1", "unsubscribed", "--channel", "sms"], 0,
                out="C-1: unsubscribed from sms (state active)\n")
-        check(one("SELECT optout FROM customers WHERE id='CU-1'") == (2,), "sms opt-out bit")
+        check(one("SELECT address, reason, source, note FROM suppressions WHERE kind='sms'") ==
+              ("+4915112345678", "unsubscribe", "renewctl", "customer CU-1"), "sms suppression")
+        check(one("SELECT optout FROM customers WHERE id='CU-1'") == (0,), "no opt-out bit needed")
 
         # input errors and missing contracts
         expect(tmp, ["respond", "NOPE", "lost", "--reason", "price"], 66,

@@ -52,7 +52,7 @@ from collections import Counter, namedtuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itestlib import (TestFailure, check, free_port, import_owners, main_wrapper, run,  # noqa: E402
-                      sql, sql_quote, write)
+                      sql, sql_quote, write, write_link_key)
 
 UTC = dt.timezone.utc
 DAY = 86400
@@ -284,7 +284,7 @@ OWNER_ZONE = dict(OWNERS)
 def config_text(wd, db, port):
     ics = wd("holidays.ics")
     out = (f"[Daemon]\nDatabase={db}\nListen=127.0.0.1:{port}\nTimeZone=UTC\nHorizon=48h\n"
-           f"RefillInterval=6h\nChangePollInterval=1s\n\n")
+           f"RefillInterval=6h\nChangePollInterval=1s\nLinkKeyFile={write_link_key(wd)}\n\n")
     for name, w in WINDOWS.items():
         out += ("[SendWindow]\n" if name is None else f"[SendWindow {name}]\n") + w.text.format(ics=ics) + "\n"
     for p in POLICIES:
