@@ -45,6 +45,7 @@
 #define HTTP_CONNECTION_LIMIT 256
 #define HTTP_PER_IP_LIMIT 64
 #define HTTP_TIMEOUT_S 10
+#define HTTP_REQUEST_TIMEOUT_S 5
 #define HTTP_MEMORY_LIMIT (32 * 1024)
 #define HTTP_MAX_BODY (64 * 1024)
 
@@ -63,6 +64,9 @@ struct http_deps {
    * (the daemon re-plans it at once and kicks the dispatcher for owner
    * alerts). May be NULL. */
   void (*changed)(void *userdata, const char *contract_id);
+  /* Called once when the listener stopped accepting connections (the daemon
+   * fails its watchdog so systemd restarts it). May be NULL. */
+  void (*stalled)(void *userdata);
   void *userdata;
 };
 
