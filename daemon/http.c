@@ -780,9 +780,9 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
   h->deps = *deps;
   h->event = sd_event_ref(event);
   h->listen_fd = -1;
-  h->max_connections = HTTP_CONNECTION_LIMIT;
-  h->max_per_client = HTTP_PER_IP_LIMIT;
-  h->request_timeout_usec = HTTP_REQUEST_TIMEOUT_S * 1000000ull;
+  h->max_connections = deps->cfg->http.max_connections ? deps->cfg->http.max_connections : 256;
+  h->max_per_client = MIN(deps->cfg->http.max_per_client, h->max_connections);
+  h->request_timeout_usec = (uint64_t)MAX(deps->cfg->http.request_timeout, 1) * 1000000ull;
   const struct config_daemon *dc = &deps->cfg->daemon;
   int r;
 

@@ -253,28 +253,40 @@ static bool backlog_waiting(const struct http *h) {
   return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
-static void self_check(struct http *h, uint64_t now) {
-  bool waiting = backlog_waiting(h);
-  if (!waiting || h->accepted != h->accepted_at_tick) {
-    h->accepted_at_tick = h->accepted;
-    h->stall_since = 0;
-    if (h->deaf) {
-      h->deaf = false;
-      log_notice(h->deps.log, "http: the listener accepts connections again");
-    }
-    return;
+enum http_stall_state http_stall_step(struct http_stall *st, bool waiting, uint64_t accepted,
+                                      uint64_t now, uint64_t limit) {
+  if (!waiting || accepted != st->accepted) {
+    bool was_deaf = st->deaf;
+    *st = (struct http_stall){.accepted = accepted};
+    return was_deaf ? HTTP_STALL_RECOVERED : HTTP_STALL_NONE;
   }
-  if (!h->stall_since)
-    h->stall_since = now;
-  http_run(h); /* MHD puts its listen socket back into its poll set if it can */
-  if (!h->deaf && now - h->stall_since >= HTTP_STALL_S * 1000000ull) {
-    h->deaf = true;
+  if (!st->since)
+    st->since = now;
+  if (st->deaf || now - st->since < limit)
+    return HTTP_STALL_WAITING;
+  st->deaf = true;
+  return HTTP_STALL_DEAF;
+}
+
+static void self_check(struct http *h, uint64_t now) {
+  switch (
+      http_stall_step(&h->stall, backlog_waiting(h), h->accepted, now, HTTP_STALL_S * 1000000ull)) {
+  case HTTP_STALL_NONE:
+    return;
+  case HTTP_STALL_RECOVERED:
+    log_notice(h->deps.log, "http: the listener accepts connections again");
+    return;
+  case HTTP_STALL_WAITING:
+    http_run(h); /* MHD puts its listen socket back into its poll set if it can */
+    return;
+  case HTTP_STALL_DEAF:
     log_error(h->deps.log,
               "http: connections wait on %s but none was accepted for %d s (%u open): the "
               "listener is stuck",
               h->address, HTTP_STALL_S, h->n_conns);
     if (h->deps.stalled)
       h->deps.stalled(h->deps.userdata);
+    return;
   }
 }
 
@@ -288,7 +300,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 bool http_guard_deaf(const struct http *h) {
-  return h->deaf;
+  return h->stall.deaf;
 }
 
 int http_guard_start(struct http *h) {

@@ -17,6 +17,13 @@
 #include "daemon/http.h"
 #include "notifiers/linkkey.h"
 
+/* The accept self-check's state (http_stall_step()). */
+struct http_stall {
+  uint64_t accepted; /* connections accepted when last seen making progress */
+  uint64_t since;    /* when connections were first seen waiting without progress; 0 = not */
+  bool deaf;         /* stalled past the limit: /healthz answers 503 */
+};
+
 struct http {
   struct http_deps deps;  /* borrowed; deps.cfg replaced on reload */
   sd_event *event;        /* referenced */
@@ -44,9 +51,7 @@ struct http {
   sd_event_source *tick;                /* once a second: deadlines, self-check */
   int listen_fd;                        /* MHD's listen socket (borrowed), or -1 */
   uint64_t accepted;                    /* connections accepted (or refused) so far */
-  uint64_t accepted_at_tick;            /* accepted at the previous tick */
-  uint64_t stall_since;                 /* CLOCK_MONOTONIC µs; 0 = accepting */
-  bool deaf;                            /* stalled for HTTP_STALL_S: /healthz says 503 */
+  struct http_stall stall;              /* the accept self-check */
   uint64_t n_expired, n_evicted;        /* drops since the last log line */
   uint64_t last_drop_log;               /* CLOCK_MONOTONIC µs */
 };
@@ -202,6 +207,17 @@ bool http_uri_ok(const char *s, size_t n);
  * at end (NULs where ':' and the line ends were), each end at their line
  * end: false when MHD cut a value at a NUL byte or joined folded lines. */
 bool http_fields_intact(const struct http_field *f, size_t n, const char *end);
+enum http_stall_state {
+  HTTP_STALL_NONE,      /* accepting, or nothing waits */
+  HTTP_STALL_WAITING,   /* connections wait and none was accepted since the last step */
+  HTTP_STALL_DEAF,      /* ... for longer than the limit: reported once */
+  HTTP_STALL_RECOVERED, /* accepting again after HTTP_STALL_DEAF */
+};
+/* One step of the accept self-check at time now (any unit, as limit):
+ * waiting = connections wait in the listen backlog; accepted = a counter of
+ * connections accepted so far. */
+enum http_stall_state http_stall_step(struct http_stall *st, bool waiting, uint64_t accepted,
+                                      uint64_t now, uint64_t limit);
 /* RFC 9112 framing: more than one Host, none in HTTP/1.1, differing
  * Content-Length values, both Content-Length and Transfer-Encoding → 400;
  * a Transfer-Encoding other than one "chunked" → 501. Returns 0 or the
