@@ -25,18 +25,23 @@ Checked, in order:
     a control byte is 400; a form field with %00 is 400; the same requests
     without the bytes succeed;
   * [HTTP] keys: a second renewd with MaxConnectionsPerClient=4 and
-    RequestTimeout=2s applies them; SIGTERM: exit 0.
+    RequestTimeout=2s applies them;
+  * the self-check: a third renewd whose open-file limit is lowered until
+    accept() fails reports its listener stuck after 15 s (and fails its
+    watchdog), then accepts again once the clients holding the descriptors
+    leave; SIGTERM: exit 0 each time.
 
 Usage: test-http-guard.py RENEWD RENEWCTL
 """
 import os
+import resource
 import socket
 import sys
 import threading
 import time
 
 from httptestlib import API_TOKEN, Daemon, day
-from itestlib import TestFailure, check, main_wrapper
+from itestlib import TestFailure, check, main_wrapper, wait_for
 
 CONTRACTS = [
     dict(contract_id="C-1", customer_id="K-1", customer_name="Alice Example", email="alice@example.com",
@@ -319,6 +324,59 @@ def configured(wd, renewd, renewctl):
     check(rc == 0, f"renewd with [HTTP] keys exited {rc}")
 
 
+def stuck(wd, renewd, renewctl):
+    """The self-check, on a listener that really cannot accept: renewd's open
+    file limit is lowered (prlimit) until accept() fails with EMFILE while
+    trickling clients hold every descriptor (RequestTimeout=5min keeps them).
+    Connections then wait in the backlog with none accepted: after 15 s the
+    daemon logs that the listener is stuck (and fails its watchdog); once the
+    clients go, it accepts again and says so."""
+    sub = Sub(wd, "stuck")
+    os.makedirs(sub("renewd.conf.d"), exist_ok=True)
+    with open(sub("renewd.conf.d", "http.conf"), "w") as f:
+        f.write("[HTTP]\nRequestTimeout=5min\n")
+    d = Daemon(sub, renewd, renewctl, CONTRACTS)
+    socks, waiting = [], None
+    try:
+        d.quiesce()
+        n_fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (n_fds + 8, n_fds + 8))
+        for i in range(20):
+            socks.append(open_socket(d, client_addr(i), b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+        waiting = open_socket(d, "127.0.0.14", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        while "the listener is stuck" not in d.log_text():
+            check(d.proc.poll() is None, f"renewd exited {d.proc.returncode}")
+            check(time.monotonic() - t0 < 60 * d.slow, "the self-check did not fire within 60 s")
+            for s in socks:
+                try:
+                    s.send(b"X")
+                except OSError:
+                    pass
+            time.sleep(1)
+        took = time.monotonic() - t0
+        check(took >= 10, f"the self-check fired after {took:.1f} s (15 s expected)")
+        check("failing the watchdog" in d.log_text(), "the daemon did not fail its watchdog")
+        print(f"self-check: a listener that cannot accept was reported stuck after {took:.1f} s")
+        for s in socks:
+            s.close()
+        socks = []
+        waiting.settimeout(30 * d.slow)
+        line = waiting.recv(4096).split(b"\r\n")[0]
+        check(line.startswith(b"HTTP/1.1 200"), f"the waiting client after the others closed: {line!r}")
+        wait_for(lambda: "accepts connections again" in d.log_text(), 30 * d.slow, 0.2,
+                 "the listener's recovery")
+        st, _ = healthz_now(d, 10)
+        check(st == 200, f"/healthz after the recovery: {st}")
+    except TestFailure as e:
+        raise TestFailure(f"{e}\n--- renewd log (tail) ---\n{d.log_text()[-4000:]}")
+    finally:
+        for s in socks + ([waiting] if waiting else []):
+            s.close()
+        rc = d.stop()
+    check(rc == 0, f"the renewd whose listener was stuck exited {rc}")
+
+
 def body(wd):
     renewd, renewctl = sys.argv[1], sys.argv[2]
     d = Daemon(wd, renewd, renewctl, CONTRACTS)
@@ -337,6 +395,7 @@ def body(wd):
         rc = d.stop()
     check(rc == 0, f"renewd exited {rc} after SIGTERM")
     configured(wd, renewd, renewctl)
+    stuck(wd, renewd, renewctl)
     return 0
 
 
