@@ -364,11 +364,11 @@ static bool same_value(const struct http_field *a, const struct http_field *b) {
 
 /* The RFC 9112 framing rules: 0, or the status to answer and why. */
 unsigned http_framing_check(const struct http_field *f, size_t n, bool http11, const char **why) {
-  const struct http_field *host = NULL, *cl = NULL, *te = NULL;
+  const struct http_field *cl = NULL, *te = NULL;
   size_t n_host = 0, n_te = 0;
   for (size_t i = 0; i < n; i++) {
     if (name_is(&f[i], "Host"))
-      host = &f[i], n_host++;
+      n_host++;
     else if (name_is(&f[i], "Transfer-Encoding"))
       te = &f[i], n_te++;
     else if (name_is(&f[i], "Content-Length")) {
@@ -379,7 +379,6 @@ unsigned http_framing_check(const struct http_field *f, size_t n, bool http11, c
       cl = &f[i];
     }
   }
-  (void)host;
   if (n_host > 1) {
     *why = "more than one Host";
     return 400;
