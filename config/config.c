@@ -283,7 +283,17 @@ static bool strv_contains(char *const *v, size_t n, const char *s) {
 
 /* ---- the loader ---- */
 
-enum kind { K_DAEMON, K_WINDOW, K_POLICY, K_TIER, K_CHANNEL, K_OPS, _K_MAX, K_INVALID = -1 };
+enum kind {
+  K_DAEMON,
+  K_WINDOW,
+  K_POLICY,
+  K_TIER,
+  K_CHANNEL,
+  K_OPS,
+  K_HTTP,
+  _K_MAX,
+  K_INVALID = -1
+};
 
 enum naming { NAME_NONE, NAME_OPTIONAL, NAME_REQUIRED };
 
@@ -291,6 +301,8 @@ static const char *const daemon_keys[] = {"Database",           "Listen",      "
                                           "TimeZone",           "Horizon",     "RefillInterval",
                                           "ChangePollInterval", "Templates",   "LinkKeyFile",
                                           "ApiTokenFile",       "StopTimeout", NULL};
+static const char *const http_keys[] = {"MaxConnections", "MaxConnectionsPerClient",
+                                        "RequestTimeout", NULL};
 static const char *const window_keys[] = {"Hours", "Days", "Holidays", NULL};
 static const char *const policy_keys[] = {
     "Segments",        "CatchUp",       "Tiers",      "FallbackOwner",
@@ -310,6 +322,7 @@ static const struct {
     [K_TIER] = {"Tier", NAME_REQUIRED, tier_keys},
     [K_CHANNEL] = {"Channel", NAME_REQUIRED, NULL},
     [K_OPS] = {"Ops", NAME_NONE, NULL},
+    [K_HTTP] = {"HTTP", NAME_NONE, http_keys},
 };
 
 static const char *const channel_types[] = {"sink", "smtp", "sms", "webhook"};
@@ -677,6 +690,38 @@ static void load_daemon(struct loader *l) {
   }
   set_secret_path(l, e, &d->link_key_file);
   set_secret_path(l, get(s, "ApiTokenFile"), &d->api_token_file);
+}
+
+/* Sets *dst from e (when set): an integer in lo..hi. */
+static void set_uint(struct loader *l, const struct ini_entry *e, unsigned lo, unsigned hi,
+                     unsigned *dst) {
+  int64_t v;
+  if (!e)
+    return;
+  if (!isdigit((unsigned char)e->value[0]) || parse_int64(e->value, &v) < 0 || v < lo || v > hi)
+    bad_value(l, e, "expected an integer in %u..%u", lo, hi);
+  else
+    *dst = (unsigned)v;
+}
+
+/* [HTTP]: the listener's limits. */
+static void load_http(struct loader *l) {
+  struct config_http *h = &l->c->http;
+  *h = (struct config_http){.max_connections = 256, .max_per_client = 64, .request_timeout = 5};
+  const struct ini_section *s = find_section(l, K_HTTP, NULL);
+  if (!s)
+    return;
+  const struct ini_entry *per = get(s, "MaxConnectionsPerClient");
+  set_uint(l, get(s, "MaxConnections"), 16, 10000, &h->max_connections);
+  set_uint(l, per, 0, 10000, &h->max_per_client);
+  if (per && h->max_per_client > h->max_connections)
+    bad_value(l, per, "must not exceed MaxConnections= (%u)", h->max_connections);
+  const struct ini_entry *e = get(s, "RequestTimeout");
+  int64_t t = h->request_timeout;
+  if (set_timespan(l, e, &t, true) && e && t > 300)
+    bad_value(l, e, "at most 5min");
+  else
+    h->request_timeout = t;
 }
 
 static void load_window(struct loader *l, const struct ini_section *s, struct config_window *w) {
@@ -1226,6 +1271,7 @@ static int loader_finish(struct loader *l, size_t errs_from, struct config **ret
     return -ENOMEM;
   classify(l);
   load_daemon(l);
+  load_http(l);
   load_windows(l);
   load_channels(l);
   load_ops(l);

@@ -85,6 +85,13 @@ struct config_daemon {
   char *api_token_file;     /* ApiTokenFile=: path or credential name; NULL = none */
 };
 
+/* [HTTP]: the listener's limits (read at start; a reload does not change them). */
+struct config_http {
+  unsigned max_connections; /* MaxConnections=: open connections, 16..10000 (256) */
+  unsigned max_per_client;  /* MaxConnectionsPerClient=: per client address, 0 = any (64) */
+  int64_t request_timeout;  /* RequestTimeout=: seconds for a whole request, 1..300 (5) */
+};
+
 /* [SendWindow] (the default) or [SendWindow NAME]. */
 struct config_window {
   char *name;               /* NULL for the default window */
@@ -112,6 +119,7 @@ struct config {
   char **files; /* files read: the main file, then the drop-ins in order; owned */
   size_t n_files;
   struct config_daemon daemon;
+  struct config_http http;
   struct config_window *windows; /* [0] is the default window (name NULL), then the
                                     named ones in order of first appearance */
   size_t n_windows;

@@ -455,16 +455,16 @@ static void handle_healthz(struct http *h, const char *method, struct http_reply
     return reply_405(rep, "GET, HEAD");
   int64_t v;
   int r = store_data_version(h->deps.store, &v);
+  bool deaf = http_guard_deaf(h);
   char now[21];
   format_rfc3339(http_now(h), now);
-  json_t *j = r >= 0 ? json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "store", "ok", "loop", "ok",
-                                 "now", now)
-                     : json_pack("{s:s,s:s,s:s,s:s}", "status", "error", "store",
-                                 store_last_error(h->deps.store), "loop", "ok", "now", now);
+  json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "status", r >= 0 && !deaf ? "ok" : "error",
+                        "store", r >= 0 ? "ok" : store_last_error(h->deps.store), "loop", "ok",
+                        "listener", deaf ? "stalled" : "ok", "now", now);
   if (r < 0)
     log_error(h->deps.log, "http: /healthz: the store does not answer: %s",
               store_last_error(h->deps.store));
-  http_reply_json(rep, r >= 0 ? 200 : 503, j);
+  http_reply_json(rep, r >= 0 && !deaf ? 200 : 503, j);
 }
 
 static void handle_metrics(struct http *h, const char *method, struct http_reply *rep) {
@@ -584,8 +584,10 @@ static enum MHD_Result send_reply(struct http *h, struct MHD_Connection *c, stru
   enum MHD_Result ok = MHD_queue_response(c, rep->status, resp);
   MHD_destroy_response(resp);
   metrics_http(h->deps.metrics, rq->ep, rep->status);
-  if (ok == MHD_YES)
+  if (ok == MHD_YES) {
     rq->queued = true;
+    http_guard_request_queued(c);
+  }
   http_reply_clear(rep);
   return ok;
 }
@@ -601,6 +603,25 @@ static void reply_413(struct http_reply *rep, enum metrics_endpoint ep) {
   }
 }
 
+/* The first call for a request: its head is complete. Checks it and refuses
+ * what it must (before a byte of the body is read: no 100 Continue). */
+static enum MHD_Result on_head(struct http *h, struct MHD_Connection *c, struct http_request *rq,
+                               const char *url, const char *method, const char *version) {
+  struct http_reply rep = {0};
+  rq->started = true;
+  rq->ep = classify(url);
+  if (!http_guard_check_head(h, c, rq, method, version, &rep))
+    return send_reply(h, c, rq, &rep, true);
+  const char *cl = http_header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  int64_t n;
+  if (cl && parse_int64(cl, &n) >= 0 && n > HTTP_MAX_BODY) {
+    rq->too_large = true;
+    reply_413(&rep, rq->ep);
+    return send_reply(h, c, rq, &rep, true);
+  }
+  return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
@@ -608,22 +629,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   struct http_request *rq = *con_cls;
   struct http_reply rep = {0};
 
-  if (!rq) {
-    rq = calloc(1, sizeof *rq);
-    if (!rq)
-      return MHD_NO;
-    rq->ep = classify(url);
-    *con_cls = rq;
-    const char *cl = http_header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    int64_t n;
-    if (cl && parse_int64(cl, &n) >= 0 && n > HTTP_MAX_BODY) {
-      /* refused before a byte of the body is read (no 100 Continue) */
-      rq->too_large = true;
-      reply_413(&rep, rq->ep);
-      return send_reply(h, c, rq, &rep, true);
-    }
-    return MHD_YES;
-  }
+  if (!rq) /* http_guard_on_uri() found no memory */
+    return MHD_NO;
+  if (!rq->started)
+    return on_head(h, c, rq, url, method, version);
   if (rq->queued) {
     *upload_data_size = 0; /* discard */
     return MHD_YES;
@@ -655,6 +664,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
+  http_guard_request_done(cls, c);
   struct http_request *rq = *con_cls;
   if (!rq)
     return;
@@ -670,32 +680,54 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
     msg[--n] = 0;
+  http_guard_mhd_log(h, msg);
   log_debug(h->deps.log, "http: libmicrohttpd: %s", msg);
 }
 
-static void arm_timer(struct http *h) {
-  MHD_UNSIGNED_LONG_LONG ms;
-  if (MHD_get_timeout(h->mhd, &ms) != MHD_YES) {
+static void arm_timer(struct http *h, bool now) {
+  MHD_UNSIGNED_LONG_LONG ms = 0;
+  if (!now && MHD_get_timeout(h->mhd, &ms) != MHD_YES) {
     sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
     return;
   }
-  uint64_t now;
-  sd_event_now(h->event, CLOCK_MONOTONIC, &now);
-  sd_event_source_set_time(h->timer, now + (uint64_t)ms * 1000);
+  uint64_t t;
+  sd_event_now(h->event, CLOCK_MONOTONIC, &t);
+  sd_event_source_set_time(h->timer, t + (uint64_t)ms * 1000);
   sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT);
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-  struct http *h = userdata;
+static unsigned mhd_connections(struct http *h) {
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  return di ? di->num_connections : 0;
+}
+
+/* MHD (0.9.75, MHD_USE_EPOLL) takes its listen socket out of its epoll set at
+ * the connection limit (or after EMFILE) and puts it back only at the start
+ * of a later run, once connections closed. Those closes happen late in a
+ * run; when nothing else happens afterwards, its epoll fd never becomes
+ * readable again and, with no connection left, it wants no timeout: the
+ * listener would never run again while clients queue in the backlog. So
+ * after a run that closed connections while the listen socket may be out,
+ * MHD runs once more at once. */
+void http_run(struct http *h) {
+  unsigned before = mhd_connections(h);
   MHD_run(h->mhd);
-  arm_timer(h);
+  unsigned after = mhd_connections(h);
+  if (after >= h->max_connections)
+    h->listen_parked = true;
+  bool again = h->listen_parked && after < before;
+  if (again)
+    h->listen_parked = false; /* set again by the next run if still at the limit */
+  arm_timer(h, again);
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+  http_run(userdata);
   return 0;
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-  struct http *h = userdata;
-  MHD_run(h->mhd);
-  arm_timer(h);
+  http_run(userdata);
   return 0;
 }
 
@@ -723,8 +755,10 @@ struct http *http_free(struct http *h) {
     return NULL;
   sd_event_source_disable_unref(h->io);
   sd_event_source_disable_unref(h->timer);
+  h->tick = sd_event_source_disable_unref(h->tick);
   if (h->mhd)
-    MHD_stop_daemon(h->mhd);
+    MHD_stop_daemon(h->mhd); /* reports every connection closed */
+  http_guard_stop(h);
   sd_event_unref(h->event);
   linkkeys_free(h->keys);
   tokens_free(h->api_tokens, h->n_api_tokens);
@@ -745,6 +779,10 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
     return -ENOMEM;
   h->deps = *deps;
   h->event = sd_event_ref(event);
+  h->listen_fd = -1;
+  h->max_connections = deps->cfg->http.max_connections ? deps->cfg->http.max_connections : 256;
+  h->max_per_client = MIN(deps->cfg->http.max_per_client, h->max_connections);
+  h->request_timeout_usec = (uint64_t)MAX(deps->cfg->http.request_timeout, 1) * 1000000ull;
   const struct config_daemon *dc = &deps->cfg->daemon;
   int r;
 
@@ -779,11 +817,13 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
   }
 
   struct MHD_OptionItem opts[] = {
-      {MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT, NULL},
-      {MHD_OPTION_PER_IP_CONNECTION_LIMIT, HTTP_PER_IP_LIMIT, NULL},
+      {MHD_OPTION_CONNECTION_LIMIT, h->max_connections, NULL},
+      {MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->max_per_client, NULL},
       {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_TIMEOUT_S, NULL},
       {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_MEMORY_LIMIT, NULL},
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
+      {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_on_connection, h},
+      {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)http_guard_on_uri, h},
       {fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR, fd >= 0 ? fd : 0,
        fd >= 0 ? NULL : &sa},
       /* no MHD_OPTION_LISTENING_ADDRESS_REUSE: that is SO_REUSEPORT, which would let a
@@ -819,7 +859,11 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
     r = -EINVAL;
     goto fail;
   }
-  arm_timer(h);
+  if ((r = http_guard_start(h)) < 0) {
+    snprintf(err, errlen, "cannot add the listener's timer: %s", strerror(-r));
+    goto fail;
+  }
+  arm_timer(h, false);
   *ret = h;
   return 0;
 fail:

@@ -8,7 +8,7 @@
  *   POST /sms/inbound    Twilio inbound SMS webhook (X-Twilio-Signature)
  *   /api/v1/...          JSON API, bearer tokens (ApiTokenFile=)
  *   GET  /report         the renewal report page (bearer token; cached 60 s)
- *   GET  /healthz        store reachable and loop alive
+ *   GET  /healthz        store reachable, loop alive, listener accepting
  *   GET  /metrics        Prometheus text format (daemon/metrics.h)
  * A GET never changes anything (mail scanners prefetch links).
  *
@@ -16,13 +16,19 @@
  * fd is one sd-event io source and MHD_get_timeout() arms one timer source;
  * both call MHD_run(). The listening socket is the one systemd passes
  * (socket activation, renewd.socket, sd_listen_fds()) or else [Daemon]
- * Listen=. Limits: HTTP_CONNECTION_LIMIT connections, HTTP_PER_IP_LIMIT per
- * client address, HTTP_TIMEOUT_S idle timeout (a client that sends nothing is
- * dropped), HTTP_MEMORY_LIMIT bytes per connection for the request line and
- * headers, HTTP_MAX_BODY bytes of body (413 beyond; checked against
- * Content-Length up front and as data arrives). Bodies are parsed here
- * (application/x-www-form-urlencoded, JSON with jansson), never by MHD's post
- * processor.
+ * Listen=. Limits ([HTTP] in the config, fixed at start): MaxConnections=
+ * connections, MaxConnectionsPerClient= per client address, RequestTimeout=
+ * for a whole request (head and body; http_guard.c drops a connection that
+ * trickles, and the oldest incomplete one when the table is nearly full);
+ * HTTP_TIMEOUT_S idle timeout, HTTP_MEMORY_LIMIT bytes per connection for
+ * the request line and headers, HTTP_MAX_BODY bytes of body (413 beyond;
+ * checked against Content-Length up front and as data arrives). Request
+ * heads are checked before any handler (http_guard.c): control bytes or NUL
+ * in the target or a header field → 400; RFC 9112 framing (Host,
+ * Content-Length, Transfer-Encoding) → 400/501. A once-a-second self-check
+ * reports a listener that stopped accepting (/healthz 503, deps.stalled).
+ * Bodies are parsed here (application/x-www-form-urlencoded, JSON with
+ * jansson), never by MHD's post processor.
  *
  * Owns: the MHD daemon and its sockets, the two event sources, the secrets
  * (link keys, API tokens, the SMS auth token; wiped on free) and a validator.
@@ -42,8 +48,6 @@
 #include "daemon/metrics.h"
 #include "daemon/sched.h"
 
-#define HTTP_CONNECTION_LIMIT 256
-#define HTTP_PER_IP_LIMIT 64
 #define HTTP_TIMEOUT_S 10
 #define HTTP_MEMORY_LIMIT (32 * 1024)
 #define HTTP_MAX_BODY (64 * 1024)
@@ -63,6 +67,9 @@ struct http_deps {
    * (the daemon re-plans it at once and kicks the dispatcher for owner
    * alerts). May be NULL. */
   void (*changed)(void *userdata, const char *contract_id);
+  /* Called once when the listener stopped accepting connections (the daemon
+   * fails its watchdog so systemd restarts it). May be NULL. */
+  void (*stalled)(void *userdata);
   void *userdata;
 };
 

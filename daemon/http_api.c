@@ -150,13 +150,18 @@ static json_t *contract_json(struct http *h, const struct contract *co, const st
 /* ---- auth ----------------------------------------------------------------------------- */
 
 bool http_api_authorized(struct http *h, struct MHD_Connection *c) {
-  const char *a = http_header(c, MHD_HTTP_HEADER_AUTHORIZATION);
-  if (!a || strncasecmp(a, "Bearer ", 7) != 0)
+  const char *a = NULL;
+  size_t len = 0;
+  /* the length MHD stored, not strlen(): a token is compared whole or not at
+   * all (http_guard.c refuses values MHD cut at a NUL before this runs) */
+  if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION,
+                                    strlen(MHD_HTTP_HEADER_AUTHORIZATION), &a, &len) != MHD_YES ||
+      !a || len < 7 || strncasecmp(a, "Bearer ", 7) != 0 || memchr(a, 0, len))
     return false;
   const char *tok = a + 7;
-  while (*tok == ' ')
-    tok++;
-  size_t n = strlen(tok);
+  size_t n = len - 7;
+  while (n && *tok == ' ')
+    tok++, n--;
   bool ok = false;
   for (size_t i = 0; i < h->n_api_tokens; i++) /* no early exit: constant time per token */
     ok |= memeq_consttime(tok, n, h->api_tokens[i], strlen(h->api_tokens[i]));

@@ -17,6 +17,13 @@
 #include "daemon/http.h"
 #include "notifiers/linkkey.h"
 
+/* The accept self-check's state (http_stall_step()). */
+struct http_stall {
+  uint64_t accepted; /* connections accepted when last seen making progress */
+  uint64_t since;    /* when connections were first seen waiting without progress; 0 = not */
+  bool deaf;         /* stalled past the limit: /healthz answers 503 */
+};
+
 struct http {
   struct http_deps deps;  /* borrowed; deps.cfg replaced on reload */
   sd_event *event;        /* referenced */
@@ -30,10 +37,40 @@ struct http {
   char *sms_token;           /* AuthTokenFile= of the first Twilio sms channel; wiped */
   struct validate *validate; /* for API upserts (default zone of cfg) */
   struct http_report_cache *report_cache; /* GET /report pages (http_report.c); owned */
+
+  /* listener limits (config [HTTP]), fixed at start */
+  unsigned max_connections;      /* MaxConnections= */
+  unsigned max_per_client;       /* MaxConnectionsPerClient= */
+  uint64_t request_timeout_usec; /* RequestTimeout= */
+  /* re-arming MHD's listen socket (http.c) */
+  bool listen_parked; /* MHD may have taken its listen socket out of its poll set */
+  /* the connection table and the self-check (http_guard.c) */
+  struct http_conn *conns, *conns_tail; /* oldest first; owned */
+  unsigned n_conns;                     /* entries in conns */
+  unsigned n_dropping;                  /* of them shut down, not yet closed by MHD */
+  sd_event_source *tick;                /* once a second: deadlines, self-check */
+  int listen_fd;                        /* MHD's listen socket (borrowed), or -1 */
+  uint64_t accepted;                    /* connections accepted (or refused) so far */
+  struct http_stall stall;              /* the accept self-check */
+  uint64_t n_expired, n_evicted;        /* drops since the last log line */
+  uint64_t last_drop_log;               /* CLOCK_MONOTONIC µs */
+};
+
+/* One accepted connection (MHD's socket context, http_guard.c). */
+struct http_conn {
+  struct http_conn *prev, *next; /* struct http.conns, in order of since */
+  int fd;                        /* MHD's socket (borrowed) */
+  uint64_t since;                /* CLOCK_MONOTONIC µs: accepted, or its last response done */
+  bool busy;                     /* a response is queued: no deadline, never evicted */
+  bool dropped;                  /* shut down by us; MHD closes it on its next run */
 };
 
 /* One request being received (MHD's con_cls). */
 struct http_request {
+  bool started;             /* the head was seen by on_request() */
+  bool uri_ok;              /* the request target holds no control byte (raw or %XX) */
+  const char *uri_end;      /* where the raw target's copy ended (in MHD's buffer, never
+                               dereferenced); NULL when unknown */
   enum metrics_endpoint ep; /* for metrics */
   struct buf body;          /* the body so far (at most HTTP_MAX_BODY bytes) */
   size_t seen;              /* body bytes received, kept or not */
@@ -126,7 +163,66 @@ void http_report_handle(struct http *h, struct MHD_Connection *c, const char *me
 /* Frees the cached pages. Accepts NULL; returns NULL. */
 struct http_report_cache *http_report_cache_free(struct http_report_cache *rc);
 
+/* ---- MHD glue (http.c) ---- */
+/* Runs MHD once and re-arms the event sources. */
+void http_run(struct http *h);
+
+/* ---- the listener's defences (http_guard.c) ---- */
+#define HTTP_TICK_USEC (1000 * 1000ull)
+#define HTTP_STALL_S 15
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks the connection, evicts when full. */
+void http_guard_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code);
+/* MHD_OPTION_URI_LOG_CALLBACK: the struct http_request of a new request
+ * (freed by the completion callback), with the raw target checked. */
+void *http_guard_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
+/* A response was queued for c / its request completed. */
+void http_guard_request_queued(struct MHD_Connection *c);
+void http_guard_request_done(struct http *h, struct MHD_Connection *c);
+/* What MHD logged (progress of accept(), resource limits). */
+void http_guard_mhd_log(struct http *h, const char *msg);
+/* Checks the request head (target, header fields, framing); false = refused,
+ * with the response in rep. */
+bool http_guard_check_head(struct http *h, struct MHD_Connection *c, const struct http_request *rq,
+                           const char *method, const char *version, struct http_reply *rep);
+/* Whether the self-check found the listener stuck. */
+bool http_guard_deaf(const struct http *h);
+/* Adds the tick timer (after MHD started) / removes it and the table. */
+int http_guard_start(struct http *h);
+void http_guard_stop(struct http *h);
+
 /* ---- pure helpers with unit tests ---- */
+/* A header field as MHD stored it: pointers into the request head. */
+struct http_field {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+};
+/* Whether s[0..n) holds no control byte other than HTAB (header values). */
+bool http_value_ok(const char *s, size_t n);
+/* Whether the request target s[0..n) holds no control byte, raw or as %XX. */
+bool http_uri_ok(const char *s, size_t n);
+/* Whether the fields f[0..n), parsed in place by MHD 0.9 from a head ending
+ * at end (NULs where ':' and the line ends were), each end at their line
+ * end: false when MHD cut a value at a NUL byte or joined folded lines. */
+bool http_fields_intact(const struct http_field *f, size_t n, const char *end);
+enum http_stall_state {
+  HTTP_STALL_NONE,      /* accepting, or nothing waits */
+  HTTP_STALL_WAITING,   /* connections wait and none was accepted since the last step */
+  HTTP_STALL_DEAF,      /* ... for longer than the limit: reported once */
+  HTTP_STALL_RECOVERED, /* accepting again after HTTP_STALL_DEAF */
+};
+/* One step of the accept self-check at time now (any unit, as limit):
+ * waiting = connections wait in the listen backlog; accepted = a counter of
+ * connections accepted so far. */
+enum http_stall_state http_stall_step(struct http_stall *st, bool waiting, uint64_t accepted,
+                                      uint64_t now, uint64_t limit);
+/* RFC 9112 framing: more than one Host, none in HTTP/1.1, differing
+ * Content-Length values, both Content-Length and Transfer-Encoding → 400;
+ * a Transfer-Encoding other than one "chunked" → 501. Returns 0 or the
+ * status, with a static reason in *why. */
+unsigned http_framing_check(const struct http_field *f, size_t n, bool http11, const char **why);
 /* SMS keywords (http_sms.c). */
 enum http_sms_keyword {
   SMS_KW_NONE, /* not a keyword: a message for the owner */

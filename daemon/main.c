@@ -475,6 +475,15 @@ static void on_http_changed(void *userdata, const char *contract_id) {
   arm_wake(d);
 }
 
+/* The listener stopped accepting connections (daemon/http_guard.c): renewd
+ * cannot mend that itself, so it fails its watchdog at once and systemd
+ * restarts it (Restart=on-failure). */
+static void on_http_stalled(void *userdata) {
+  struct daemon *d = userdata;
+  log_error(&d->log, "the HTTP listener is stuck: failing the watchdog so systemd restarts renewd");
+  sd_notify(false, "WATCHDOG=trigger\nSTATUS=the HTTP listener is stuck");
+}
+
 static int start_http(struct daemon *d, int64_t now) {
   int r = metrics_new(RENEWD_VERSION, now, &d->metrics);
   if (r < 0)
@@ -487,6 +496,7 @@ static int start_http(struct daemon *d, int64_t now) {
                          .sched = d->sched,
                          .metrics = d->metrics,
                          .changed = on_http_changed,
+                         .stalled = on_http_stalled,
                          .userdata = d};
   char err[256] = "";
   r = http_new(d->event, &hd, &d->http, err, sizeof err);

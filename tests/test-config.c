@@ -1155,21 +1155,64 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* ---- [HTTP]: the listener's limits ---- */
+
+static void test_http_limits(void **state) {
+  _cleanup_(config_freep) struct config *c = load_ok(BASE);
+  assert_int_equal(c->http.max_connections, 256);
+  assert_int_equal(c->http.max_per_client, 64);
+  assert_int_equal(c->http.request_timeout, 5);
+  _cleanup_(config_freep) struct config *c2 =
+      load_ok("[HTTP]\nMaxConnections=1000\nMaxConnectionsPerClient=0\nRequestTimeout=1min\n" BASE);
+  assert_int_equal(c2->http.max_connections, 1000);
+  assert_int_equal(c2->http.max_per_client, 0);
+  assert_int_equal(c2->http.request_timeout, 60);
+  static const struct error_case cases[] = {
+      {BASE "[HTTP]\nMaxConnections=8\n",
+       "t.conf:10: MaxConnections=8: expected an integer in 16..10000\n"},
+      {BASE "[HTTP]\nMaxConnections=-1\n",
+       "t.conf:10: MaxConnections=-1: expected an integer in 16..10000\n"},
+      {BASE "[HTTP]\nMaxConnectionsPerClient=many\n",
+       "t.conf:10: MaxConnectionsPerClient=many: expected an integer in 0..10000\n"},
+      {BASE "[HTTP]\nMaxConnections=32\nMaxConnectionsPerClient=33\n",
+       "t.conf:11: MaxConnectionsPerClient=33: must not exceed MaxConnections= (32)\n"},
+      {BASE "[HTTP]\nRequestTimeout=0\n",
+       "t.conf:10: RequestTimeout=0: must be greater than zero\n"},
+      {BASE "[HTTP]\nRequestTimeout=10min\n", "t.conf:10: RequestTimeout=10min: at most 5min\n"},
+      {BASE "[HTTP]\nTimeout=5\n", "t.conf:10: unknown key Timeout= in [HTTP]\n"},
+  };
+  run_cases(cases, ELEMENTSOF(cases), NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_syntax_errors),   cmocka_unit_test(test_syntax_accepted),
-      cmocka_unit_test(test_section_errors),  cmocka_unit_test(test_daemon_defaults),
-      cmocka_unit_test(test_daemon_values),   cmocka_unit_test(test_daemon_errors),
-      cmocka_unit_test(test_secret_shapes),   cmocka_unit_test(test_timespan),
-      cmocka_unit_test(test_windows),         cmocka_unit_test(test_window_errors),
-      cmocka_unit_test(test_channels),        cmocka_unit_test(test_channel_errors),
-      cmocka_unit_test(test_tiers),           cmocka_unit_test(test_tier_errors),
-      cmocka_unit_test(test_policy_defaults), cmocka_unit_test(test_policy_values),
-      cmocka_unit_test(test_policy_errors),   cmocka_unit_test(test_too_many_tiers),
-      cmocka_unit_test(test_segments),        cmocka_unit_test(test_segment_errors),
-      cmocka_unit_test(test_merge_and_reset), cmocka_unit_test(test_all_errors_collected),
-      cmocka_unit_test(test_dropins),         cmocka_unit_test(test_io_errors),
-      cmocka_unit_test(test_errors_api),      cmocka_unit_test(test_print_policies),
+      cmocka_unit_test(test_http_limits),
+      cmocka_unit_test(test_syntax_errors),
+      cmocka_unit_test(test_syntax_accepted),
+      cmocka_unit_test(test_section_errors),
+      cmocka_unit_test(test_daemon_defaults),
+      cmocka_unit_test(test_daemon_values),
+      cmocka_unit_test(test_daemon_errors),
+      cmocka_unit_test(test_secret_shapes),
+      cmocka_unit_test(test_timespan),
+      cmocka_unit_test(test_windows),
+      cmocka_unit_test(test_window_errors),
+      cmocka_unit_test(test_channels),
+      cmocka_unit_test(test_channel_errors),
+      cmocka_unit_test(test_tiers),
+      cmocka_unit_test(test_tier_errors),
+      cmocka_unit_test(test_policy_defaults),
+      cmocka_unit_test(test_policy_values),
+      cmocka_unit_test(test_policy_errors),
+      cmocka_unit_test(test_too_many_tiers),
+      cmocka_unit_test(test_segments),
+      cmocka_unit_test(test_segment_errors),
+      cmocka_unit_test(test_merge_and_reset),
+      cmocka_unit_test(test_all_errors_collected),
+      cmocka_unit_test(test_dropins),
+      cmocka_unit_test(test_io_errors),
+      cmocka_unit_test(test_errors_api),
+      cmocka_unit_test(test_print_policies),
       cmocka_unit_test(test_example),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,6 +1,7 @@
 /* Unit tests for the HTTP listener's pure parts: the form parser, SMS
  * keywords, locale choice, HTML escaping (daemon/http*.c), the link key file
- * (notifiers/linkkey.c) and the metrics exposition (daemon/metrics.c). The
+ * (notifiers/linkkey.c), the metrics exposition (daemon/metrics.c), and the
+ * request head checks and accept self-check of daemon/http_guard.c. The
  * listener itself is tested end to end by tests/test-http.py. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -168,8 +169,8 @@ static void test_metrics(void **state) {
       "renewd_start_time_seconds 1700000000\n",
       "renewd_store_up 0\n",
       "renewd_deliveries_total{channel=\"email\",outcome=\"sent\"} 2\n",
-      "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"0.025\"} "
-      "0\n",
+      ("renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"0.025\"} "
+       "0\n"),
       "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"0.05\"} 1\n",
       "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"2.5\"} 2\n",
       "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"+Inf\"} 2\n",
@@ -190,11 +191,162 @@ static void test_metrics(void **state) {
   metrics_free(m);
 }
 
+/* ---- request head checks (http_guard.c) ---- */
+
+/* Parses the header lines of head[0..len) in place as libmicrohttpd 0.9
+ * does: each line end (CR LF or LF) and the first ':' become NULs, the value
+ * starts after blanks and ends at its first NUL (strlen). Returns the number
+ * of fields; *ret_end is the end of the head (after the empty line). */
+static size_t mhd_parse(char *head, size_t len, struct http_field *f, size_t max,
+                        const char **ret_end) {
+  size_t n = 0, i = 0;
+  while (i < len) {
+    size_t start = i;
+    while (i < len && head[i] != '\n')
+      i++;
+    size_t eol = i > start && head[i - 1] == '\r' ? i - 1 : i;
+    for (size_t k = eol; k <= i && k < len; k++)
+      head[k] = 0;
+    i++;
+    if (eol == start) /* the empty line */
+      break;
+    char *colon = strchr(head + start, ':');
+    assert_non_null(colon);
+    *colon = 0;
+    char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+      v++;
+    assert_true(n < max);
+    f[n++] = (struct http_field){head + start, strlen(head + start), v, strlen(v)};
+  }
+  *ret_end = head + i;
+  return n;
+}
+
+static bool intact(const char *text, size_t len) {
+  char buf[512];
+  struct http_field f[16];
+  const char *end;
+  assert_true(len < sizeof buf);
+  memcpy(buf, text, len);
+  buf[len] = 'B'; /* a body byte after the head */
+  size_t n = mhd_parse(buf, len, f, 16, &end);
+  return http_fields_intact(f, n, end);
+}
+
+#define INTACT(lit) intact(lit, sizeof(lit) - 1)
+
+static void test_fields_intact(void **state) {
+  assert_true(INTACT("Host: x\r\nAuthorization: Bearer tok\r\n\r\n"));
+  assert_true(INTACT("Host: x\nAuthorization: Bearer tok\n\n"));
+  assert_true(INTACT("Host: x\r\nX-Empty:\r\nX-Blank: \r\nX-Trail: a  \r\n\r\n"));
+  assert_true(INTACT("Host:x\r\n\n"));
+  assert_true(INTACT(""));
+  /* a NUL inside a value: MHD's value ends there, the line does not */
+  assert_false(INTACT("Authorization: Bearer tok\0garbage\r\nHost: x\r\n\r\n"));
+  assert_false(INTACT("Host: x\r\nAuthorization: Bearer tok\0garbage\r\n\r\n"));
+  assert_false(INTACT("Host: x\r\nAuthorization: Bearer tok\0\r\n\r\n"));
+  assert_false(INTACT("Host: x\r\nAuthorization: Bearer tok\0\0\r\n\r\n"));
+  assert_false(INTACT("Authorization: Bearer tok\0\r\nHost: x\r\n\r\n"));
+  /* the one case the layout cannot tell: with bare LF line ends, NULs where a
+   * CR could be (one per LF) look like CR LF; nothing but those NULs is lost */
+  assert_true(INTACT("Host: x\nAuthorization: Bearer tok\0\n\n"));
+  assert_true(INTACT("Host: x\nAuthorization: Bearer tok\0\0\n\n"));
+  assert_false(INTACT("Host: x\nAuthorization: Bearer tok\0\0\0\n\n"));
+  assert_false(INTACT("Host: x\nAuthorization: Bearer tok\0x\n\n"));
+  /* a value MHD copied elsewhere (folded lines) */
+  char buf[] = "X-A\0 a\0\0Host\0 x\0\0\0\0";
+  struct http_field f[] = {{buf, 3, "a b", 3}, {buf + 8, 4, buf + 14, 1}};
+  assert_false(http_fields_intact(f, 2, buf + sizeof buf - 1));
+  f[0].value = buf + 5;
+  f[0].value_len = 1;
+  assert_true(http_fields_intact(f, 2, buf + sizeof buf - 1));
+}
+
+static void test_value_and_uri(void **state) {
+  assert_true(http_value_ok("Bearer abc\tdef \x80\xff", 17));
+  assert_false(http_value_ok("abc\0def", 7));
+  assert_false(http_value_ok("abc\x01", 4));
+  assert_false(http_value_ok("abc\x7f", 4));
+  assert_false(http_value_ok("a\rb", 3));
+  static const char *const good[] = {
+      "/r/v1.abc_-.def", "/report?from=2026-01-01&to=x%20y", "/a%2Fb", "/%", "/%4", "/%zz",
+      "/%e4%bd%a0"};
+  for (size_t i = 0; i < ELEMENTSOF(good); i++)
+    assert_true(http_uri_ok(good[i], strlen(good[i])));
+  static const char *const bad[] = {"/r/tok%00junk", "/r/tok%0a",      "/r/tok%0D%0A", "/u/x%7F",
+                                    "/r/tok%1f",     "/report?by=%00", "/r/\x01",      "/r/\t"};
+  for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+    assert_false(http_uri_ok(bad[i], strlen(bad[i])));
+  assert_false(http_uri_ok("/r/tok\0junk", 11));
+}
+
+static unsigned framing(const char *text, bool http11, const char **why) {
+  static char buf[512];
+  static struct http_field f[16];
+  const char *end;
+  size_t len = strlen(text);
+  memcpy(buf, text, len + 1);
+  size_t n = mhd_parse(buf, len, f, 16, &end);
+  *why = "";
+  return http_framing_check(f, n, http11, why);
+}
+
+static void test_framing(void **state) {
+  const char *why;
+  assert_int_equal(framing("Host: x\r\nContent-Length: 3\r\n\r\n", true, &why), 0);
+  assert_int_equal(framing("Content-Length: 3\r\n\r\n", false, &why), 0); /* HTTP/1.0 */
+  assert_int_equal(framing("Content-Length: 3\r\n\r\n", true, &why), 400);
+  assert_string_equal(why, "HTTP/1.1 request without Host");
+  assert_int_equal(framing("Host: a\r\nhost: b\r\n\r\n", true, &why), 400);
+  assert_int_equal(framing("Host: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n", true, &why),
+                   0);
+  assert_int_equal(
+      framing("Host: a\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\n", true, &why), 400);
+  assert_string_equal(why, "conflicting Content-Length");
+  assert_int_equal(framing("Host: a\r\nTransfer-Encoding: Chunked \r\n\r\n", true, &why), 0);
+  assert_int_equal(framing("Host: a\r\nTransfer-Encoding: gzip\r\n\r\n", true, &why), 501);
+  assert_int_equal(framing("Host: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true, &why), 501);
+  assert_int_equal(
+      framing("Host: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", true,
+              &why),
+      501);
+  assert_int_equal(
+      framing("Host: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", true, &why),
+      400);
+  assert_int_equal(framing("Transfer-Encoding: chunked\r\n\r\n", false, &why), 400);
+}
+
+static void test_stall(void **state) {
+  struct http_stall st = {0};
+  const uint64_t lim = 15;
+  /* nothing waits, or accept() makes progress: never a stall */
+  assert_int_equal(http_stall_step(&st, false, 0, 1, lim), HTTP_STALL_NONE);
+  assert_int_equal(http_stall_step(&st, true, 1, 2, lim), HTTP_STALL_NONE);
+  assert_int_equal(http_stall_step(&st, true, 2, 100, lim), HTTP_STALL_NONE);
+  /* waiting without progress: reported once after the limit */
+  assert_int_equal(http_stall_step(&st, true, 2, 101, lim), HTTP_STALL_WAITING);
+  assert_int_equal(http_stall_step(&st, true, 2, 115, lim), HTTP_STALL_WAITING);
+  assert_int_equal(http_stall_step(&st, true, 2, 116, lim), HTTP_STALL_DEAF);
+  assert_true(st.deaf);
+  assert_int_equal(http_stall_step(&st, true, 2, 200, lim), HTTP_STALL_WAITING);
+  assert_true(st.deaf);
+  assert_int_equal(http_stall_step(&st, true, 3, 201, lim), HTTP_STALL_RECOVERED);
+  assert_false(st.deaf);
+  /* a short wait is forgotten once the backlog is empty */
+  assert_int_equal(http_stall_step(&st, true, 3, 300, lim), HTTP_STALL_WAITING);
+  assert_int_equal(http_stall_step(&st, false, 3, 301, lim), HTTP_STALL_NONE);
+  assert_int_equal(http_stall_step(&st, true, 3, 310, lim), HTTP_STALL_WAITING);
+  assert_int_equal(http_stall_step(&st, true, 3, 320, lim), HTTP_STALL_WAITING);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_form),     cmocka_unit_test(test_keywords),
-      cmocka_unit_test(test_locale),   cmocka_unit_test(test_escape),
-      cmocka_unit_test(test_linkkeys), cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_form),          cmocka_unit_test(test_keywords),
+      cmocka_unit_test(test_locale),        cmocka_unit_test(test_escape),
+      cmocka_unit_test(test_linkkeys),      cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_fields_intact), cmocka_unit_test(test_value_and_uri),
+      cmocka_unit_test(test_framing),       cmocka_unit_test(test_stall),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
