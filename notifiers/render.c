@@ -173,6 +173,15 @@ void message_clear(struct message *m) {
   *m = (struct message){0};
 }
 
+char *message_sms_text(const struct message *m, const char *footer) {
+  const char *body = m->sms ? m->sms : m->text ? m->text : "";
+  json_t *tier = json_object_get(m->data, "tier");
+  const char *aud = json_string_value(json_object_get(tier, "audience"));
+  if (isempty(footer) || (aud && !streq(aud, "customer")))
+    return strdup(body);
+  return strprintf("%s\n%s", body, footer);
+}
+
 /* ---- small helpers ------------------------------------------------------------- */
 
 static int jset_str(json_t *o, const char *key, const char *v) {
@@ -1131,194 +1140,5 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
   int r = finish_message(rd, &f, ops_alert ? RENDER_OPS_TIER : template_name, ops_alert, &row, now,
                          ret, err, errlen);
   json_decref(f.alert);
-  return r;
-}
-
-/* ---- RFC 5322 ------------------------------------------------------------------------- */
-
-/* Quoted-printable (RFC 2045 §6.7) of UTF-8 text, "\n" → CRLF. */
-static int qp_encode(struct buf *b, const char *s) {
-  size_t col = 0;
-  int r = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++) {
-    if (*p == '\r' && p[1] == '\n')
-      continue;
-    if (*p == '\n') {
-      r = buf_puts(b, "\r\n");
-      col = 0;
-      continue;
-    }
-    char enc[4];
-    bool next_eol = p[1] == 0 || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-    bool plain = (*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !next_eol);
-    size_t w = plain ? 1 : 3;
-    if (col + w > 75) {
-      r = buf_puts(b, "=\r\n");
-      col = 0;
-      if (r < 0)
-        break;
-    }
-    if (plain)
-      r = buf_append(b, p, 1);
-    else {
-      snprintf(enc, sizeof enc, "=%02X", *p);
-      r = buf_append(b, enc, 3);
-    }
-    col += w;
-  }
-  return r;
-}
-
-static int put_header(struct buf *b, const char *name, const char *value) {
-  if (!value)
-    return 0;
-  _cleanup_free_ char *h = NULL;
-  int r = mime_header(name, value, &h);
-  if (r < 0)
-    return r;
-  r = buf_puts(b, h);
-  return r < 0 ? r : buf_puts(b, "\r\n");
-}
-
-/* Splits "Name <addr>" into its parts (in place copy). */
-static void split_address(char *s, const char **ret_name, const char **ret_addr) {
-  char *lt = strrchr(s, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-  if (!lt || !gt) {
-    *ret_name = NULL;
-    *ret_addr = s;
-    return;
-  }
-  *gt = 0;
-  *ret_addr = lt + 1;
-  char *end = lt;
-  while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-    end--;
-  *end = 0;
-  char *name = s;
-  if (*name == '"' && end > name + 1 && end[-1] == '"') {
-    end[-1] = 0;
-    name++;
-  }
-  *ret_name = *name ? name : NULL;
-}
-
-bool render_from_valid(const char *from) {
-  _cleanup_free_ char *copy = from ? strdup(from) : NULL;
-  if (!copy)
-    return false;
-  const char *name, *addr;
-  split_address(copy, &name, &addr);
-  _cleanup_free_ char *h = NULL;
-  return mime_valid_email(addr) &&
-         mime_header_addresses("From", &(struct mime_address){.name = name, .email = addr}, 1,
-                               &h) >= 0;
-}
-
-static int put_part(struct buf *b, const char *type, const char *body) {
-  int r = buf_printf(b,
-                     "Content-Type: %s; charset=utf-8\r\n"
-                     "Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-                     type);
-  if (r >= 0)
-    r = qp_encode(b, body ? body : "");
-  if (r >= 0 && (b->len < 2 || memcmp(b->data + b->len - 2, "\r\n", 2) != 0))
-    r = buf_puts(b, "\r\n");
-  return r;
-}
-
-int render_rfc5322(const struct message *m, const struct reminder *row, enum notify_kind kind,
-                   const char *from, const char *extra_headers, int64_t now, char **ret) {
-  if (!m || !row || !ret)
-    return -EINVAL;
-  struct buf b = {0};
-  _cleanup_free_ char *from_copy = strdup(from ? from : RENDER_DEFAULT_FROM);
-  _cleanup_free_ char *h = NULL, *msgid = NULL, *sms_subject = NULL;
-  char date[MIME_DATE_MAX], step[16];
-  if (!from_copy)
-    return -ENOMEM;
-  const char *fname, *faddr;
-  split_address(from_copy, &fname, &faddr);
-  int r =
-      mime_header_addresses("From", &(struct mime_address){.name = fname, .email = faddr}, 1, &h);
-  if (r < 0)
-    goto fail;
-  if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
-    goto fail;
-  free(h);
-  h = NULL;
-  if (kind == NOTIFY_EMAIL && row->recipient && mime_valid_email(row->recipient)) {
-    r = mime_header_addresses(
-        "To", &(struct mime_address){.name = m->to_name, .email = row->recipient}, 1, &h);
-    if (r < 0)
-      goto fail;
-    if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
-      goto fail;
-  } else {
-    if ((r = buf_puts(&b, "To: undisclosed-recipients:;\r\n")) < 0 ||
-        (r = put_header(&b, "X-Renewd-To", row->recipient)) < 0)
-      goto fail;
-  }
-  const char *subject = m->subject;
-  if (kind == NOTIFY_SMS) {
-    sms_subject = strprintf("SMS to %s", row->recipient ? row->recipient : "?");
-    subject = sms_subject;
-  } else if (kind == NOTIFY_WEBHOOK) {
-    sms_subject = strprintf("Webhook %s to %s", m->event_type ? m->event_type : "event",
-                            row->recipient ? row->recipient : "?");
-    subject = sms_subject;
-  }
-  if ((r = put_header(&b, "Subject", subject ? subject : "(no subject)")) < 0)
-    goto fail;
-  if ((r = mime_date(now, date)) < 0 || (r = buf_printf(&b, "Date: %s\r\n", date)) < 0)
-    goto fail;
-  const char *key = row->idem_key;
-  if (strncmp(key, "rk-", 3) == 0)
-    key += 3;
-  if ((r = mime_message_id(*key ? key : "none", "renewd", &msgid)) < 0 ||
-      (r = buf_printf(&b, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", msgid)) < 0)
-    goto fail;
-  snprintf(step, sizeof step, "%d", row->step);
-  if ((r = put_header(&b, "X-Renewd-Contract", row->contract_id)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Tier", row->tier)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Step", step)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Channel", row->channel)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Audience", row->audience)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Kind",
-                      kind == NOTIFY_SMS       ? "sms"
-                      : kind == NOTIFY_WEBHOOK ? "webhook"
-                                               : "email")) < 0)
-    goto fail;
-  if (kind == NOTIFY_EMAIL && m->unsubscribe_url &&
-      ((r = buf_printf(&b, "List-Unsubscribe: <%s>\r\n", m->unsubscribe_url)) < 0 ||
-       (r = buf_puts(&b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")) < 0))
-    goto fail;
-  if (extra_headers && ((r = buf_puts(&b, extra_headers)) < 0 || (r = buf_puts(&b, "\r\n")) < 0))
-    goto fail;
-
-  if (kind == NOTIFY_SMS)
-    r = put_part(&b, "text/plain", m->sms ? m->sms : m->text);
-  else if (kind == NOTIFY_WEBHOOK)
-    r = put_part(&b, "application/json", m->event);
-  else if (!m->html)
-    r = put_part(&b, "text/plain", m->text);
-  else {
-    char boundary[64];
-    snprintf(boundary, sizeof boundary, "=_renewd_%.32s", key);
-    if ((r = buf_printf(&b,
-                        "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
-                        "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n",
-                        boundary, boundary)) < 0 ||
-        (r = put_part(&b, "text/plain", m->text)) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s\r\n", boundary)) < 0 ||
-        (r = put_part(&b, "text/html", m->html)) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s--\r\n", boundary)) < 0)
-      goto fail;
-  }
-  if (r < 0)
-    goto fail;
-  *ret = buf_steal(&b);
-  return *ret ? 0 : -ENOMEM;
-fail:
-  buf_free(&b);
   return r;
 }
