@@ -274,15 +274,14 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
                : t          ? t->audience == AUDIENCE_OWNER
                             : ops_alert || owner_alert;
 
-  /* the owner: the customer's, else the policy's fallback owner */
-  if (have_cu && !isempty(cu.owner_id))
-    have_ow = store_owner_get(store, cu.owner_id, &ow) >= 0;
-  if (!have_ow) {
-    const struct policy *p =
-        pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
-    if (p && !isempty(p->fallback_owner))
-      have_ow = store_owner_get(store, p->fallback_owner, &ow) >= 0;
-  }
+  /* the owner: the customer's, else the policy's fallback owner; past
+   * EscalateAfter= the EscalateTo= owner, as the scheduler records it */
+  const struct policy *opol =
+      pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
+  const char *owner_id = have_cu ? cu.owner_id : NULL;
+  if (owner && !ops_alert && render_escalated(t, (int32_t)step))
+    owner_id = t->escalate_to;
+  have_ow = render_owner_get(store, opol, owner_id, &ow) >= 0;
   enum notify_kind kind = notify_channel_kind(ops, ch);
   const char *recipient =
       pick_recipient(cfg, ch, kind, ops_alert, owner, have_cu ? &cu : NULL, have_ow ? &ow : NULL);

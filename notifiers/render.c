@@ -313,13 +313,43 @@ static int add_json_literal(json_t *jobj, const char *key, const char *s) {
   return json_object_set_new(jobj, key, json_stringn(out, k)) < 0 ? -ENOMEM : 0;
 }
 
+/* Sets root.key to {id name email phone} of o; when o is NULL to {} if
+ * always, else nothing. */
+static int add_owner(json_t *root, const char *key, const struct owner *o, bool always) {
+  if (!o && !always)
+    return 0;
+  json_t *j = json_object();
+  if (!j || json_object_set_new(root, key, j) < 0)
+    return -ENOMEM;
+  int r;
+  if (o && ((r = jset_str(j, "id", o->id)) < 0 || (r = jset_str(j, "name", o->name)) < 0 ||
+            (r = jset_str(j, "email", o->email)) < 0 || (r = jset_str(j, "phone", o->phone)) < 0))
+    return r;
+  return 0;
+}
+
+/* Sets root.recipient to {id name email phone} of the customer c, if any. */
+static int add_customer_recipient(json_t *root, const struct customer *c) {
+  if (!c)
+    return 0;
+  json_t *j = json_object();
+  if (!j || json_object_set_new(root, "recipient", j) < 0)
+    return -ENOMEM;
+  int r;
+  if ((r = jset_str(j, "id", c->id)) < 0 || (r = jset_str(j, "name", c->name)) < 0 ||
+      (r = jset_str(j, "email", c->email)) < 0 || (r = jset_str(j, "phone", c->phone)) < 0)
+    return r;
+  return 0;
+}
+
 /* ---- the context ----------------------------------------------------------------- */
 
 /* What the context is built from (some parts may be missing). */
 struct facts {
-  const struct contract *contract; /* required */
-  const struct customer *customer; /* NULL when none */
-  const struct owner *owner;       /* NULL when none */
+  const struct contract *contract;   /* required */
+  const struct customer *customer;   /* NULL when none */
+  const struct owner *owner;         /* the owner addressed (owner rows), NULL when none */
+  const struct owner *account_owner; /* escalated rows: the customer's own owner, else NULL */
   const char *tier;
   int32_t step;
   enum audience audience;
@@ -345,11 +375,10 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
   if (!z)
     z = cal_zone(rd->cal, "UTC");
 
-  json_t *cu = json_object(), *co = json_object(), *ti = json_object(), *ow = json_object(),
-         *js = json_object();
-  if (!cu || !co || !ti || !ow || !js || json_object_set_new(root, "customer", cu) < 0 ||
+  json_t *cu = json_object(), *co = json_object(), *ti = json_object(), *js = json_object();
+  if (!cu || !co || !ti || !js || json_object_set_new(root, "customer", cu) < 0 ||
       json_object_set_new(root, "contract", co) < 0 || json_object_set_new(root, "tier", ti) < 0 ||
-      json_object_set_new(root, "owner", ow) < 0 || json_object_set_new(root, "json", js) < 0) {
+      json_object_set_new(root, "json", js) < 0) {
     json_decref(root);
     return -ENOMEM;
   }
@@ -386,13 +415,14 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
       (r = jset_str(ti, "template", f->template_name)) < 0)
     goto fail;
 
-  if (f->owner) {
-    if ((r = jset_str(ow, "id", f->owner->id)) < 0 ||
-        (r = jset_str(ow, "name", f->owner->name)) < 0 ||
-        (r = jset_str(ow, "email", f->owner->email)) < 0 ||
-        (r = jset_str(ow, "phone", f->owner->phone)) < 0)
-      goto fail;
-  }
+  if ((r = add_owner(root, "owner", f->owner, true)) < 0 ||
+      (r = add_owner(root, "account_owner", f->account_owner, false)) < 0 ||
+      (r = json_object_set_new(ti, "escalated", json_boolean(f->account_owner != NULL))) < 0)
+    goto fail;
+  /* recipient: whom the message addresses, whatever the audience */
+  if (f->audience == AUDIENCE_OWNER ? (r = add_owner(root, "recipient", f->owner, false)) < 0
+                                    : (r = add_customer_recipient(root, c)) < 0)
+    goto fail;
   if (f->history && (r = json_object_set_new(root, "history", TAKE_PTR(f->history))) < 0)
     goto fail_nomem;
   if (f->responses && (r = json_object_set_new(root, "responses", TAKE_PTR(f->responses))) < 0)
@@ -728,7 +758,7 @@ static void jw_str_member(struct jw *w, bool *first, const char *key, const char
  * responses, then id, reminder_id, attempt, channel and message. */
 static int build_event(const struct message *m, const struct reminder *row, int64_t now,
                        char **ret) {
-  static const char *const copy[] = {"contract", "customer", "owner",   "tier",
+  static const char *const copy[] = {"contract", "customer", "owner",   "account_owner", "tier",
                                      "links",    "alert",    "history", "responses"};
   char ts[32];
   struct buf b = {0};
@@ -900,6 +930,26 @@ static int find_tier_cached(struct render *rd, struct store *store, const struct
   return -ENOENT;
 }
 
+bool render_escalated(const struct tier *t, int32_t step) {
+  return t && t->audience == AUDIENCE_OWNER && !isempty(t->escalate_to) && t->escalate_after > 0 &&
+         step >= (int32_t)t->escalate_after;
+}
+
+int render_owner_get(struct store *store, const struct policy *pol, const char *id,
+                     struct owner *ret) {
+  if (!store || !ret)
+    return -EINVAL;
+  const char *fallback = pol ? pol->fallback_owner : NULL;
+  if (isempty(id))
+    id = fallback;
+  if (isempty(id))
+    return -ENOENT;
+  int r = store_owner_get(store, id, ret);
+  if (r == -ENOENT && !isempty(fallback) && !streq(id, fallback))
+    r = store_owner_get(store, fallback, ret);
+  return r;
+}
+
 /* ---- render_message ------------------------------------------------------------------ */
 
 static int finish_message(struct render *rd, struct facts *f, const char *template_name,
@@ -950,7 +1000,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     err[0] = 0;
   struct contract c = {0};
   struct customer cu = {0};
-  struct owner ow = {0};
+  struct owner ow = {0}, boss = {0}; /* the addressed owner; the account owner when escalated */
+  bool have_boss = false;
   const struct policy *pol = NULL; /* the contract's ladder snapshot (borrowed from rd), or NULL */
   struct history_ctx h = {.self_id = row->id};
   struct reminder dead = {0};
@@ -973,21 +1024,26 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     (void)find_tier_cached(rd, store, &c, row->tier, &pol, &t);
   enum audience audience = streq_ptr(row->audience, "owner") ? AUDIENCE_OWNER : AUDIENCE_CUSTOMER;
 
-  /* the owner: the customer's, else the policy's fallback owner */
-  const char *owner_id = have_cu ? cu.owner_id : NULL;
-  if (!isempty(owner_id) && store_owner_get(store, owner_id, &ow) >= 0)
+  /* the owner: the customer's, else the policy's fallback owner; an owner
+   * row past EscalateAfter= goes to (and greets) EscalateTo= instead, with
+   * the customer's owner kept as account_owner */
+  const struct policy *cp =
+      pol ? pol : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
+  have_ow = render_owner_get(store, cp, have_cu ? cu.owner_id : NULL, &ow) >= 0;
+  if (audience == AUDIENCE_OWNER && !ops_alert && render_escalated(t, row->step) &&
+      render_owner_get(store, cp, t->escalate_to, &boss) >= 0) {
+    struct owner o = ow;
+    ow = boss;
+    boss = o;
+    have_boss = have_ow; /* the customer's owner, when there was one */
     have_ow = true;
-  if (!have_ow) {
-    const struct policy *cp =
-        pol ? pol : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
-    if (cp && !isempty(cp->fallback_owner) && store_owner_get(store, cp->fallback_owner, &ow) >= 0)
-      have_ow = true;
   }
 
   struct facts f = {
       .contract = &c,
       .customer = have_cu ? &cu : NULL,
       .owner = have_ow ? &ow : NULL,
+      .account_owner = have_boss ? &boss : NULL,
       .tier = row->tier,
       .step = row->step,
       .audience = ops_alert ? AUDIENCE_OWNER : audience,
@@ -1069,6 +1125,7 @@ out:
   contract_clear(&c);
   customer_clear(&cu);
   owner_clear(&ow);
+  owner_clear(&boss);
   return r;
 }
 

@@ -18,7 +18,14 @@
  *             the locale) expiry_iso (YYYY-MM-DD) expires_at (RFC 3339)
  *             days_left
  *   tier:     name step (0-based) repeat (step + 1) audience template
- *   owner:    id name email phone
+ *             escalated (true when an owner row went up to EscalateTo=)
+ *   owner:    id name email phone of the owner the message goes to: the
+ *             customer's sales owner, or for an escalation past
+ *             EscalateAfter= the EscalateTo= owner (so "Hello {{owner.name}}"
+ *             greets whoever reads it)
+ *   account_owner: escalations only: the customer's own sales owner
+ *   recipient: id name email phone of whom the message addresses (the
+ *             customer, or the owner above)
  *   links:    customer: renew decline snooze callback unsubscribe
  *             owner: renewed lost snooze
  *   history:  owner tiers: [{tier step repeat channel audience status at}] of
@@ -101,6 +108,17 @@ bool render_has_link_key(const struct render *rd);
 int render_message(struct render *rd, struct store *store, const struct reminder *row,
                    enum notify_kind kind, int64_t now, struct message *ret, char *err,
                    size_t errlen);
+
+/* True when an owner row of tier t at step goes to EscalateTo= instead of
+ * the customer's owner (step >= EscalateAfter= > 0): the rule the planner
+ * records the recipient by (core/planner.c planner_resolve()). */
+bool render_escalated(const struct tier *t, int32_t step);
+
+/* The owner id (NULL/"" = none), else the policy's FallbackOwner= when id
+ * is missing or unknown. pol may be NULL. 0 (*ret filled; caller
+ * owner_clear()s), -ENOENT or -errno. */
+int render_owner_get(struct store *store, const struct policy *pol, const char *id,
+                     struct owner *ret);
 
 /* Renders tier tier_name / template_name for made-up sample data (customer
  * "Maximilian Mustermann-Schmidt", product "Enterprise Support Plan", 30
