@@ -228,24 +228,26 @@ static void action_occ(struct policy_action *a, enum policy_action_kind kind, co
 }
 
 /* The instant occurrence d would go out at if it were the candidate: its due
- * instant, or for a missed one under CatchUp=all the next window instant from
- * now; TIME_NEVER when it would not be sent (skipped as missed). */
+ * instant, or for a missed one the next window instant from now (CatchUp=all
+ * and latest); TIME_NEVER when it would not be sent (CatchUp=skip). */
 static int64_t occ_send_at(struct walk *w, struct occ *d, int64_t missed_before) {
   int64_t due = occ_due(w, d);
   if (due >= missed_before)
     return due;
-  return w->in->policy->catchup == CATCHUP_ALL ? window_next(w->in, d, w->in->now) : TIME_NEVER;
+  return w->in->policy->catchup == CATCHUP_SKIP ? TIME_NEVER : window_next(w->in, d, w->in->now);
 }
 
-/* Rule 7: the later occurrences of a's tier that would go out at the same
- * instant as a (the send window moved a weekend's repeats onto Monday
- * morning, or a catch-up sends several at once) are folded into a: it names
- * the last of them, so the history moves past all and one message goes out,
- * and a->merged counts them. */
+/* Rule 7: the later occurrences of a's tier that would go out at a's instant
+ * are folded into a: those the send window moved onto the same instant (a
+ * weekend's repeats waiting for Monday morning, a catch-up sending several at
+ * once), and those due before it in another zone (an escalation step in its
+ * EscalateTo= person's zone), which ladder order would send right after a.
+ * a names the last of them, so the history moves past all and one message
+ * goes out; a->merged counts them. */
 static void merge_same_instant(struct walk *w, const struct occ *o, int64_t missed_before,
                                struct policy_action *a) {
   struct occ d = *o;
-  while (walk_next(w, &d) && d.tier == o->tier && occ_send_at(w, &d, missed_before) == a->due_at) {
+  while (walk_next(w, &d) && d.tier == o->tier && occ_send_at(w, &d, missed_before) <= a->due_at) {
     a->step = d.step;
     a->raw_at = d.raw;
     a->merged++;

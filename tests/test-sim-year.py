@@ -479,7 +479,7 @@ def model_term(c, term, occs, end):
         """When q would go out as the candidate now, None when not at all."""
         if q.due >= now - GRACE:
             return q.due
-        return win_next(q.audience, now) if p.catchup == "all" else None
+        return None if p.catchup == "skip" else win_next(q.audience, now)
 
     def decide(o):
         """('skip', reason, at) / ('remind', at) / None when held by a pause."""
@@ -527,9 +527,11 @@ def model_term(c, term, occs, end):
             if act[0] == "skip":
                 skipped[(o.tier, o.step)] = act[1]
             else:
-                # the later occurrences of the tier that would go out at the
-                # same instant are the same message, named by the last one
-                while i + 1 < len(occs) and occs[i + 1].tier == o.tier and send_at(occs[i + 1]) == now:
+                # the later occurrences of the tier that would go out at
+                # this instant (or before it, in another zone) are the same
+                # message, named by the last one
+                while i + 1 < len(occs) and occs[i + 1].tier == o.tier \
+                        and (send_at(occs[i + 1]) or 1 << 62) <= now:
                     i += 1
                     o = occs[i]
                 sent[(o.tier, o.step)] = now
