@@ -226,17 +226,18 @@ static void test_format_full(void **state) {
   assert_non_null(strstr(m, "Auto-Submitted: auto-generated\r\n"));
   assert_null(strstr(m, "List-Unsubscribe"));
   /* structure: mixed(alternative(plain, html), calendar) in this order */
-  const char *mixed = strstr(m, "Content-Type: multipart/mixed;\r\n\tboundary=\"=_renewd_mixed_rk-");
+  const char *mixed =
+      strstr(m, "Content-Type: multipart/mixed;\r\n\tboundary=\"=_renewd_mixed_rk-");
   const char *alt =
       strstr(m, "Content-Type: multipart/alternative;\r\n\tboundary=\"=_renewd_alt_rk-");
   const char *plain =
       strstr(m, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64");
   const char *htm = strstr(
       m, "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable");
-  const char *ics = strstr(
-      m, "Content-Type: text/calendar; charset=utf-8; method=REQUEST; name=invite.ics\r\n"
-         "Content-Transfer-Encoding: base64\r\n"
-         "Content-Disposition: attachment; filename=invite.ics\r\n");
+  const char *ics =
+      strstr(m, "Content-Type: text/calendar; charset=utf-8; method=REQUEST; name=invite.ics\r\n"
+                "Content-Transfer-Encoding: base64\r\n"
+                "Content-Disposition: attachment; filename=invite.ics\r\n");
   assert_true(mixed && alt && plain && htm && ics);
   assert_true(mixed < alt && alt < plain && plain < htm && htm < ics);
   assert_non_null(strstr(m, "--=_renewd_alt_rk-00000000000000000000000000000001--\r\n"));
