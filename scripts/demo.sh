@@ -47,7 +47,7 @@ echo "== what was sent =="
 written() {
   local n first
   n=$(find "$2" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | wc -l)
-  first=$(find "$2" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | sort | head -1)
+  first=$(find "$2" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | sort | sed -n 1p)
   echo "  $1 $n files in $2/${first:+   read one: cat $first}"
 }
 echo "What was written:"
