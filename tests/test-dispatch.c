@@ -657,6 +657,17 @@ static void test_sink_format_kinds(void **state) {
               100) == 0);
   assert_non_null(strstr(t, "Message-ID: <rk-0123456789abcdef0123456789abcdef@example.com>\r\n"));
   assert_non_null(strstr(t, "\r\n\r\nline one\r\nline two=3D3\r\n"));
+  /* byte for byte what an SMTP channel with the same From= sends */
+  struct config_kv smtp_kv[] = {
+      {.key = (char *)"URL", .value = (char *)"smtp://127.0.0.1:25"},
+      kv[1],
+  };
+  struct config_channel smtp = {
+      .name = (char *)"mail", .type = (char *)"smtp", .options = smtp_kv, .n_options = 2};
+  char *sent = NULL;
+  assert_int_equal(mail_format_channel(&smtp, &req, &sent, NULL, err, sizeof err), 0);
+  assert_string_equal(sent, t);
+  free(sent);
   free(t);
 
   /* Kind=sms: From= is the sender, not an email address */

@@ -728,6 +728,39 @@ static void test_plan(void **state) {
   free_policy(p);
 }
 
+/* An escalation step that goes up a level is timed in its EscalateTo=
+ * person's zone: Sunday's step 2 is due Monday 09:00 in Berlin (08:00Z),
+ * before Monday 09:00 in New York (13:00Z) where Saturday's step 1 waits.
+ * Ladder order would send it right after that one, at the same instant, so
+ * the two are one message (rule 7), to the person step 2 goes to. */
+static void test_merge_escalate_zone(void **state) {
+  struct env *e = *state;
+  static const struct tier_spec LESC[] = {
+      {"esc", "-P8D", "FREQ=DAILY;COUNT=3", AUDIENCE_OWNER},
+      {0},
+  };
+  const struct setup_spec s = {NY_L5,
+                               .ladder = LESC,
+                               .owner_zone = "America/New_York",
+                               .state = CONTRACT_REMINDING,
+                               .sent = {{"esc", 0}},
+                               .now = "2027-03-12T14:00:00Z"};
+  struct policy *p = build_policy(s.ladder, s.catchup, s.lapse_grace);
+  p->tiers[0].escalate_to = (char *)"boss";
+  p->tiers[0].escalate_after = 2;
+  struct policy_input in;
+  fill_input(e, &s, p, &in);
+  const struct cal_zone *zones[] = {cal_zone(e->cal, "Europe/Berlin")};
+  in.escalate_zones = zones;
+  struct policy_action a;
+  char got[160];
+  assert_int_equal(policy_next(&in, &a), 0);
+  action_str(p, &a, got, sizeof got);
+  assert_string_equal(got, "remind esc/2 2027-03-15T13:00:00Z merged 2");
+  p->tiers[0].escalate_to = NULL;
+  free_policy(p);
+}
+
 /* ---- validation ----------------------------------------------------------- */
 
 static void test_invalid(void **state) {
@@ -821,7 +854,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_step_table),    cmocka_unit_test(test_trace_table),
       cmocka_unit_test(test_plan),          cmocka_unit_test(test_invalid),
-      cmocka_unit_test(test_escalate_zone),
+      cmocka_unit_test(test_escalate_zone), cmocka_unit_test(test_merge_escalate_zone),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
