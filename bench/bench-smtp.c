@@ -44,6 +44,7 @@
 #include "core/util.h"
 #include "notifiers/dispatch.h"
 #include "notifiers/render.h"
+#include "notifiers/mail.h"
 #include "notifiers/smtp.h"
 
 #ifndef RENEWD_SOURCE_DIR
@@ -505,12 +506,13 @@ int main(int argc, char **argv) {
       (r = render_message(rd, st, &row, NOTIFY_EMAIL, now, &msg, err, sizeof err)) < 0)
     die(err, r);
   struct notify_request req = {.row = &row, .msg = &msg, .kind = NOTIFY_EMAIL, .now = now};
-  if ((r = smtp_format(config_channel(cfg, "email"), &req, &sample, &size, err, sizeof err)) < 0)
+  if ((r = mail_format_channel(config_channel(cfg, "email"), &req, &sample, &size, err,
+                               sizeof err)) < 0)
     die(err, r);
   message_clear(&msg);
 
   /* the share of rendering + formatting: the same work without network or
-   * outbox (render_message() + smtp_format() of every row's message) */
+   * outbox (render_message() + mail_format_channel() of every row's message) */
   double r0 = cpu_self(), fmt = 0;
   for (int i = 0; i < n; i++) {
     char cid[32], mail[64];
@@ -526,7 +528,8 @@ int main(int argc, char **argv) {
     if ((r = render_message(rd, st, &rw, NOTIFY_EMAIL, now, &mm, err, sizeof err)) < 0)
       die(err, r);
     double f0 = cpu_self();
-    if ((r = smtp_format(config_channel(cfg, "email"), &rq, &bytes, NULL, err, sizeof err)) < 0)
+    if ((r = mail_format_channel(config_channel(cfg, "email"), &rq, &bytes, NULL, err,
+                                 sizeof err)) < 0)
       die(err, r);
     fmt += cpu_self() - f0;
     free(bytes);
@@ -563,9 +566,9 @@ int main(int argc, char **argv) {
   double reuse_min = 100.0 * (1.0 - (double)conn_min / ((double)n * rounds));
   printf("dispatcher (claim, render, send, commit): %8.0f msg/s, %5.0f us CPU/msg\n", d, ucd);
   printf("minimal libcurl multi loop:               %8.0f msg/s, %5.0f us CPU/msg\n", m, ucm);
-  printf(
-      "  of which render_message() + smtp_format() alone:  %5.0f us CPU/msg (smtp_format %.0f)\n",
-      us_render, us_format);
+  printf("  of which render_message() + mail_format_channel() alone:  %5.0f us CPU/msg "
+         "(smtp_format %.0f)\n",
+         us_render, us_format);
   printf("smtp-source -s %d (connection per message): %6.0f msg/s\n", c, s);
   printf("smtp-source -s %d -d (reused connections): %7.0f msg/s\n", c, sd);
   printf("ratio dispatcher/minimal:    %.2f  (target >= 0.80) %s; CPU per message %.1fx\n", d / m,

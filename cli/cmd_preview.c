@@ -8,9 +8,10 @@
  * for an outbox row built as the scheduler would (same idempotency key, so
  * the email Message-ID and webhook-id are the real ones), and formatted by
  * the channel's own code:
- *   smtp:    the complete MIME message as it goes over SMTP (smtp_format(),
- *            the function the backend sends with; Date is now);
- *   sink:    the file the Maildir sink writes;
+ *   smtp:    the complete MIME message as it goes over SMTP (mail_format(),
+ *            the one builder the backend sends with; Date is now);
+ *   sink:    the file the sink writes (the same email, or the SMS or webhook
+ *            request file, by its Kind=);
  *   sms:     the text with the channel's OptOutFooter= and its segment count
  *            and encoding, then the provider request the backend would make;
  *   webhook: the request headers and body the backend would POST (signed
@@ -24,9 +25,10 @@
 
 #include "cli/cli.h"
 #include "notifiers/notifier.h"
+#include "notifiers/mail.h"
 #include "notifiers/render.h"
+#include "notifiers/sink.h"
 #include "notifiers/smstext.h"
-#include "notifiers/smtp.h"
 
 /* Owner alert tiers that are not in any ladder (core/lifecycle.h records
  * them when a customer answers); they go to the owner. */
@@ -76,14 +78,10 @@ static const char *pick_recipient(const struct config *cfg, const struct config_
   return !cu ? NULL : kind == NOTIFY_SMS ? cu->phone : cu->email;
 }
 
-/* The SMS text as the sms backend sends it: sms part (else text) plus the
- * channel's OptOutFooter= for customer messages. Caller frees. */
-static char *sms_text(const struct config_channel *ch, const struct message *m, bool owner) {
-  const char *body = m->sms ? m->sms : m->text ? m->text : "";
-  const char *footer = config_channel_get(ch, "OptOutFooter");
-  if (isempty(footer) || owner)
-    return strdup(body);
-  return strprintf("%s\n%s", body, footer);
+/* The SMS text as the sms backend sends it (message_sms_text() with the
+ * channel's OptOutFooter=). Caller frees. */
+static char *sms_text(const struct config_channel *ch, const struct message *m) {
+  return message_sms_text(m, config_channel_get(ch, "OptOutFooter"));
 }
 
 /* Replaces the value of every header that came from the channel's
@@ -276,18 +274,15 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
                : t          ? t->audience == AUDIENCE_OWNER
                             : ops_alert || owner_alert;
 
-  /* the owner: the customer's, else the policy's fallback owner */
-  if (have_cu && !isempty(cu.owner_id))
-    have_ow = store_owner_get(store, cu.owner_id, &ow) >= 0;
-  if (!have_ow) {
-    const struct policy *p =
-        pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
-    if (p && !isempty(p->fallback_owner))
-      have_ow = store_owner_get(store, p->fallback_owner, &ow) >= 0;
-  }
-  enum notify_kind kind = ops->kind;
-  if (streq(ops->type, "sink") && owner)
-    kind = NOTIFY_EMAIL;
+  /* the owner: the customer's, else the policy's fallback owner; past
+   * EscalateAfter= the EscalateTo= owner, as the scheduler records it */
+  const struct policy *opol =
+      pol ? pol : config_policy_for_segment(cfg, have_cu ? cu.segment : NULL);
+  const char *owner_id = have_cu ? cu.owner_id : NULL;
+  if (owner && !ops_alert && render_escalated(t, (int32_t)step))
+    owner_id = t->escalate_to;
+  have_ow = render_owner_get(store, opol, owner_id, &ow) >= 0;
+  enum notify_kind kind = notify_channel_kind(ops, ch);
   const char *recipient =
       pick_recipient(cfg, ch, kind, ops_alert, owner, have_cu ? &cu : NULL, have_ow ? &ow : NULL);
   if (isempty(recipient) && ops_alert) {
@@ -350,9 +345,8 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
   }
   size_t len = 0;
   if (streq(ch->type, "smtp") || streq(ch->type, "sink")) {
-    r = streq(ch->type, "smtp")
-            ? smtp_format(ch, &req, &out, &len, err, sizeof err)
-            : render_rfc5322(&msg, &row, kind, config_channel_get(ch, "From"), NULL, now, &out);
+    r = streq(ch->type, "smtp") ? mail_format_channel(ch, &req, &out, &len, err, sizeof err)
+                                : sink_format(ch, &req, &out, &len, err, sizeof err);
     if (r < 0) {
       cli_error("cannot format the message: %s", *err ? err : strerror(-r));
       json_decref(j);
@@ -364,7 +358,7 @@ int cmd_preview(struct cli *c, int argc, char **argv) {
       fwrite(out, 1, strlen(out), stdout);
   } else if (streq(ch->type, "sms")) {
     struct smstext_info info = {0};
-    if (!(text = sms_text(ch, &msg, owner)) || smstext_segments(text, &info) < 0) {
+    if (!(text = sms_text(ch, &msg)) || smstext_segments(text, &info) < 0) {
       cli_error("the SMS text is not valid UTF-8");
       json_decref(j);
       goto out;

@@ -123,11 +123,12 @@ static void respond_policy_done(struct respond_policy *p) {
 static int channel_addr(const struct config_channel *ch, enum lifecycle_addr *ret) {
   if (!ch || !ch->type)
     return -ENOENT;
-  if (streq(ch->type, "smtp") || streq(ch->type, "sink"))
+  const char *type = config_channel_addr_type(ch);
+  if (streq_ptr(type, "smtp"))
     *ret = LIFECYCLE_ADDR_EMAIL;
-  else if (streq(ch->type, "sms"))
+  else if (streq_ptr(type, "sms"))
     *ret = LIFECYCLE_ADDR_PHONE;
-  else if (streq(ch->type, "webhook"))
+  else if (streq_ptr(type, "webhook"))
     *ret = LIFECYCLE_ADDR_URL;
   else
     return -EINVAL;

@@ -1461,6 +1461,21 @@ const char *config_channel_get(const struct config_channel *ch, const char *key)
   return kv ? kv->value : NULL;
 }
 
+const char *config_channel_addr_type(const struct config_channel *ch) {
+  if (!ch || !ch->type)
+    return NULL;
+  const char *type = ch->type;
+  if (streq(type, "sink")) {
+    type = config_channel_get(ch, "Kind");
+    if (!type || streq(type, "email"))
+      return "smtp";
+  }
+  return streq(type, "smtp")      ? "smtp"
+         : streq(type, "sms")     ? "sms"
+         : streq(type, "webhook") ? "webhook"
+                                  : NULL;
+}
+
 /* ---- the policy table ---- */
 
 enum {

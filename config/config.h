@@ -178,6 +178,10 @@ const struct config_channel *config_channel(const struct config *c, const char *
 const struct config_kv *config_channel_lookup(const struct config_channel *ch, const char *key);
 /* The value of the last assignment of key in ch, or NULL when unset. */
 const char *config_channel_get(const struct config_channel *ch, const char *key);
+/* The kind of address ch sends to, as a channel type: "smtp" (email), "sms"
+ * (phone) or "webhook" (URL); a sink answers for the type its Kind= names
+ * (email, sms, webhook; default email). NULL for an unknown type. Static. */
+const char *config_channel_addr_type(const struct config_channel *ch);
 
 /* Parses a time span: systemd style ("48h", "2d", "90s", "1h30min", "1h 30min",
  * "15min", a bare number = seconds; units s/sec/second(s), m/min/minute(s),

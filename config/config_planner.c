@@ -19,11 +19,14 @@ static int env_channel(void *ud, const char *name, struct planner_channel *ret) 
   const struct config_channel *ch = config_channel(ud, name);
   if (!ch || !ch->type)
     return -ENOENT;
-  if (streq(ch->type, "smtp") || streq(ch->type, "sink"))
+  const char *type = config_channel_addr_type(ch);
+  if (!type)
+    return -EINVAL;
+  if (streq(type, "smtp"))
     *ret = (struct planner_channel){.kind = PLANNER_ADDR_EMAIL, .optout = OPTOUT_EMAIL};
-  else if (streq(ch->type, "sms"))
+  else if (streq(type, "sms"))
     *ret = (struct planner_channel){.kind = PLANNER_ADDR_PHONE, .optout = OPTOUT_SMS};
-  else if (streq(ch->type, "webhook"))
+  else if (streq(type, "webhook"))
     *ret = (struct planner_channel){
         .kind = PLANNER_ADDR_URL, .optout = OPTOUT_WEBHOOK, .url = config_channel_get(ch, "URL")};
   else

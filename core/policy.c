@@ -17,7 +17,10 @@
  *       CatchUp=latest -> SKIP "catch-up: superseded" when a later occurrence of
  *                         the same audience is missed too (and not skipped as
  *                         expired), else REMIND as for all;
- *  6. otherwise REMIND at its due instant.
+ *  6. otherwise REMIND at its due instant;
+ *  7. a REMIND takes along the following occurrences of its tier that would
+ *     go out at the same instant (merge_same_instant()): one message per
+ *     contract, tier and instant, the row named by the last of them.
  * The state transitions compete with that action by time (ties: transition):
  *  ACTIVE/REMINDING -> LAPSED at expires_at; LAPSED -> CLOSED at
  *  expires_at + lapse_grace; SNOOZED/CALLBACK -> REMINDING at state_until.
@@ -219,8 +222,36 @@ static void action_occ(struct policy_action *a, enum policy_action_kind kind, co
       .step = o->step,
       .audience = occ_audience(w, o),
       .raw_at = o->raw,
+      .merged = 1,
       .reason = reason,
   };
+}
+
+/* The instant occurrence d would go out at if it were the candidate: its due
+ * instant, or for a missed one the next window instant from now (CatchUp=all
+ * and latest); TIME_NEVER when it would not be sent (CatchUp=skip). */
+static int64_t occ_send_at(struct walk *w, struct occ *d, int64_t missed_before) {
+  int64_t due = occ_due(w, d);
+  if (due >= missed_before)
+    return due;
+  return w->in->policy->catchup == CATCHUP_SKIP ? TIME_NEVER : window_next(w->in, d, w->in->now);
+}
+
+/* Rule 7: the later occurrences of a's tier that would go out at a's instant
+ * are folded into a: those the send window moved onto the same instant (a
+ * weekend's repeats waiting for Monday morning, a catch-up sending several at
+ * once), and those due before it in another zone (an escalation step in its
+ * EscalateTo= person's zone), which ladder order would send right after a.
+ * a names the last of them, so the history moves past all and one message
+ * goes out; a->merged counts them. */
+static void merge_same_instant(struct walk *w, const struct occ *o, int64_t missed_before,
+                               struct policy_action *a) {
+  struct occ d = *o;
+  while (walk_next(w, &d) && d.tier == o->tier && occ_send_at(w, &d, missed_before) <= a->due_at) {
+    a->step = d.step;
+    a->raw_at = d.raw;
+    a->merged++;
+  }
 }
 
 /* Decides what to do with the first candidate o. Returns false when o is held
@@ -248,6 +279,7 @@ static bool decide(struct walk *w, struct occ *o, struct policy_action *a) {
   int64_t missed_before = sub_sat(in->now, in->catchup_grace);
   if (due >= missed_before) {
     action_occ(a, POLICY_REMIND, w, o, due, NULL);
+    merge_same_instant(w, o, missed_before, a);
     return true;
   }
   if (in->policy->catchup == CATCHUP_SKIP) {
@@ -263,6 +295,7 @@ static bool decide(struct walk *w, struct occ *o, struct policy_action *a) {
   }
   action_occ(a, POLICY_REMIND, w, o, window_next(in, o, in->now), NULL);
   a->catch_up = true;
+  merge_same_instant(w, o, missed_before, a);
   return true;
 }
 
@@ -374,18 +407,27 @@ int policy_plan(const struct policy_input *in, int64_t from, int64_t until,
   if (r < 0)
     return r;
 
+  /* rule 7 as policy_next() applies it: of the occurrences of one tier due
+   * at one instant, only the last is reported */
   struct walk w;
   walk_init(&w, in);
   struct occ o;
   int n = 0;
-  for (bool have = walk_seek(&w, 0, 0, &o); have; have = walk_next(&w, &o)) {
+  for (bool have = walk_seek(&w, 0, 0, &o); have;) {
     int64_t due = occ_due(&w, &o);
-    if (due < from || due >= until)
+    struct occ next = o;
+    have = walk_next(&w, &next);
+    if (have && next.tier == o.tier && occ_due(&w, &next) == due) {
+      o = next;
       continue;
-    r = cb(o.tier, o.step, o.raw, due, ud);
-    if (r < 0)
-      return r;
-    n++;
+    }
+    if (due >= from && due < until) {
+      r = cb(o.tier, o.step, o.raw, due, ud);
+      if (r < 0)
+        return r;
+      n++;
+    }
+    o = next;
   }
   return n;
 }

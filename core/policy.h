@@ -31,6 +31,10 @@
  *    action (a row for REMIND/SKIP, a state change for TRANSITION) and calling
  *    again makes progress, so the daemon loops until the action lies in the
  *    future (arm a timer for due_at) or is DONE;
+ *  - one message per contract, tier and instant: occurrences of a tier that
+ *    would go out at the same instant (the send window moved them together,
+ *    or a catch-up sends them at once) are one REMIND, named by the last
+ *    of them (steps folded in get no row; `merged` counts them);
  *  - the earliest action wins; on equal instants a TRANSITION comes first
  *    (lapse before a same-instant +offset tier, wake-up before the paused
  *    reminder). SKIPs are due at `now` (the decision is final when made).
@@ -94,6 +98,9 @@ struct policy_action {
   enum audience audience;        /* REMIND/SKIP: the tier's audience */
   int64_t raw_at;                /* REMIND/SKIP: the occurrence's instant before the window */
   bool catch_up;                 /* REMIND of a missed occurrence (sent late) */
+  int32_t merged;                /* REMIND/SKIP: occurrences of the tier this action stands for:
+                                    1, or more when later ones would go out at the same instant
+                                    (they are folded in; step and raw_at are the last one's) */
   const char *reason;            /* SKIP: static string (POLICY_REASON_*); NULL otherwise */
   enum contract_state new_state; /* TRANSITION: the state to move to */
 };
@@ -111,7 +118,8 @@ struct policy_action {
 int policy_next(const struct policy_input *in, struct policy_action *ret);
 
 /* Enumerates, in ladder order, every occurrence of the ladder whose due
- * instant lies in [from, until), as if nobody answered and nothing was sent
+ * instant lies in [from, until) (of a tier's occurrences due at one instant
+ * only the last, as policy_next() folds them), as if nobody answered and nothing was sent
  * (in->sent, state, answered and now are ignored): cb(tier index, step, raw
  * instant, due instant, ud). A negative return from cb stops the walk and is
  * returned. Returns the number of occurrences reported, or -EINVAL. */

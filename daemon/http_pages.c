@@ -15,10 +15,11 @@
  * long-expired contract with a short term) is not offered (409).
  *
  * Status codes: 200 pages and repeats ("already recorded"); 400 malformed
- * token, form or missing confirm; 403 token not signed by a configured key
- * (tampered, wrong key); 409 the contract's state does not allow the answer;
- * 410 expired token, token of an earlier term, contract gone; 422 a bad
- * choice on the form (shown again with the problem); 503 no link key.
+ * token, or a POST to a valid link without the form's confirm=yes (a bare
+ * POST, a malformed form: the form again, "please use the button"); 403 token not signed by a
+ * configured key (tampered, wrong key); 409 the contract's state does not allow the answer; 410
+ * expired token, token of an earlier term, contract gone; 422 a bad choice on the form (shown again
+ * with the problem); 503 no link key.
  *
  * Used links. The answer's idempotency key is "link-" + the first 16 bytes of
  * SHA-256(token) in hex + "-" + the id of the latest message sent to that
@@ -61,8 +62,8 @@ struct strings {
   const char *already_h, *already_p, *already_state;
   const char *refused_h, *refused_p;
   const char *invalid_h, *invalid_p, *forbidden_h, *forbidden_p, *expired_h, *expired_p, *oldterm_h,
-      *oldterm_p, *gone_h, *gone_p, *disabled_h, *disabled_p, *confirm_h, *confirm_p, *badvalue_h,
-      *badvalue_p, *error_h, *error_p;
+      *oldterm_p, *gone_h, *gone_p, *disabled_h, *disabled_p, *confirm_h, *confirm_p, *confirm_form,
+      *badvalue_h, *badvalue_p, *error_h, *error_p;
   const char *states[_CONTRACT_STATE_MAX];
 };
 
@@ -157,6 +158,7 @@ static const struct strings en = {
                   "your account manager.",
     .confirm_h = "Please confirm on the page",
     .confirm_p = "Nothing was changed. Please open the link again and use the button on the page.",
+    .confirm_form = "Nothing was changed yet: please use the button below to confirm.",
     .badvalue_h = "Please check your choice",
     .badvalue_p = "Nothing was changed yet.",
     .error_h = "Something went wrong",
@@ -243,6 +245,7 @@ static const struct strings zh = {
     .disabled_p = "答复链接暂时无法使用。请稍后再试或联系您的客户经理。",
     .confirm_h = "请在页面上确认",
     .confirm_p = "没有任何更改。请重新打开链接并使用页面上的按钮。",
+    .confirm_form = "尚未进行任何更改：请使用下面的按钮确认。",
     .badvalue_h = "请检查您的选择",
     .badvalue_p = "尚未进行任何更改。",
     .error_h = "出现问题",
@@ -781,6 +784,20 @@ static void reply_form(struct ctx *x, const char *problem, struct http_reply *re
   page_reply(&p, rep, status);
 }
 
+/* The confirmation form with problem above it, answered with status
+ * (unless no choice is possible: then form_page()'s 409). */
+static void reply_form_status(struct ctx *x, const char *problem, unsigned status,
+                              struct http_reply *rep) {
+  struct page p = {.t = x->t};
+  unsigned st;
+  if (form_page(x, problem, &p, &st) < 0) {
+    buf_free(&p.b);
+    http_reply_text(rep, 500, "out of memory\n");
+    return;
+  }
+  page_reply(&p, rep, st == 409 ? st : status);
+}
+
 /* "already recorded" for a response recorded at `at`. */
 static void reply_already(struct ctx *x, int64_t at, struct http_reply *rep) {
   char when[96];
@@ -965,19 +982,18 @@ static void handle_post(struct ctx *x, const struct http_request *rq, struct htt
   http_content_type(x->c, ct, sizeof ct);
   _cleanup_(http_form_clear) struct http_form f = {0};
   bool multipart = x->unsubscribe && streq(ct, "multipart/form-data");
-  if (!multipart &&
-      ((!streq(ct, "application/x-www-form-urlencoded") && !(x->unsubscribe && !*ct)) ||
-       http_form_parse(rq->body.data, rq->body.len, &f) < 0)) {
-    simple_page(rep, x->t, 400, "error", x->t->invalid_h, x->t->confirm_p);
-    return;
-  }
-  const char *confirm = http_form_get(&f, "confirm");
-  const char *oneclick = http_form_get(&f, "List-Unsubscribe");
+  bool form =
+      multipart || ((streq(ct, "application/x-www-form-urlencoded") || (x->unsubscribe && !*ct)) &&
+                    http_form_parse(rq->body.data, rq->body.len, &f) >= 0);
+  const char *confirm = form ? http_form_get(&f, "confirm") : NULL;
+  const char *oneclick = form ? http_form_get(&f, "List-Unsubscribe") : NULL;
   bool confirmed = (confirm && streq(confirm, "yes")) ||
                    (x->unsubscribe && oneclick && streq(oneclick, "One-Click")) ||
                    (multipart && multipart_one_click(&rq->body));
   if (!confirmed) {
-    simple_page(rep, x->t, 400, "error", x->t->confirm_h, x->t->confirm_p);
+    /* the link is valid: a bare POST, or a form without the button's
+     * confirm=yes, gets the form again (400) */
+    reply_form_status(x, x->t->confirm_form, 400, rep);
     return;
   }
   struct lifecycle_answer a = {

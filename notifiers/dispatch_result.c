@@ -73,7 +73,7 @@ static enum notify_kind kind_for_channel(const struct config *cfg, const char *n
   const struct notifier_ops *ops = cc ? dispatch_backend_for(cc->type) : NULL;
   if (ret_ops)
     *ret_ops = ops;
-  return ops ? ops->kind : NOTIFY_EMAIL;
+  return notify_channel_kind(ops, cc);
 }
 
 struct fallback_scan {
@@ -178,7 +178,7 @@ static int insert_ops_alert(struct dispatcher *d, const struct reminder *dead, i
                    : kind == NOTIFY_SMS   ? config_channel_get(&d->cfg->ops, "Phone")
                                           : config_channel_get(&d->cfg->ops, "Email");
   if (isempty(to) && ops && ops->send)
-    to = "ops@localhost"; /* the sink writes it anyway */
+    to = "ops@localhost.localdomain"; /* the sink writes it anyway */
   if (isempty(to))
     return 0;
   struct reminder nr = {

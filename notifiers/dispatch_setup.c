@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "notifiers/linkkey.h"
 #include "notifiers/notifier.h"
+#include "notifiers/mail.h"
 #include "notifiers/render.h"
 #include "notifiers/smstext.h"
 
@@ -206,7 +207,7 @@ static int check_config_with(const struct config *cfg, struct cal *cal,
       r = -EINVAL;
   }
   const struct config_kv *okv;
-  if ((okv = config_channel_lookup(&cfg->ops, "Email")) && !render_from_valid(okv->value))
+  if ((okv = config_channel_lookup(&cfg->ops, "Email")) && !mail_address_valid(okv->value))
     r = notify_error(errs, &cfg->ops, okv, "expected an email address");
   if ((okv = config_channel_lookup(&cfg->ops, "Phone")) && !smstext_is_e164(okv->value))
     r = notify_error(errs, &cfg->ops, okv, "expected an E.164 number (+4915112345678)");

@@ -1,15 +1,33 @@
 /* email: one complete Internet message from its parts (see email.h).
  *
- * Built into a struct buf in one pass: header fields through notifiers/mime.h
- * (folding, RFC 2047), then the MIME tree with quoted-printable or base64
- * bodies. Owns nothing beyond the call; pure. */
+ * The message is a GMime 3 object tree (GMimeMessage, GMimeMultipart,
+ * GMimePart) written to a memory stream with CRLF line ends: GMime builds the
+ * MIME structure, the part headers and their parameters (RFC 2231 where
+ * needed), the Date and the quoted-printable or base64 bodies. The message's
+ * own header fields are folded and RFC 2047-encoded by notifiers/mime.h and
+ * handed to GMime as raw values: GMime 3.2 writes a text without spaces (a
+ * Chinese subject) as one encoded-word of any length, past RFC 2047's 75
+ * characters and RFC 5322's 78-character lines, and encodes an unknown
+ * header's long "<URL>" (List-Unsubscribe), which breaks one-click readers.
+ * What GMime would choose at random or from the environment is fixed here, so
+ * the same parts give the same bytes: the boundaries (from the idempotency
+ * key), the Date (e->date), the Message-ID, the charset (always UTF-8) and
+ * each part's transfer encoding.
+ *
+ * GMime is initialised once per process (pthread_once), never shut down;
+ * GMime and GLib allocations abort on exhaustion instead of failing. Owns
+ * nothing beyond the call; no I/O, never blocks. */
 #include "notifiers/email.h"
+
+#include <pthread.h>
 
 #include "core/util.h"
 #include "notifiers/mime.h"
 
-#define B64_LINE 76 /* base64 characters per body line (RFC 2045 §6.8) */
-#define QP_LINE 76  /* quoted-printable characters per line, "=" included */
+/* after core/util.h: GLib replaces its MIN/MAX with equivalent ones */
+#include <gmime/gmime.h>
+
+#define PROLOGUE "This is a multi-part message in MIME format."
 
 /* ---- addresses ---------------------------------------------------------------- */
 
@@ -55,99 +73,7 @@ const char *email_domain(const char *addr) {
   return at && at[1] ? at + 1 : NULL;
 }
 
-/* ---- body encodings ------------------------------------------------------------- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Output is staged in a small local buffer and appended in chunks: a
- * message body is encoded once per send, so this is on the hot path. */
-struct stage {
-  struct buf *b;
-  char v[4096];
-  size_t n;
-  int r;
-};
-
-static void stage_flush(struct stage *s) {
-  if (s->n > 0 && s->r >= 0)
-    s->r = buf_append(s->b, s->v, s->n);
-  s->n = 0;
-}
-
-static inline void stage_put(struct stage *s, const char *p, size_t n) {
-  if (s->n + n > sizeof s->v)
-    stage_flush(s);
-  memcpy(s->v + s->n, p, n);
-  s->n += n;
-}
-
-/* base64 of data, CRLF after every B64_LINE characters and at the end. */
-static int put_base64(struct buf *b, const unsigned char *p, size_t n) {
-  struct stage s = {.b = b};
-  size_t col = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)p[i + 1] << 8;
-    if (i + 2 < n)
-      v |= p[i + 2];
-    char q[6] = {b64[v >> 18 & 63],
-                 b64[v >> 12 & 63],
-                 i + 1 < n ? b64[v >> 6 & 63] : '=',
-                 i + 2 < n ? b64[v & 63] : '=',
-                 '\r',
-                 '\n'};
-    col += 4;
-    bool eol = col >= B64_LINE || i + 3 >= n;
-    stage_put(&s, q, eol ? 6 : 4);
-    if (eol)
-      col = 0;
-  }
-  if (n == 0)
-    stage_put(&s, "\r\n", 2);
-  stage_flush(&s);
-  return s.r;
-}
-
-/* Quoted-printable (RFC 2045 §6.7) of text; LF and CRLF become CRLF. Ends
- * with CRLF. Lines beginning with "." are safe as they are (libcurl
- * dot-stuffs); an 'F' starting "From " is encoded, which costs nothing and
- * spares mbox readers. */
-static int put_qp(struct buf *b, const char *text) {
-  static const char hex[] = "0123456789ABCDEF";
-  struct stage s = {.b = b};
-  size_t col = 0;
-  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-    if (*p == '\r' && p[1] == '\n')
-      continue;
-    if (*p == '\n') {
-      stage_put(&s, "\r\n", 2);
-      col = 0;
-      continue;
-    }
-    bool eol = p[1] == 0 || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-    bool plain = (*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !eol);
-    if (col == 0 && *p == 'F' && strncmp((const char *)p, "From ", 5) == 0)
-      plain = false;
-    size_t w = plain ? 1 : 3;
-    /* keep room for a soft break "=" unless this is the line's last char */
-    if (col + w > (eol ? QP_LINE : QP_LINE - 1)) {
-      stage_put(&s, "=\r\n", 3);
-      col = 0;
-    }
-    if (plain)
-      stage_put(&s, (const char *)p, 1);
-    else
-      stage_put(&s, (const char[]){'=', hex[*p >> 4], hex[*p & 15]}, 3);
-    col += w;
-  }
-  if (col > 0)
-    stage_put(&s, "\r\n", 2);
-  stage_flush(&s);
-  if (s.r >= 0 && (b->len < 2 || memcmp(b->data + b->len - 2, "\r\n", 2) != 0))
-    s.r = buf_puts(b, "\r\n");
-  return s.r;
-}
+/* ---- checks ---------------------------------------------------------------------- */
 
 /* True when more than a sixth of the bytes are not ASCII (QP would be larger
  * than base64 there). */
@@ -175,36 +101,6 @@ static bool utf8_ok(const char *s) {
     p += n;
   }
   return true;
-}
-
-/* One leaf part: its headers and encoded body. */
-static int put_text_part(struct buf *b, const char *type, const char *body) {
-  bool b64body = mostly_binary(body);
-  int r = buf_printf(b, "Content-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: %s\r\n\r\n",
-                     type, b64body ? "base64" : "quoted-printable");
-  if (r < 0)
-    return r;
-  return b64body ? put_base64(b, (const unsigned char *)body, strlen(body)) : put_qp(b, body);
-}
-
-/* ---- headers ------------------------------------------------------------------- */
-
-static int put_line(struct buf *b, char *line) {
-  int r = buf_puts(b, line);
-  free(line);
-  return r < 0 ? r : buf_puts(b, "\r\n");
-}
-
-static int put_unstructured(struct buf *b, const char *name, const char *value) {
-  char *h = NULL;
-  int r = mime_header(name, value, &h);
-  return r < 0 ? r : put_line(b, h);
-}
-
-static int put_address(struct buf *b, const char *field, const char *name, const char *addr) {
-  char *h = NULL;
-  int r = mime_header_addresses(field, &(struct mime_address){.name = name, .email = addr}, 1, &h);
-  return r < 0 ? r : put_line(b, h);
 }
 
 /* A URL fit for List-Unsubscribe: <URL>: printable ASCII, no '<', '>' or
@@ -236,52 +132,177 @@ static void boundary_clean(char *s) {
       *s = '_';
 }
 
-static int put_headers(struct buf *b, const struct email *e) {
-  int r;
-  char date[MIME_DATE_MAX];
-  if ((r = put_address(b, "From", e->from_name, e->from_addr)) < 0)
-    return r;
-  if (e->reply_to) {
-    _cleanup_free_ char *n = NULL, *a = NULL;
-    if ((r = email_parse_address(e->reply_to, &n, &a)) < 0 ||
-        (r = put_address(b, "Reply-To", n, a)) < 0)
-      return r;
+/* ---- the GMime tree ------------------------------------------------------------------ */
+
+static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
+
+static void gmime_init_once(void) {
+  g_mime_init();
+}
+
+/* LF or CRLF text as LF-only bytes (GMime writes CRLF on output). Caller frees. */
+static char *to_lf(const char *s, size_t *ret_len) {
+  size_t n = strlen(s), k = 0;
+  char *out = malloc(n + 1);
+  if (!out)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!(s[i] == '\r' && s[i + 1] == '\n'))
+      out[k++] = s[i];
+  out[k] = 0;
+  *ret_len = k;
+  return out;
+}
+
+/* A leaf part of type/subtype with UTF-8 content body, in the given
+ * transfer encoding. Quoted-printable content goes in with LF line ends (the
+ * writer's newline filter makes them CRLF); base64 content is encoded byte
+ * for byte (a .ics keeps its CRLF). NULL on -ENOMEM. */
+static GMimePart *leaf(const char *type, const char *subtype, const char *body,
+                       GMimeContentEncoding enc) {
+  size_t len = strlen(body);
+  _cleanup_free_ char *lf = enc == GMIME_CONTENT_ENCODING_BASE64 ? strdup(body) : to_lf(body, &len);
+  if (!lf)
+    return NULL;
+  GMimePart *part = g_mime_part_new_with_type(type, subtype);
+  g_mime_object_set_content_type_parameter(GMIME_OBJECT(part), "charset", "utf-8");
+  GMimeStream *mem = g_mime_stream_mem_new_with_buffer(lf, len);
+  GMimeDataWrapper *w = g_mime_data_wrapper_new_with_stream(mem, GMIME_CONTENT_ENCODING_DEFAULT);
+  g_mime_part_set_content(part, w);
+  g_mime_part_set_content_encoding(part, enc);
+  g_object_unref(w);
+  g_object_unref(mem);
+  return part;
+}
+
+/* A text part: quoted-printable when mostly ASCII, base64 otherwise. */
+static GMimePart *text_part(const char *subtype, const char *body) {
+  return leaf("text", subtype, body,
+              mostly_binary(body) ? GMIME_CONTENT_ENCODING_BASE64
+                                  : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+}
+
+/* The body tree of e (see email.h); the caller unrefs it. */
+static GMimeObject *body_tree(const struct email *e, const char *mixed, const char *alt) {
+  GMimeObject *body = GMIME_OBJECT(text_part("plain", e->text ? e->text : ""));
+  if (e->html) {
+    GMimeMultipart *mp = g_mime_multipart_new_with_subtype("alternative");
+    g_mime_multipart_set_boundary(mp, alt);
+    if (!e->calendar)
+      g_mime_multipart_set_prologue(mp, PROLOGUE);
+    GMimePart *html = text_part("html", e->html);
+    g_mime_multipart_add(mp, body);
+    g_mime_multipart_add(mp, GMIME_OBJECT(html));
+    g_object_unref(body);
+    g_object_unref(html);
+    body = GMIME_OBJECT(mp);
   }
-  if ((r = put_address(b, "To", e->to_name, e->to_addr)) < 0)
-    return r;
-  if ((r = put_unstructured(b, "Subject", isempty(e->subject) ? "(no subject)" : e->subject)) < 0)
-    return r;
-  if ((r = mime_date(e->date, date)) < 0 || (r = buf_printf(b, "Date: %s\r\n", date)) < 0)
-    return r;
+  if (e->calendar) {
+    const char *fn = e->calendar_filename ? e->calendar_filename : "calendar.ics";
+    GMimePart *cal = leaf("text", "calendar", e->calendar, GMIME_CONTENT_ENCODING_BASE64);
+    g_mime_object_set_content_type_parameter(GMIME_OBJECT(cal), "method", e->calendar_method);
+    g_mime_object_set_content_type_parameter(GMIME_OBJECT(cal), "name", fn);
+    g_mime_object_set_disposition(GMIME_OBJECT(cal), "attachment");
+    g_mime_part_set_filename(cal, fn);
+    GMimeMultipart *mp = g_mime_multipart_new_with_subtype("mixed");
+    g_mime_multipart_set_boundary(mp, mixed);
+    g_mime_multipart_set_prologue(mp, PROLOGUE);
+    g_mime_multipart_add(mp, body);
+    g_mime_multipart_add(mp, GMIME_OBJECT(cal));
+    g_object_unref(body);
+    g_object_unref(cal);
+    body = GMIME_OBJECT(mp);
+  }
+  return body;
+}
+
+/* Appends header field name to o, written exactly as folded ("Name: value"
+ * with CRLF SP folds, as notifiers/mime.h builds it): GMime takes the value
+ * (an address header updates the message's address list) and writes the
+ * raw text. Takes ownership of folded. 0 or -ENOMEM. */
+static int put_raw(GMimeObject *o, const char *name, char *folded) {
+  _cleanup_free_ char *f = folded;
+  size_t skip = strlen(name) + 1, len = 0;
+  if (!f)
+    return -ENOMEM;
+  _cleanup_free_ char *lf = to_lf(f + skip, &len); /* the newline filter writes CRLF */
+  _cleanup_free_ char *raw = lf ? strprintf("%s\n", lf) : NULL;
+  if (!raw)
+    return -ENOMEM;
+  /* GMime's own value: the unfolded text (what a reader gets back) */
+  char *value = g_mime_utils_header_unfold(lf);
+  g_mime_object_append_header(o, name, value + strspn(value, " "), NULL);
+  g_free(value);
+  GMimeHeaderList *list = g_mime_object_get_header_list(o);
+  GMimeHeader *h = g_mime_header_list_get_header_at(list, g_mime_header_list_get_count(list) - 1);
+  g_mime_header_set_raw_value(h, raw);
+  return 0;
+}
+
+static char *unstructured(const char *name, const char *value) {
+  char *h = NULL;
+  return mime_header(name, value, &h) < 0 ? NULL : h;
+}
+
+static char *address(const char *field, const char *name, const char *addr) {
+  char *h = NULL;
+  return mime_header_addresses(field, &(struct mime_address){.name = name, .email = addr}, 1, &h) <
+                 0
+             ? NULL
+             : h;
+}
+
+/* The Message-ID value without <>: rk-KEY@host (notifiers/mime.h). */
+static int message_id(const struct email *e, char **ret) {
   const char *key = e->idem_key;
   if (strncmp(key, "rk-", 3) == 0)
     key += 3;
   const char *host = e->msgid_host ? e->msgid_host : email_domain(e->from_addr);
-  char *msgid = NULL;
-  r = mime_message_id(key, host ? host : "renewd", &msgid);
+  char *id = NULL;
+  int r = mime_message_id(key, host ? host : "renewd", &id);
   if (r == -EINVAL && host) /* e.g. an internationalized From domain */
-    r = mime_message_id(key, "renewd", &msgid);
+    r = mime_message_id(key, "renewd", &id);
   if (r < 0)
     return r;
-  r = buf_printf(b, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", msgid);
-  free(msgid);
-  if (r < 0)
-    return r;
-  if (e->auto_submitted &&
-      (r = buf_puts(b, "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n")) < 0)
-    return r;
-  if (e->unsubscribe_url) {
-    if (!url_ok(e->unsubscribe_url))
-      return -EINVAL;
-    /* never folded: some readers keep the folding blank in the value; a
-     * long URL makes the line longer than 78, which RFC 5322 allows (998) */
-    if ((r = buf_printf(b, "List-Unsubscribe: <%s>\r\n", e->unsubscribe_url)) < 0 ||
-        (r = buf_puts(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")) < 0)
+  size_t n = strlen(id);
+  memmove(id, id + 1, n - 2); /* strip < > */
+  id[n - 2] = 0;
+  *ret = id;
+  return 0;
+}
+
+/* Checks every field of e that GMime would take as given. */
+static int check_email(const struct email *e, char **ret_reply_name, char **ret_reply_addr) {
+  if (!mime_valid_email(e->from_addr) || !mime_valid_email(e->to_addr))
+    return -EINVAL;
+  const char *names[] = {e->from_name, e->to_name, e->subject};
+  char *h = NULL;
+  int r;
+  for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+    /* the header rules of notifiers/mime.h: valid UTF-8, no control characters */
+    if (names[i] && (r = mime_header("X", names[i], &h)) < 0)
       return r;
+    free(h);
+    h = NULL;
   }
-  for (size_t i = 0; i < e->n_extra; i++)
-    if (e->extra[i].value && (r = put_unstructured(b, e->extra[i].name, e->extra[i].value)) < 0)
+  for (size_t i = 0; i < e->n_extra; i++) {
+    if (!e->extra[i].value)
+      continue;
+    if ((r = mime_header(e->extra[i].name, e->extra[i].value, &h)) < 0)
       return r;
+    free(h);
+    h = NULL;
+  }
+  const char *text = e->text ? e->text : "";
+  if (!utf8_ok(text) || (e->html && !utf8_ok(e->html)) || (e->calendar && !utf8_ok(e->calendar)))
+    return -EINVAL;
+  if (e->calendar &&
+      (!token_ok(e->calendar_method) || (e->calendar_filename && !token_ok(e->calendar_filename))))
+    return -EINVAL;
+  if (e->unsubscribe_url && !url_ok(e->unsubscribe_url))
+    return -EINVAL;
+  if (e->reply_to)
+    return email_parse_address(e->reply_to, ret_reply_name, ret_reply_addr);
   return 0;
 }
 
@@ -290,70 +311,81 @@ static int put_headers(struct buf *b, const struct email *e) {
 int email_format(const struct email *e, char **ret, size_t *ret_len) {
   if (!e || !ret || isempty(e->from_addr) || isempty(e->to_addr) || isempty(e->idem_key))
     return -EINVAL;
-  const char *text = e->text ? e->text : "";
-  if (!utf8_ok(text) || (e->html && !utf8_ok(e->html)) || (e->calendar && !utf8_ok(e->calendar)))
-    return -EINVAL;
-  if (e->calendar &&
-      (!token_ok(e->calendar_method) || (e->calendar_filename && !token_ok(e->calendar_filename))))
-    return -EINVAL;
-
-  struct buf b = {0};
-  int r = put_headers(&b, e);
-  if (r < 0)
-    goto fail;
+  _cleanup_free_ char *rname = NULL, *raddr = NULL, *msgid = NULL;
+  char date[MIME_DATE_MAX];
+  int r = check_email(e, &rname, &raddr);
+  if (r < 0 || (r = message_id(e, &msgid)) < 0 || (r = mime_date(e->date, date)) < 0)
+    return r;
+  pthread_once(&gmime_once, gmime_init_once);
 
   /* boundaries: "=_" never occurs in QP or base64 output */
-  const char *key = e->idem_key;
   char mixed[80], alt[80];
-  snprintf(mixed, sizeof mixed, "=_renewd_mixed_%.40s", key);
-  snprintf(alt, sizeof alt, "=_renewd_alt_%.40s", key);
+  snprintf(mixed, sizeof mixed, "=_renewd_mixed_%.40s", e->idem_key);
+  snprintf(alt, sizeof alt, "=_renewd_alt_%.40s", e->idem_key);
   boundary_clean(mixed);
   boundary_clean(alt);
 
-  if (e->calendar) {
-    r = buf_printf(&b,
-                   "Content-Type: multipart/mixed;\r\n boundary=\"%s\"\r\n\r\n"
-                   "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n",
-                   mixed, mixed);
-    if (r < 0)
-      goto fail;
+  GMimeMessage *msg = g_mime_message_new(FALSE);
+  GMimeObject *o = GMIME_OBJECT(msg);
+  GDateTime *dt = g_date_time_new_from_unix_utc(e->date);
+  _cleanup_free_ char *msgid_v = strprintf("<%s>", msgid);
+  _cleanup_free_ char *unsub = e->unsubscribe_url ? strprintf("<%s>", e->unsubscribe_url) : NULL;
+  r = msgid_v && (!e->unsubscribe_url || unsub) ? 0 : -ENOMEM;
+  if (r >= 0)
+    r = put_raw(o, "From", address("From", e->from_name, e->from_addr));
+  if (r >= 0 && raddr)
+    r = put_raw(o, "Reply-To", address("Reply-To", rname, raddr));
+  if (r >= 0)
+    r = put_raw(o, "To", address("To", e->to_name, e->to_addr));
+  if (r >= 0)
+    r = put_raw(o, "Subject",
+                unstructured("Subject", isempty(e->subject) ? "(no subject)" : e->subject));
+  if (r >= 0) {
+    g_mime_message_set_date(msg, dt);
+    /* as is, never folded: some readers keep a fold inside <URL> or <id> */
+    r = put_raw(o, "Message-ID", strprintf("Message-ID: %s", msgid_v));
   }
-  if (e->html) {
-    if ((r = buf_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n",
-                        alt)) < 0 ||
-        (!e->calendar &&
-         (r = buf_puts(&b, "This is a multi-part message in MIME format.\r\n\r\n")) < 0) ||
-        (r = buf_printf(&b, "--%s\r\n", alt)) < 0 ||
-        (r = put_text_part(&b, "text/plain", text)) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s\r\n", alt)) < 0 ||
-        (r = put_text_part(&b, "text/html", e->html)) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s--\r\n", alt)) < 0)
-      goto fail;
-  } else if ((r = put_text_part(&b, "text/plain", text)) < 0)
-    goto fail;
+  if (r >= 0)
+    r = put_raw(o, "MIME-Version", strdup("MIME-Version: 1.0"));
+  if (r >= 0 && e->auto_submitted)
+    r = put_raw(o, "Auto-Submitted", strdup("Auto-Submitted: auto-generated"));
+  if (r >= 0 && e->auto_submitted)
+    r = put_raw(o, "X-Auto-Response-Suppress", strdup("X-Auto-Response-Suppress: All"));
+  if (r >= 0 && unsub)
+    r = put_raw(o, "List-Unsubscribe", strprintf("List-Unsubscribe: %s", unsub));
+  if (r >= 0 && unsub)
+    r = put_raw(o, "List-Unsubscribe-Post",
+                strdup("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+  for (size_t i = 0; r >= 0 && i < e->n_extra; i++)
+    if (e->extra[i].value)
+      r = put_raw(o, e->extra[i].name, unstructured(e->extra[i].name, e->extra[i].value));
+  g_date_time_unref(dt);
+  if (r < 0) {
+    g_object_unref(msg);
+    return r;
+  }
+  GMimeObject *body = body_tree(e, mixed, alt);
+  g_mime_message_set_mime_part(msg, body);
+  g_object_unref(body);
 
-  if (e->calendar) {
-    const char *fn = e->calendar_filename ? e->calendar_filename : "calendar.ics";
-    if ((r = buf_printf(&b,
-                        "\r\n--%s\r\n"
-                        "Content-Type: text/calendar; charset=utf-8; method=%s;\r\n"
-                        " name=\"%s\"\r\n"
-                        "Content-Disposition: attachment; filename=\"%s\"\r\n"
-                        "Content-Transfer-Encoding: base64\r\n\r\n",
-                        mixed, e->calendar_method, fn, fn)) < 0 ||
-        (r = put_base64(&b, (const unsigned char *)e->calendar, strlen(e->calendar))) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s--\r\n", mixed)) < 0)
-      goto fail;
+  GMimeFormatOptions *fo = g_mime_format_options_new();
+  g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+  GMimeStream *out = g_mime_stream_mem_new();
+  ssize_t n = g_mime_object_write_to_stream(o, fo, out);
+  GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+  char *text = n >= 0 ? malloc(bytes->len + 1) : NULL;
+  size_t len = bytes->len;
+  if (text) {
+    memcpy(text, bytes->data, len);
+    text[len] = 0;
   }
-  size_t len = b.len;
-  char *out = buf_steal(&b);
-  if (!out)
-    return -ENOMEM;
-  *ret = out;
+  g_object_unref(out);
+  g_mime_format_options_free(fo);
+  g_object_unref(msg);
+  if (!text)
+    return n < 0 ? -EIO : -ENOMEM;
+  *ret = text;
   if (ret_len)
     *ret_len = len;
   return 0;
-fail:
-  buf_free(&b);
-  return r;
 }

@@ -23,7 +23,9 @@
  * prints, so a preview is byte for byte the message (except for Date when the
  * clock moved).
  *
- * Pure: no I/O, no clock reads, no global state, never blocks, never logs. */
+ * Built with GMime 3 (see email.c). Pure but for GMime's one-time,
+ * process-wide initialisation: no I/O, no clock reads, never blocks, never
+ * logs. */
 #pragma once
 
 #include <stdbool.h>

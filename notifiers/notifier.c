@@ -159,6 +159,13 @@ enum notify_kind notify_kind_of_recipient(const char *recipient) {
   return NOTIFY_EMAIL;
 }
 
+enum notify_kind notify_channel_kind(const struct notifier_ops *ops,
+                                     const struct config_channel *ch) {
+  if (!ops)
+    return NOTIFY_EMAIL;
+  return ops->channel_kind && ch ? ops->channel_kind(ch) : ops->kind;
+}
+
 unsigned notify_optout_bit(enum notify_kind k) {
   switch (k) {
   case NOTIFY_EMAIL:

@@ -35,7 +35,7 @@
  *      MAIL_FROM, xfer->recipients (the dispatcher sets CURLOPT_MAIL_RCPT
  *      from it), UPLOAD with the message in xfer->request (the dispatcher
  *      installs a READFUNCTION over xfer->request when xfer->upload is true),
- *      using render_rfc5322() (notifiers/render.h) for the message; finish()
+ *      using mail_format() (notifiers/mail.h) for the message; finish()
  *      maps SMTP replies with notify_classify_smtp();
  *   5. optionally check_message() (e.g. SMS segment limits) used with sample
  *      data at config check time and again before each send.
@@ -132,6 +132,9 @@ struct notify_xfer {
 struct notifier_ops {
   const char *type;      /* the Type= value */
   enum notify_kind kind; /* address kind (sink: NOTIFY_EMAIL; it adapts per row) */
+  /* Optional: the address kind of channel ch when it depends on the section
+   * (the sink's Kind=); NULL = kind. Use notify_channel_kind(). */
+  enum notify_kind (*channel_kind)(const struct config_channel *ch);
   /* Validates ch; appends "file:line: message" errors. Returns 0 or -EINVAL. */
   int (*check_config)(const struct config_channel *ch, const struct notify_env *env,
                       struct config_errors *errs);
@@ -216,6 +219,9 @@ bool notify_url_has_password(const char *url);
 /* Address kind of a recipient string: "+..." E.164 = SMS, "http(s)://" = webhook,
  * else email. */
 enum notify_kind notify_kind_of_recipient(const char *recipient);
+/* The address kind rows of channel ch (served by ops) go to. */
+enum notify_kind notify_channel_kind(const struct notifier_ops *ops,
+                                     const struct config_channel *ch);
 /* OPTOUT_* bit of a kind. */
 unsigned notify_optout_bit(enum notify_kind k);
 

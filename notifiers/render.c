@@ -178,6 +178,15 @@ void message_clear(struct message *m) {
   *m = (struct message){0};
 }
 
+char *message_sms_text(const struct message *m, const char *footer) {
+  const char *body = m->sms ? m->sms : m->text ? m->text : "";
+  json_t *tier = json_object_get(m->data, "tier");
+  const char *aud = json_string_value(json_object_get(tier, "audience"));
+  if (isempty(footer) || (aud && !streq(aud, "customer")))
+    return strdup(body);
+  return strprintf("%s\n%s", body, footer);
+}
+
 /* ---- small helpers ------------------------------------------------------------- */
 
 static int jset_str(json_t *o, const char *key, const char *v) {
@@ -330,13 +339,43 @@ static int add_json_literal(json_t *jobj, const char *key, const char *s) {
   return json_object_set_new(jobj, key, json_stringn(out, k)) < 0 ? -ENOMEM : 0;
 }
 
+/* Sets root.key to {id name email phone} of o; when o is NULL to {} if
+ * always, else nothing. */
+static int add_owner(json_t *root, const char *key, const struct owner *o, bool always) {
+  if (!o && !always)
+    return 0;
+  json_t *j = json_object();
+  if (!j || json_object_set_new(root, key, j) < 0)
+    return -ENOMEM;
+  int r;
+  if (o && ((r = jset_str(j, "id", o->id)) < 0 || (r = jset_str(j, "name", o->name)) < 0 ||
+            (r = jset_str(j, "email", o->email)) < 0 || (r = jset_str(j, "phone", o->phone)) < 0))
+    return r;
+  return 0;
+}
+
+/* Sets root.recipient to {id name email phone} of the customer c, if any. */
+static int add_customer_recipient(json_t *root, const struct customer *c) {
+  if (!c)
+    return 0;
+  json_t *j = json_object();
+  if (!j || json_object_set_new(root, "recipient", j) < 0)
+    return -ENOMEM;
+  int r;
+  if ((r = jset_str(j, "id", c->id)) < 0 || (r = jset_str(j, "name", c->name)) < 0 ||
+      (r = jset_str(j, "email", c->email)) < 0 || (r = jset_str(j, "phone", c->phone)) < 0)
+    return r;
+  return 0;
+}
+
 /* ---- the context ----------------------------------------------------------------- */
 
 /* What the context is built from (some parts may be missing). */
 struct facts {
-  const struct contract *contract; /* required */
-  const struct customer *customer; /* NULL when none */
-  const struct owner *owner;       /* NULL when none */
+  const struct contract *contract;   /* required */
+  const struct customer *customer;   /* NULL when none */
+  const struct owner *owner;         /* the owner addressed (owner rows), NULL when none */
+  const struct owner *account_owner; /* escalated rows: the customer's own owner, else NULL */
   const char *tier;
   int32_t step;
   enum audience audience;
@@ -362,11 +401,10 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
   if (!z)
     z = cal_zone(rd->cal, "UTC");
 
-  json_t *cu = json_object(), *co = json_object(), *ti = json_object(), *ow = json_object(),
-         *js = json_object();
-  if (!cu || !co || !ti || !ow || !js || json_object_set_new(root, "customer", cu) < 0 ||
+  json_t *cu = json_object(), *co = json_object(), *ti = json_object(), *js = json_object();
+  if (!cu || !co || !ti || !js || json_object_set_new(root, "customer", cu) < 0 ||
       json_object_set_new(root, "contract", co) < 0 || json_object_set_new(root, "tier", ti) < 0 ||
-      json_object_set_new(root, "owner", ow) < 0 || json_object_set_new(root, "json", js) < 0) {
+      json_object_set_new(root, "json", js) < 0) {
     json_decref(root);
     return -ENOMEM;
   }
@@ -403,13 +441,14 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
       (r = jset_str(ti, "template", f->template_name)) < 0)
     goto fail;
 
-  if (f->owner) {
-    if ((r = jset_str(ow, "id", f->owner->id)) < 0 ||
-        (r = jset_str(ow, "name", f->owner->name)) < 0 ||
-        (r = jset_str(ow, "email", f->owner->email)) < 0 ||
-        (r = jset_str(ow, "phone", f->owner->phone)) < 0)
-      goto fail;
-  }
+  if ((r = add_owner(root, "owner", f->owner, true)) < 0 ||
+      (r = add_owner(root, "account_owner", f->account_owner, false)) < 0 ||
+      (r = json_object_set_new(ti, "escalated", json_boolean(f->account_owner != NULL))) < 0)
+    goto fail;
+  /* recipient: whom the message addresses, whatever the audience */
+  if (f->audience == AUDIENCE_OWNER ? (r = add_owner(root, "recipient", f->owner, false)) < 0
+                                    : (r = add_customer_recipient(root, c)) < 0)
+    goto fail;
   if (f->history && (r = json_object_set_new(root, "history", TAKE_PTR(f->history))) < 0)
     goto fail_nomem;
   if (f->responses && (r = json_object_set_new(root, "responses", TAKE_PTR(f->responses))) < 0)
@@ -745,7 +784,7 @@ static void jw_str_member(struct jw *w, bool *first, const char *key, const char
  * responses, then id, reminder_id, attempt, channel and message. */
 static int build_event(const struct message *m, const struct reminder *row, int64_t now,
                        char **ret) {
-  static const char *const copy[] = {"contract", "customer", "owner",   "tier",
+  static const char *const copy[] = {"contract", "customer", "owner",   "account_owner", "tier",
                                      "links",    "alert",    "history", "responses"};
   char ts[32];
   struct buf b = {0};
@@ -935,6 +974,26 @@ static int find_tier_cached(struct render *rd, struct store *store, const struct
   return -ENOENT;
 }
 
+bool render_escalated(const struct tier *t, int32_t step) {
+  return t && t->audience == AUDIENCE_OWNER && !isempty(t->escalate_to) && t->escalate_after > 0 &&
+         step >= (int32_t)t->escalate_after;
+}
+
+int render_owner_get(struct store *store, const struct policy *pol, const char *id,
+                     struct owner *ret) {
+  if (!store || !ret)
+    return -EINVAL;
+  const char *fallback = pol ? pol->fallback_owner : NULL;
+  if (isempty(id))
+    id = fallback;
+  if (isempty(id))
+    return -ENOENT;
+  int r = store_owner_get(store, id, ret);
+  if (r == -ENOENT && !isempty(fallback) && !streq(id, fallback))
+    r = store_owner_get(store, fallback, ret);
+  return r;
+}
+
 /* ---- render_message ------------------------------------------------------------------ */
 
 static int finish_message(struct render *rd, struct facts *f, const char *template_name,
@@ -989,7 +1048,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     err[0] = 0;
   struct contract c = {0};
   struct customer cu = {0};
-  struct owner ow = {0};
+  struct owner ow = {0}, boss = {0}; /* the addressed owner; the account owner when escalated */
+  bool have_boss = false;
   const struct policy *pol = NULL; /* the contract's ladder snapshot (borrowed from rd), or NULL */
   struct history_ctx h = {.self_id = row->id};
   struct reminder dead = {0};
@@ -1012,21 +1072,26 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     (void)find_tier_cached(rd, store, &c, row->tier, &pol, &t);
   enum audience audience = streq_ptr(row->audience, "owner") ? AUDIENCE_OWNER : AUDIENCE_CUSTOMER;
 
-  /* the owner: the customer's, else the policy's fallback owner */
-  const char *owner_id = have_cu ? cu.owner_id : NULL;
-  if (!isempty(owner_id) && store_owner_get(store, owner_id, &ow) >= 0)
+  /* the owner: the customer's, else the policy's fallback owner; an owner
+   * row past EscalateAfter= goes to (and greets) EscalateTo= instead, with
+   * the customer's owner kept as account_owner */
+  const struct policy *cp =
+      pol ? pol : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
+  have_ow = render_owner_get(store, cp, have_cu ? cu.owner_id : NULL, &ow) >= 0;
+  if (audience == AUDIENCE_OWNER && !ops_alert && render_escalated(t, row->step) &&
+      render_owner_get(store, cp, t->escalate_to, &boss) >= 0) {
+    struct owner o = ow;
+    ow = boss;
+    boss = o;
+    have_boss = have_ow; /* the customer's owner, when there was one */
     have_ow = true;
-  if (!have_ow) {
-    const struct policy *cp =
-        pol ? pol : config_policy_for_segment(rd->cfg, have_cu ? cu.segment : NULL);
-    if (cp && !isempty(cp->fallback_owner) && store_owner_get(store, cp->fallback_owner, &ow) >= 0)
-      have_ow = true;
   }
 
   struct facts f = {
       .contract = &c,
       .customer = have_cu ? &cu : NULL,
       .owner = have_ow ? &ow : NULL,
+      .account_owner = have_boss ? &boss : NULL,
       .tier = row->tier,
       .step = row->step,
       .audience = ops_alert ? AUDIENCE_OWNER : audience,
@@ -1110,6 +1175,7 @@ out:
   contract_clear(&c);
   customer_clear(&cu);
   owner_clear(&ow);
+  owner_clear(&boss);
   return r;
 }
 
@@ -1183,194 +1249,5 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
                          ret, err, errlen);
   rd->sample = false;
   json_decref(f.alert);
-  return r;
-}
-
-/* ---- RFC 5322 ------------------------------------------------------------------------- */
-
-/* Quoted-printable (RFC 2045 §6.7) of UTF-8 text, "\n" → CRLF. */
-static int qp_encode(struct buf *b, const char *s) {
-  size_t col = 0;
-  int r = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++) {
-    if (*p == '\r' && p[1] == '\n')
-      continue;
-    if (*p == '\n') {
-      r = buf_puts(b, "\r\n");
-      col = 0;
-      continue;
-    }
-    char enc[4];
-    bool next_eol = p[1] == 0 || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-    bool plain = (*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !next_eol);
-    size_t w = plain ? 1 : 3;
-    if (col + w > 75) {
-      r = buf_puts(b, "=\r\n");
-      col = 0;
-      if (r < 0)
-        break;
-    }
-    if (plain)
-      r = buf_append(b, p, 1);
-    else {
-      snprintf(enc, sizeof enc, "=%02X", *p);
-      r = buf_append(b, enc, 3);
-    }
-    col += w;
-  }
-  return r;
-}
-
-static int put_header(struct buf *b, const char *name, const char *value) {
-  if (!value)
-    return 0;
-  _cleanup_free_ char *h = NULL;
-  int r = mime_header(name, value, &h);
-  if (r < 0)
-    return r;
-  r = buf_puts(b, h);
-  return r < 0 ? r : buf_puts(b, "\r\n");
-}
-
-/* Splits "Name <addr>" into its parts (in place copy). */
-static void split_address(char *s, const char **ret_name, const char **ret_addr) {
-  char *lt = strrchr(s, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-  if (!lt || !gt) {
-    *ret_name = NULL;
-    *ret_addr = s;
-    return;
-  }
-  *gt = 0;
-  *ret_addr = lt + 1;
-  char *end = lt;
-  while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-    end--;
-  *end = 0;
-  char *name = s;
-  if (*name == '"' && end > name + 1 && end[-1] == '"') {
-    end[-1] = 0;
-    name++;
-  }
-  *ret_name = *name ? name : NULL;
-}
-
-bool render_from_valid(const char *from) {
-  _cleanup_free_ char *copy = from ? strdup(from) : NULL;
-  if (!copy)
-    return false;
-  const char *name, *addr;
-  split_address(copy, &name, &addr);
-  _cleanup_free_ char *h = NULL;
-  return mime_valid_email(addr) &&
-         mime_header_addresses("From", &(struct mime_address){.name = name, .email = addr}, 1,
-                               &h) >= 0;
-}
-
-static int put_part(struct buf *b, const char *type, const char *body) {
-  int r = buf_printf(b,
-                     "Content-Type: %s; charset=utf-8\r\n"
-                     "Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-                     type);
-  if (r >= 0)
-    r = qp_encode(b, body ? body : "");
-  if (r >= 0 && (b->len < 2 || memcmp(b->data + b->len - 2, "\r\n", 2) != 0))
-    r = buf_puts(b, "\r\n");
-  return r;
-}
-
-int render_rfc5322(const struct message *m, const struct reminder *row, enum notify_kind kind,
-                   const char *from, const char *extra_headers, int64_t now, char **ret) {
-  if (!m || !row || !ret)
-    return -EINVAL;
-  struct buf b = {0};
-  _cleanup_free_ char *from_copy = strdup(from ? from : RENDER_DEFAULT_FROM);
-  _cleanup_free_ char *h = NULL, *msgid = NULL, *sms_subject = NULL;
-  char date[MIME_DATE_MAX], step[16];
-  if (!from_copy)
-    return -ENOMEM;
-  const char *fname, *faddr;
-  split_address(from_copy, &fname, &faddr);
-  int r =
-      mime_header_addresses("From", &(struct mime_address){.name = fname, .email = faddr}, 1, &h);
-  if (r < 0)
-    goto fail;
-  if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
-    goto fail;
-  free(h);
-  h = NULL;
-  if (kind == NOTIFY_EMAIL && row->recipient && mime_valid_email(row->recipient)) {
-    r = mime_header_addresses(
-        "To", &(struct mime_address){.name = m->to_name, .email = row->recipient}, 1, &h);
-    if (r < 0)
-      goto fail;
-    if ((r = buf_puts(&b, h)) < 0 || (r = buf_puts(&b, "\r\n")) < 0)
-      goto fail;
-  } else {
-    if ((r = buf_puts(&b, "To: undisclosed-recipients:;\r\n")) < 0 ||
-        (r = put_header(&b, "X-Renewd-To", row->recipient)) < 0)
-      goto fail;
-  }
-  const char *subject = m->subject;
-  if (kind == NOTIFY_SMS) {
-    sms_subject = strprintf("SMS to %s", row->recipient ? row->recipient : "?");
-    subject = sms_subject;
-  } else if (kind == NOTIFY_WEBHOOK) {
-    sms_subject = strprintf("Webhook %s to %s", m->event_type ? m->event_type : "event",
-                            row->recipient ? row->recipient : "?");
-    subject = sms_subject;
-  }
-  if ((r = put_header(&b, "Subject", subject ? subject : "(no subject)")) < 0)
-    goto fail;
-  if ((r = mime_date(now, date)) < 0 || (r = buf_printf(&b, "Date: %s\r\n", date)) < 0)
-    goto fail;
-  const char *key = row->idem_key;
-  if (strncmp(key, "rk-", 3) == 0)
-    key += 3;
-  if ((r = mime_message_id(*key ? key : "none", "renewd", &msgid)) < 0 ||
-      (r = buf_printf(&b, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", msgid)) < 0)
-    goto fail;
-  snprintf(step, sizeof step, "%d", row->step);
-  if ((r = put_header(&b, "X-Renewd-Contract", row->contract_id)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Tier", row->tier)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Step", step)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Channel", row->channel)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Audience", row->audience)) < 0 ||
-      (r = put_header(&b, "X-Renewd-Kind",
-                      kind == NOTIFY_SMS       ? "sms"
-                      : kind == NOTIFY_WEBHOOK ? "webhook"
-                                               : "email")) < 0)
-    goto fail;
-  if (kind == NOTIFY_EMAIL && m->unsubscribe_url &&
-      ((r = buf_printf(&b, "List-Unsubscribe: <%s>\r\n", m->unsubscribe_url)) < 0 ||
-       (r = buf_puts(&b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")) < 0))
-    goto fail;
-  if (extra_headers && ((r = buf_puts(&b, extra_headers)) < 0 || (r = buf_puts(&b, "\r\n")) < 0))
-    goto fail;
-
-  if (kind == NOTIFY_SMS)
-    r = put_part(&b, "text/plain", m->sms ? m->sms : m->text);
-  else if (kind == NOTIFY_WEBHOOK)
-    r = put_part(&b, "application/json", m->event);
-  else if (!m->html)
-    r = put_part(&b, "text/plain", m->text);
-  else {
-    char boundary[64];
-    snprintf(boundary, sizeof boundary, "=_renewd_%.32s", key);
-    if ((r = buf_printf(&b,
-                        "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
-                        "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n",
-                        boundary, boundary)) < 0 ||
-        (r = put_part(&b, "text/plain", m->text)) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s\r\n", boundary)) < 0 ||
-        (r = put_part(&b, "text/html", m->html)) < 0 ||
-        (r = buf_printf(&b, "\r\n--%s--\r\n", boundary)) < 0)
-      goto fail;
-  }
-  if (r < 0)
-    goto fail;
-  *ret = buf_steal(&b);
-  return *ret ? 0 : -ENOMEM;
-fail:
-  buf_free(&b);
   return r;
 }

@@ -8,8 +8,8 @@
  * notifiers/templates.h in the recipient's locale, and, for webhook rows,
  * builds the event body (JSON). Built-in English templates stand in when the template
  * directory has no template of that name, so a fresh install and the demo
- * work without a template directory. Also formats a complete RFC 5322
- * message (render_rfc5322()) for the Maildir sink and the SMTP backend.
+ * work without a template directory. The email itself is built from the
+ * message by notifiers/mail.h.
  *
  * Template context (every string may be missing when unknown):
  *   customer: id name email phone locale segment
@@ -18,7 +18,14 @@
  *             the locale) expiry_iso (YYYY-MM-DD) expires_at (RFC 3339)
  *             days_left
  *   tier:     name step (0-based) repeat (step + 1) audience template
- *   owner:    id name email phone
+ *             escalated (true when an owner row went up to EscalateTo=)
+ *   owner:    id name email phone of the owner the message goes to: the
+ *             customer's sales owner, or for an escalation past
+ *             EscalateAfter= the EscalateTo= owner (so "Hello {{owner.name}}"
+ *             greets whoever reads it)
+ *   account_owner: escalations only: the customer's own sales owner
+ *   recipient: id name email phone of whom the message addresses (the
+ *             customer, or the owner above)
  *   links:    customer: renew decline snooze callback unsubscribe
  *             owner: renewed lost snooze
  *   history:  owner tiers: [{tier step repeat channel audience status at}] of
@@ -56,9 +63,6 @@
  * their step is the dead row's id. */
 #define RENDER_OPS_TIER "ops-alert"
 
-/* From: of messages when the channel sets none. */
-#define RENDER_DEFAULT_FROM "renewd <renewd@localhost.localdomain>"
-
 /* One rendered message. Every string owned; NULL = not rendered / none. */
 struct message {
   char *subject;            /* subject part (email), one line */
@@ -81,6 +85,11 @@ struct message {
 };
 
 void message_clear(struct message *m);
+
+/* The SMS text as the provider gets it: the sms part (else the text part),
+ * plus "\n" + footer (OptOutFooter=) for customer messages when footer is
+ * not empty. Caller frees; NULL on -ENOMEM. */
+char *message_sms_text(const struct message *m, const char *footer);
 
 struct render;
 
@@ -107,6 +116,17 @@ int render_message(struct render *rd, struct store *store, const struct reminder
                    enum notify_kind kind, int64_t now, struct message *ret, char *err,
                    size_t errlen);
 
+/* True when an owner row of tier t at step goes to EscalateTo= instead of
+ * the customer's owner (step >= EscalateAfter= > 0): the rule the planner
+ * records the recipient by (core/planner.c planner_resolve()). */
+bool render_escalated(const struct tier *t, int32_t step);
+
+/* The owner id (NULL/"" = none), else the policy's FallbackOwner= when id
+ * is missing or unknown. pol may be NULL. 0 (*ret filled; caller
+ * owner_clear()s), -ENOENT or -errno. */
+int render_owner_get(struct store *store, const struct policy *pol, const char *id,
+                     struct owner *ret);
+
 /* Renders tier tier_name / template_name for made-up sample data (customer
  * "Maximilian Mustermann-Schmidt", product "Enterprise Support Plan", 30
  * days left), for config checks and renewctl send-test. recipient may be
@@ -126,18 +146,3 @@ int render_template(struct render *rd, const char *name, const char *part, const
  * into it or into cfg. -ENOENT when there is no such tier. */
 int render_find_tier(struct store *store, const struct config *cfg, const struct contract *c,
                      const char *name, struct policy **ret_policy, const struct tier **ret_tier);
-
-/* Formats a complete RFC 5322 message (CRLF line ends): From (from, "Name
- * <addr>" or a bare address; NULL = RENDER_DEFAULT_FROM), To,
- * Subject (RFC 2047), Date (now), Message-ID <rk-HEX@renewd> derived from
- * the idempotency key, MIME-Version, X-Renewd-Contract/-Tier/-Channel/-Step/
- * -Audience, List-Unsubscribe(-Post) for customer emails; body text/plain
- * (quoted-printable, UTF-8), or multipart/alternative text+html when html
- * exists. For kind SMS the body is the SMS text; for WEBHOOK the event JSON.
- * extra_headers (NULL or CRLF-separated lines without the final CRLF) are
- * added verbatim. Caller frees *ret. Returns 0, -EINVAL or -ENOMEM. */
-/* True when from ("Name <addr>" or "addr") can be a From: header. */
-bool render_from_valid(const char *from);
-
-int render_rfc5322(const struct message *m, const struct reminder *row, enum notify_kind kind,
-                   const char *from, const char *extra_headers, int64_t now, char **ret);

@@ -230,17 +230,12 @@ fail:
   return r;
 }
 
-/* The text as sent: the sms part (or text), plus the footer for customers. */
+/* The text as sent (message_sms_text()): the footer is the state's, else ch's. */
 static char *sms_text(const struct config_channel *ch, const char *footer,
                       const struct message *msg) {
-  const char *body = msg->sms ? msg->sms : msg->text ? msg->text : "";
-  json_t *tier = json_object_get(msg->data, "tier");
-  const char *aud = json_string_value(json_object_get(tier, "audience"));
   if (!footer && ch)
     footer = config_channel_get(ch, "OptOutFooter");
-  if (isempty(footer) || (aud && !streq(aud, "customer")))
-    return strdup(body);
-  return strprintf("%s\n%s", body, footer);
+  return message_sms_text(msg, footer);
 }
 
 static int segments_ok(const char *text, unsigned max, char *err, size_t errlen) {

@@ -1,6 +1,6 @@
 /* smtp: Type=smtp, email through an SMTP relay with libcurl (see smtp.h).
  *
- * prepare() formats the whole message (email.c) into the transfer's upload
+ * prepare() formats the whole message (mail_format(), notifiers/mail.h) into the transfer's upload
  * buffer and configures the easy handle: URL, envelope, STARTTLS policy,
  * credentials, CA; a debug callback (CURLOPT_VERBOSE with our own
  * CURLOPT_DEBUGFUNCTION, so nothing is printed) keeps the server's final
@@ -18,34 +18,25 @@
 #include <ctype.h>
 #include <inttypes.h>
 
-#include "core/cal.h"
-#include "core/ics.h"
 #include "core/util.h"
-#include "notifiers/email.h"
+#include "notifiers/mail.h"
 #include "notifiers/mime.h"
 #include "notifiers/render.h"
 #include "notifiers/templates.h"
 
-#define CALLBACK_TIER "callback" /* owner tier that gets a meeting request */
-#define MEETING_LENGTH (30 * 60) /* seconds */
 #define REPLY_MAX 512
 
 /* Parsed [Channel] keys. */
 struct smtp_settings {
-  char *url;           /* URL=: smtp://host[:port][/ehlo] or smtps:// */
-  bool smtps;          /* implicit TLS */
-  bool loopback;       /* the host is 127.0.0.0/8, ::1 or localhost */
-  char *from_name;     /* From= display name, or NULL */
-  char *from_addr;     /* From= address (also the envelope sender) */
-  char *reply_to;      /* ReplyTo= as written, or NULL */
-  char *username;      /* Username=, or NULL */
-  char *password_file; /* PasswordFile= (path or credential name), or NULL */
-  bool require_tls;    /* RequireTLS= (default: yes with Username= on a non-loopback host) */
-  char *ca_file;       /* CAFile=, or NULL */
-  bool tls_verify;     /* TLSVerify= */
-  bool calendar;       /* Calendar= */
-  char *alarm;         /* CalendarAlarm= (RFC 5545 duration), NULL = ics default (-P1D),
-                          "" = no alarm */
+  char *url;                 /* URL=: smtp://host[:port][/ehlo] or smtps:// */
+  bool smtps;                /* implicit TLS */
+  bool loopback;             /* the host is 127.0.0.0/8, ::1 or localhost */
+  struct mail_settings mail; /* From=, ReplyTo=, Calendar=, CalendarAlarm= */
+  char *username;            /* Username=, or NULL */
+  char *password_file;       /* PasswordFile= (path or credential name), or NULL */
+  bool require_tls;          /* RequireTLS= (default: yes with Username= on a non-loopback host) */
+  char *ca_file;             /* CAFile=, or NULL */
+  bool tls_verify;           /* TLSVerify= */
 };
 
 struct smtp {
@@ -71,13 +62,10 @@ static const char *const smtp_required[] = {"URL", "From", NULL};
 
 static void settings_done(struct smtp_settings *s) {
   free(s->url);
-  free(s->from_name);
-  free(s->from_addr);
-  free(s->reply_to);
+  mail_settings_done(&s->mail);
   free(s->username);
   free(s->password_file);
   free(s->ca_file);
-  free(s->alarm);
   *s = (struct smtp_settings){0};
 }
 
@@ -142,25 +130,8 @@ static int settings_parse(const struct config_channel *ch, struct smtp_settings 
 
   if ((kv = config_channel_lookup(ch, "URL")) && (q = parse_url(ch, kv, &s, errs)) < 0)
     r = q;
-  if ((kv = config_channel_lookup(ch, "From"))) {
-    q = email_parse_address(kv->value, &s.from_name, &s.from_addr);
-    if (q == -ENOMEM)
-      r = q;
-    else if (q < 0)
-      r = notify_error(errs, ch, kv, "expected an email address, e.g. Name <renewals@example.com>");
-  }
-  if ((kv = config_channel_lookup(ch, "ReplyTo"))) {
-    char *n = NULL, *a = NULL;
-    q = email_parse_address(kv->value, &n, &a);
-    free(n);
-    free(a);
-    if (q == -ENOMEM)
-      r = q;
-    else if (q < 0)
-      r = notify_error(errs, ch, kv, "expected an email address, e.g. Name <renewals@example.com>");
-    else if (!(s.reply_to = strdup(kv->value)))
-      r = -ENOMEM;
-  }
+  if ((q = mail_settings_parse(ch, NULL, &s.mail, errs)) < 0)
+    r = q;
   const struct config_kv *user = config_channel_lookup(ch, "Username");
   const struct config_kv *pass = config_channel_lookup(ch, "PasswordFile");
   if (user && !(s.username = strdup(user->value)))
@@ -180,24 +151,10 @@ static int settings_parse(const struct config_channel *ch, struct smtp_settings 
     r = q;
   if ((q = parse_bool_key(ch, "TLSVerify", true, &s.tls_verify, errs)) < 0)
     r = q;
-  if ((q = parse_bool_key(ch, "Calendar", true, &s.calendar, errs)) < 0)
-    r = q;
   if ((kv = config_channel_lookup(ch, "CAFile"))) {
     if (kv->value[0] != '/')
       r = notify_error(errs, ch, kv, "must be an absolute path");
     else if (!(s.ca_file = strdup(kv->value)))
-      r = -ENOMEM;
-  }
-  if ((kv = config_channel_lookup(ch, "CalendarAlarm"))) {
-    struct cal_duration d;
-    if (streq(kv->value, "none")) {
-      if (!(s.alarm = strdup("")))
-        r = -ENOMEM;
-    } else if (cal_duration_parse(kv->value, &d) < 0)
-      r = notify_error(errs, ch, kv,
-                       "expected an RFC 5545 duration relative to the start of the deadline "
-                       "day (e.g. -P1D, -PT15H) or none");
-    else if (!(s.alarm = strdup(kv->value)))
       r = -ENOMEM;
   }
   if (r < 0) {
@@ -331,178 +288,6 @@ static int smtp_new(const struct config_channel *ch, const struct notify_env *en
 
 /* ---- the message --------------------------------------------------------------------- */
 
-static json_t *jget(json_t *root, const char *obj, const char *key) {
-  json_t *o = obj ? json_object_get(root, obj) : root;
-  return json_is_object(o) ? json_object_get(o, key) : NULL;
-}
-
-static const char *jstr(json_t *root, const char *obj, const char *key) {
-  return json_string_value(jget(root, obj, key));
-}
-
-/* A UID-safe copy of s: [A-Za-z0-9._-], anything else as '-'. */
-static void uid_part(const char *s, char *out, size_t n) {
-  size_t k = 0;
-  for (; s && *s && k + 1 < n; s++)
-    out[k++] = isalnum((unsigned char)*s) || strchr("._-", *s) ? *s : '-';
-  out[k] = 0;
-}
-
-/* When the owner should call: the preferred time of the "callback" answer
- * the row was raised for (owner alert rows carry the response id as their
- * step, core/lifecycle.h), else of the latest "callback" answer with one,
- * else tomorrow at the next full hour (UTC) as a placeholder to move. */
-static int64_t callback_start(json_t *data, int64_t response_id, int64_t now) {
-  int64_t t, found = 0;
-  json_t *resp = json_object_get(data, "responses");
-  for (size_t i = 0; i < json_array_size(resp); i++) {
-    json_t *o = json_array_get(resp, i);
-    const char *until = json_string_value(json_object_get(o, "until"));
-    if (!streq_ptr(json_string_value(json_object_get(o, "kind")), "callback") || !until ||
-        cal_parse_rfc3339(until, &t) < 0)
-      continue;
-    found = t;
-    if (json_integer_value(json_object_get(o, "id")) == response_id)
-      return t;
-  }
-  if (found)
-    return found;
-  t = now + 86400;
-  return t + (3600 - t % 3600) % 3600;
-}
-
-/* The calendar part for req, or *ret = NULL when the message gets none. */
-static int build_calendar(const struct smtp_settings *set, const struct notify_request *req,
-                          const char *host, char **ret, const char **ret_method,
-                          const char **ret_filename) {
-  const struct reminder *row = req->row;
-  const struct message *m = req->msg;
-  *ret = NULL;
-  if (!set->calendar || !m->data || streq_ptr(row->tier, RENDER_OPS_TIER))
-    return 0;
-  char cid[96], uid[256];
-  uid_part(jstr(m->data, "contract", "id") ? jstr(m->data, "contract", "id") : row->contract_id,
-           cid, sizeof cid);
-  const char *summary = !isempty(m->subject) ? m->subject : "Renewal";
-  bool owner = streq_ptr(row->audience, "owner");
-
-  if (owner && streq_ptr(row->tier, CALLBACK_TIER)) {
-    int64_t start = callback_start(m->data, row->step, req->now);
-    snprintf(uid, sizeof uid, "callback-%s@%s", row->idem_key, host);
-    struct ics_meeting mt = {
-        .uid = uid,
-        .dtstamp = req->now,
-        .start = start,
-        .end = start + MEETING_LENGTH,
-        .summary = summary,
-        .description = m->text,
-        .organizer_email = set->from_addr,
-        .organizer_name = set->from_name,
-        .attendee_email = row->recipient,
-        .attendee_name = m->to_name,
-    };
-    *ret_method = "REQUEST";
-    *ret_filename = "invite.ics";
-    return ics_meeting_request(&mt, ret);
-  }
-
-  json_t *days = jget(m->data, "contract", "days_left");
-  const char *iso = jstr(m->data, "contract", "expiry_iso");
-  int y, mo, d;
-  if (!json_is_integer(days) || json_integer_value(days) <= 0 || !iso ||
-      cal_parse_date(iso, &y, &mo, &d) < 0)
-    return 0; /* expired, or nothing to put in a calendar */
-  json_t *term = jget(m->data, "contract", "term");
-  snprintf(uid, sizeof uid, "renewal-%s-%" PRId64 "@%s", cid,
-           json_is_integer(term) ? (int64_t)json_integer_value(term) : (int64_t)row->term, host);
-  struct ics_deadline dl = {
-      .uid = uid,
-      .dtstamp = req->now,
-      .year = y,
-      .month = mo,
-      .day = d,
-      .summary = summary,
-      .url = owner ? NULL : jstr(m->data, "links", "renew"),
-      .alarm = set->alarm,
-  };
-  *ret_method = "PUBLISH";
-  *ret_filename = "renewal.ics";
-  return ics_deadline(&dl, ret);
-}
-
-static int build_message(const struct smtp_settings *set, const struct notify_request *req,
-                         char **ret, size_t *ret_len, char *err, size_t errlen) {
-  const struct reminder *row = req ? req->row : NULL;
-  const struct message *m = req ? req->msg : NULL;
-  if (!row || !m || !set->from_addr) {
-    snprintf(err, errlen, "nothing to send");
-    return -EINVAL;
-  }
-  if (req->kind != NOTIFY_EMAIL || isempty(row->recipient) || !mime_valid_email(row->recipient)) {
-    snprintf(err, errlen, "recipient '%s' is not an email address",
-             row->recipient ? row->recipient : "(none)");
-    return -EINVAL;
-  }
-  const char *host = email_domain(set->from_addr);
-  _cleanup_free_ char *cal = NULL;
-  const char *method = NULL, *filename = NULL;
-  int r = build_calendar(set, req, host ? host : "renewd", &cal, &method, &filename);
-  if (r < 0) {
-    snprintf(err, errlen, "cannot build the calendar part: %s", strerror(-r));
-    return r;
-  }
-  char step[16];
-  snprintf(step, sizeof step, "%" PRId32, row->step);
-  const struct email_header extra[] = {
-      {"X-Renewd-Contract", row->contract_id},
-      {"X-Renewd-Tier", row->tier},
-      {"X-Renewd-Step", step},
-      {"X-Renewd-Channel", row->channel},
-      {"X-Renewd-Audience", row->audience},
-  };
-  bool customer = !streq_ptr(row->audience, "owner") && !streq_ptr(row->tier, RENDER_OPS_TIER);
-  struct email e = {
-      .from_name = set->from_name,
-      .from_addr = set->from_addr,
-      .reply_to = set->reply_to,
-      .to_name = m->to_name,
-      .to_addr = row->recipient,
-      .subject = m->subject,
-      .date = req->now,
-      .idem_key = row->idem_key,
-      .text = m->text,
-      .html = m->html,
-      .calendar = cal,
-      .calendar_method = method,
-      .calendar_filename = filename,
-      .unsubscribe_url = customer ? m->unsubscribe_url : NULL,
-      .auto_submitted = !customer,
-      .extra = extra,
-      .n_extra = ELEMENTSOF(extra),
-  };
-  r = email_format(&e, ret, ret_len);
-  if (r == -EINVAL)
-    snprintf(err, errlen, "the message cannot be encoded (invalid UTF-8 or header field)");
-  return r;
-}
-
-int smtp_format(const struct config_channel *ch, const struct notify_request *req, char **ret,
-                size_t *ret_len, char *err, size_t errlen) {
-  if (!ch || !req || !ret)
-    return -EINVAL;
-  struct config_errors errs = {0};
-  struct smtp_settings s;
-  int r = settings_parse(ch, &s, &errs);
-  if (r < 0) {
-    snprintf(err, errlen, "%s", errs.n ? errs.v[0].message : strerror(-r));
-    config_errors_clear(&errs);
-    return r;
-  }
-  r = build_message(&s, req, ret, ret_len, err, errlen);
-  settings_done(&s);
-  return r;
-}
-
 /* ---- transfers ----------------------------------------------------------------------- */
 
 void smtp_reply_queue_id(const char *reply, char *out, size_t n) {
@@ -561,7 +346,7 @@ static int smtp_prepare(void *state, const struct notify_request *req, CURL *eas
   char err[NOTIFY_ERROR_MAX] = "";
   _cleanup_free_ char *text = NULL;
   size_t len = 0;
-  int r = build_message(set, req, &text, &len, err, sizeof err);
+  int r = mail_format(&set->mail, req, &text, &len, err, sizeof err);
   if (r < 0) {
     res->status = r == -ENOMEM ? NOTIFY_TRANSIENT : NOTIFY_PERMANENT;
     snprintf(res->error, sizeof res->error, "%s", *err ? err : strerror(-r));
@@ -582,7 +367,7 @@ static int smtp_prepare(void *state, const struct notify_request *req, CURL *eas
   xfer->upload = true;
 
   curl_easy_setopt(easy, CURLOPT_URL, set->url);
-  curl_easy_setopt(easy, CURLOPT_MAIL_FROM, set->from_addr);
+  curl_easy_setopt(easy, CURLOPT_MAIL_FROM, set->mail.from_addr);
   if (!set->smtps)
     curl_easy_setopt(easy, CURLOPT_USE_SSL,
                      (long)(set->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));

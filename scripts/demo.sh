@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a store with a few thousand generated contracts, the example
-# reminder ladder, and the sink channel writing every message to a Maildir.
+# reminder ladder, and every channel replaced by the sink: email into a
+# Maildir (the bytes SMTP would send), SMS into sms/*.txt, webhooks into
+# webhooks/*.http.
 # renewd first runs on the simulated clock through the last 90 days (so you
 # see three months of reminders in seconds), then carries on in real time from
 # now until Ctrl-C. Everything lives in ./demo/ (delete it to start over).
@@ -17,7 +19,7 @@ sed -e "s#^Database=.*#Database=$demo/renewd.db#" \
     -e "s#^Holidays=.*#Holidays=$top/config/holidays.example.ics#" \
     config/renewd.conf.example > "$demo/renewd.conf"
 cat > "$demo/renewd.conf.d/50-demo.conf" <<CONF
-# Demo overrides: every channel writes to the Maildir in $demo/maildir.
+# Demo overrides: every channel is a sink writing into $demo (maildir/, sms/, webhooks/).
 CONF
 # Demo secrets: a link-signing key and an API token, made once, readable by root only.
 mkdir -p -m 0700 "$demo/secrets"
@@ -41,7 +43,17 @@ echo "== renewd on the simulated clock, $from .. $until =="
 echo
 echo "== what was sent =="
 "$build/cli/renewctl" --config "$demo/renewd.conf" report --from "$from" --to "$(date -u +%F)" || true
-echo "Messages: $(find "$demo/maildir/new" -type f | wc -l) files in $demo/maildir/new (open one with: less \$(ls -d $demo/maildir/new/* | head -1))"
+# what the sink wrote, with a file of each kind to read (cat and more are on every machine)
+written() {
+  local n first
+  n=$(find "$2" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | wc -l)
+  first=$(find "$2" -maxdepth 1 -type f ! -name '.*' 2>/dev/null | sort | sed -n 1p)
+  echo "  $1 $n files in $2/${first:+   read one: cat $first}"
+}
+echo "What was written:"
+written "email:   " "$demo/maildir/new"
+written "SMS:     " "$demo/sms"
+written "webhooks:" "$demo/webhooks"
 echo
 c=$("$build/cli/renewctl" --config "$demo/renewd.conf" list --expiring-within 30d --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["id"] if l else "")')
 echo

@@ -8,8 +8,8 @@ OWNERS = [
     ("bob", "Bob Smith", "bob@sales.example.com", "+12125550123", "", "America/New_York", "maria"),
     ("carol", "Carol Wu", "carol@sales.example.com", "+8613800138000", "", "Asia/Shanghai", "maria"),
     ("dave", "Dave Kumar", "dave@sales.example.com", "+919812345678", "", "Asia/Kolkata", "maria"),
-    ("maria", "Maria Rossi (sales manager)", "maria@sales.example.com", "", "", "Europe/Berlin", "head-of-sales"),
-    ("head-of-sales", "Hannah Berg (head of sales)", "hannah@sales.example.com", "", "", "Europe/Berlin", ""),
+    ("maria", "Maria Rossi", "maria@sales.example.com", "", "", "Europe/Berlin", "head-of-sales"),
+    ("head-of-sales", "Hannah Berg", "hannah@sales.example.com", "", "", "Europe/Berlin", ""),
     ("sales-desk", "Sales desk", "desk@sales.example.com", "", "", "Europe/Berlin", "head-of-sales"),
     ("key-accounts", "Key accounts team", "key-accounts@sales.example.com", "", "", "Europe/Berlin", "head-of-sales"),
 ]

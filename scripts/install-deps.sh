@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   libcurl4-openssl-dev libical-dev libsqlite3-dev sqlite3
   libsystemd-dev systemd libmicrohttpd-dev libjansson-dev libssl-dev
+  libgmime-3.0-dev
   libcmocka-dev tzdata
   python3 python3-aiosmtpd openssl
   chromium

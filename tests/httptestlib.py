@@ -285,10 +285,11 @@ class Daemon:
         return out
 
     def links_in(self, msg):
-        """Every http(s) URL in a message: its parts' text and List-Unsubscribe."""
+        """Every http(s) URL in a message: its text and HTML parts and
+        List-Unsubscribe (the .ics part repeats the renew link, folded)."""
         urls = set()
         for part in msg.walk():
-            if part.get_content_maintype() == "text":
+            if part.get_content_type() in ("text/plain", "text/html"):
                 urls.update(re.findall(r"https?://[^\s\"'<>]+", part.get_content()))
         lu = msg.get("List-Unsubscribe")
         if lu:

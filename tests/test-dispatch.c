@@ -19,7 +19,9 @@
 #include "core/util.h"
 #include "notifiers/dispatch.h"
 #include "notifiers/notifier.h"
+#include "notifiers/mail.h"
 #include "notifiers/render.h"
+#include "notifiers/sink.h"
 
 #define T0 INT64_C(1926288000) /* 2031-01-16T00:00:00Z */
 #define DAY INT64_C(86400)
@@ -259,7 +261,7 @@ static void test_sink_send(void **state) {
   char *text = NULL;
   assert_int_equal(read_full_file(path, 1 << 20, &text, NULL), 0);
   char want[128];
-  snprintf(want, sizeof want, "\r\nMessage-ID: <%s@renewd>\r\n", r.idem_key);
+  snprintf(want, sizeof want, "\r\nMessage-ID: <%s@localhost.localdomain>\r\n", r.idem_key);
   assert_non_null(strstr(text, want));
   assert_non_null(strstr(text, "\r\nTo: Ada Lovelace <ada@example.com>\r\n"));
   assert_non_null(strstr(text, "\r\nX-Renewd-Contract: C-1\r\n"));
@@ -786,36 +788,82 @@ static void test_helpers(void **state) {
   assert_int_equal(notify_kind_of_recipient("a@b.test"), NOTIFY_EMAIL);
 }
 
-static void test_rfc5322_kinds(void **state) {
+/* The sink writes each kind as what it stands for: the email mail_format()
+ * builds, the SMS as the provider gets it, the webhook as the request. */
+static void test_sink_format_kinds(void **state) {
+  json_t *data = json_pack("{s:{s:s}}", "tier", "audience", "customer");
   struct message m = {.subject = (char *)"Grüße",
                       .text = (char *)"line one\nline two=3\n",
                       .sms = (char *)"short text",
                       .event = (char *)"{\"type\":\"x\"}",
                       .event_type = "reminder.due",
+                      .data = data,
                       .to_name = (char *)"Ada"};
-  struct reminder row = {.id = 1,
+  struct reminder row = {.id = 7,
                          .contract_id = (char *)"C-1",
                          .tier = (char *)"notice",
                          .channel = (char *)"mail",
                          .audience = (char *)"customer",
                          .recipient = (char *)"ada@example.com"};
   snprintf(row.idem_key, sizeof row.idem_key, "rk-0123456789abcdef0123456789abcdef");
-  char *t = NULL;
-  assert_int_equal(render_rfc5322(&m, &row, NOTIFY_EMAIL, NULL, NULL, T0, &t), 0);
-  assert_non_null(strstr(t, "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n"));
-  assert_non_null(strstr(t, "Message-ID: <rk-0123456789abcdef0123456789abcdef@renewd>\r\n"));
-  assert_non_null(strstr(t, "Content-Type: text/plain; charset=utf-8\r\n"));
+  struct config_kv kv[] = {
+      {.key = (char *)"Maildir", .value = (char *)"/tmp/unused"},
+      {.key = (char *)"From", .value = (char *)"Example Renewals <renewals@example.com>"},
+      {.key = (char *)"OptOutFooter", .value = (char *)"Reply STOP to opt out"},
+  };
+  struct config_channel ch = {
+      .name = (char *)"sink", .type = (char *)"sink", .options = kv, .n_options = 2};
+  struct notify_request req = {.row = &row, .msg = &m, .kind = NOTIFY_EMAIL, .now = T0};
+  char *t = NULL, err[256] = "";
+  size_t len = 0;
+  assert_int_equal(sink_format(&ch, &req, &t, &len, err, sizeof err), 0);
+  assert_int_equal(len, strlen(t));
+  assert_true(
+      strncmp(t,
+              "From: Example Renewals <renewals@example.com>\r\nTo: Ada <ada@example.com>\r\n"
+              "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n",
+              100) == 0);
+  assert_non_null(strstr(t, "Message-ID: <rk-0123456789abcdef0123456789abcdef@example.com>\r\n"));
   assert_non_null(strstr(t, "\r\n\r\nline one\r\nline two=3D3\r\n"));
+  /* byte for byte what an SMTP channel with the same From= sends */
+  struct config_kv smtp_kv[] = {
+      {.key = (char *)"URL", .value = (char *)"smtp://127.0.0.1:25"},
+      kv[1],
+  };
+  struct config_channel smtp = {
+      .name = (char *)"mail", .type = (char *)"smtp", .options = smtp_kv, .n_options = 2};
+  char *sent = NULL;
+  assert_int_equal(mail_format_channel(&smtp, &req, &sent, NULL, err, sizeof err), 0);
+  assert_string_equal(sent, t);
+  free(sent);
   free(t);
+
+  /* Kind=sms: From= is the sender, not an email address */
+  kv[1].value = (char *)"+15005550006";
+  struct config_kv kinds[] = {kv[0], kv[1], kv[2], {.key = (char *)"Kind", .value = (char *)"sms"}};
+  ch.options = kinds;
+  ch.n_options = 4;
   row.recipient = (char *)"+4915112345678";
-  assert_int_equal(render_rfc5322(&m, &row, NOTIFY_SMS, NULL, NULL, T0, &t), 0);
-  assert_non_null(strstr(t, "To: undisclosed-recipients:;\r\nX-Renewd-To: +4915112345678\r\n"));
-  assert_non_null(strstr(t, "Subject: SMS to +4915112345678\r\n"));
-  assert_non_null(strstr(t, "\r\n\r\nshort text\r\n"));
+  req.kind = NOTIFY_SMS;
+  assert_int_equal(sink_format(&ch, &req, &t, &len, err, sizeof err), 0);
+  assert_string_equal(t,
+                      "To: +4915112345678\nFrom: +15005550006\n"
+                      "Segments: 1 (GSM-7, 32 characters)\n\nshort text\nReply STOP to opt out\n");
   free(t);
-  assert_true(render_from_valid("Renewals <renewals@example.com>"));
-  assert_true(render_from_valid("renewals@example.com"));
-  assert_false(render_from_valid("Renewals <nobody>"));
+
+  row.recipient = (char *)"https://crm.example.com/hook";
+  req.kind = NOTIFY_WEBHOOK;
+  assert_int_equal(sink_format(&ch, &req, &t, &len, err, sizeof err), 0);
+  assert_string_equal(t, "POST https://crm.example.com/hook HTTP/1.1\r\n"
+                         "Content-Type: application/json\r\n"
+                         "webhook-id: rk-0123456789abcdef0123456789abcdef\r\n"
+                         "webhook-timestamp: 1926288000\r\nContent-Length: 12\r\n\r\n"
+                         "{\"type\":\"x\"}\n");
+  free(t);
+  json_decref(data);
+  assert_true(mail_address_valid("Renewals <renewals@example.com>"));
+  assert_true(mail_address_valid("renewals@example.com"));
+  assert_false(mail_address_valid("Renewals <nobody>"));
 }
 
 int main(void) {
@@ -835,7 +883,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_render_ladder_snapshot, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check_config_errors, setup, teardown),
       cmocka_unit_test(test_helpers),
-      cmocka_unit_test(test_rfc5322_kinds),
+      cmocka_unit_test(test_sink_format_kinds),
   };
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "notifiers/email.h"
 #include "notifiers/render.h"
+#include "notifiers/mail.h"
 #include "notifiers/smtp.h"
 #include "notifiers/templates.h"
 
@@ -183,7 +184,7 @@ static void test_format_plain_exact(void **state) {
                          "\r\n"
                          "Hello Jane,\r\n"
                          "renew =3D yes.\r\n"
-                         "=46rom here\r\n");
+                         "From here\r\n");
   check_lines(m);
 }
 
@@ -225,17 +226,18 @@ static void test_format_full(void **state) {
   assert_non_null(strstr(m, "Auto-Submitted: auto-generated\r\n"));
   assert_null(strstr(m, "List-Unsubscribe"));
   /* structure: mixed(alternative(plain, html), calendar) in this order */
-  const char *mixed = strstr(m, "Content-Type: multipart/mixed;\r\n boundary=\"=_renewd_mixed_rk-");
+  const char *mixed =
+      strstr(m, "Content-Type: multipart/mixed;\r\n\tboundary=\"=_renewd_mixed_rk-");
   const char *alt =
-      strstr(m, "Content-Type: multipart/alternative;\r\n boundary=\"=_renewd_alt_rk-");
+      strstr(m, "Content-Type: multipart/alternative;\r\n\tboundary=\"=_renewd_alt_rk-");
   const char *plain =
       strstr(m, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64");
   const char *htm = strstr(
       m, "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable");
-  const char *ics = strstr(
-      m, "Content-Type: text/calendar; charset=utf-8; method=REQUEST;\r\n name=\"invite.ics\"\r\n"
-         "Content-Disposition: attachment; filename=\"invite.ics\"\r\n"
-         "Content-Transfer-Encoding: base64\r\n");
+  const char *ics =
+      strstr(m, "Content-Type: text/calendar; charset=utf-8; method=REQUEST; name=invite.ics\r\n"
+                "Content-Transfer-Encoding: base64\r\n"
+                "Content-Disposition: attachment; filename=invite.ics\r\n");
   assert_true(mixed && alt && plain && htm && ics);
   assert_true(mixed < alt && alt < plain && plain < htm && htm < ics);
   assert_non_null(strstr(m, "--=_renewd_alt_rk-00000000000000000000000000000001--\r\n"));
@@ -361,12 +363,11 @@ static void test_check_config(void **state) {
           "<renewals@example.com>",
           "t.conf:11: [Channel email] ReplyTo=: expected an email address, e.g. Name "
           "<renewals@example.com>",
-          "t.conf:12: [Channel email] Username=: needs PasswordFile=",
-          "t.conf:13: [Channel email] RequireTLS=: expected yes or no",
-          "t.conf:14: [Channel email] CAFile=: must be an absolute path",
           "t.conf:15: [Channel email] CalendarAlarm=: expected an RFC 5545 duration relative to "
           "the start of the deadline day (e.g. -P1D, -PT15H) or none",
-          NULL});
+          "t.conf:12: [Channel email] Username=: needs PasswordFile=",
+          "t.conf:13: [Channel email] RequireTLS=: expected yes or no",
+          "t.conf:14: [Channel email] CAFile=: must be an absolute path", NULL});
   check_channel_errors(
       "[Channel email]\nType=smtp\nPasswordFile=a/b\n",
       (const char *const[]){"t.conf:7: [Channel email]: URL= is required for Type=smtp",
@@ -591,7 +592,7 @@ static void test_shipped_render(void **state) {
   templates_free(t);
 }
 
-/* The message smtp_format() builds from a rendered sample: the same code the
+/* The message mail_format_channel() builds from a rendered sample: the same code the
  * backend sends with. */
 static void test_smtp_format(void **state) {
   _cleanup_free_ char *conf = strprintf(
@@ -626,7 +627,8 @@ static void test_smtp_format(void **state) {
   struct notify_request req = {.row = &row, .msg = &m, .kind = NOTIFY_EMAIL, .now = now};
   _cleanup_free_ char *out = NULL;
   size_t len = 0;
-  assert_int_equal(smtp_format(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
+  assert_int_equal(
+      mail_format_channel(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
   check_lines(out);
   assert_non_null(strstr(out, "Message-ID: <rk-00000000000000000000000000000007@example.com>\r\n"));
   assert_non_null(strstr(out, "Reply-To: renewals@example.com\r\n"));
@@ -646,7 +648,8 @@ static void test_smtp_format(void **state) {
   /* Calendar=no: no calendar part, just the alternative */
   free(out);
   out = NULL;
-  assert_int_equal(smtp_format(config_channel(cfg, "nocal"), &req, &out, &len, err, sizeof err), 0);
+  assert_int_equal(
+      mail_format_channel(config_channel(cfg, "nocal"), &req, &out, &len, err, sizeof err), 0);
   assert_null(strstr(out, "text/calendar"));
   assert_null(strstr(out, "multipart/mixed"));
   assert_non_null(strstr(out, "multipart/alternative"));
@@ -662,10 +665,11 @@ static void test_smtp_format(void **state) {
   row.recipient = (char *)"sales@example.com";
   free(out);
   out = NULL;
-  assert_int_equal(smtp_format(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
+  assert_int_equal(
+      mail_format_channel(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
   assert_non_null(strstr(out, "Auto-Submitted: auto-generated\r\n"));
   assert_null(strstr(out, "List-Unsubscribe"));
-  assert_non_null(strstr(out, "method=REQUEST;\r\n name=\"invite.ics\""));
+  assert_non_null(strstr(out, "method=REQUEST; name=invite.ics\r\n"));
   free(ics);
   ics = part_body(out, "Content-Type: text/calendar");
   assert_non_null(strstr(ics, "METHOD:REQUEST\r\n"));
@@ -683,12 +687,14 @@ static void test_smtp_format(void **state) {
   row.recipient = (char *)"ops@example.com";
   free(out);
   out = NULL;
-  assert_int_equal(smtp_format(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
+  assert_int_equal(
+      mail_format_channel(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
   assert_null(strstr(out, "text/calendar"));
   row.recipient = (char *)"+4915112345678";
   char *untouched = (char *)"x";
   assert_int_equal(
-      smtp_format(config_channel(cfg, "email"), &req, &untouched, &len, err, sizeof err), -EINVAL);
+      mail_format_channel(config_channel(cfg, "email"), &req, &untouched, &len, err, sizeof err),
+      -EINVAL);
   assert_string_equal(err, "recipient '+4915112345678' is not an email address");
   assert_string_equal(untouched, "x");
   message_clear(&m);

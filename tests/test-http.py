@@ -10,7 +10,8 @@ Checked, in order:
   * tokens: tampered 403, malformed 400, expired 410, signed with an unknown key
     403, signed with the older key of the rotation 200, for an earlier term 410;
     none of them changes anything;
-  * answers: GET shows a form and changes nothing; POST without confirm=yes 400;
+  * answers: GET shows a form and changes nothing; POST without confirm=yes
+    (a bare POST too) 400 with the form again, "please use the button";
     POST decline acts; the same POST again and the GET afterwards say "already
     recorded" (200) and change nothing; a transition the table refuses is 409
     and changes nothing; a malformed form 400; a bad choice 422; snooze,
@@ -217,7 +218,11 @@ def run_checks(d, wd):
     check("content-security-policy" in r.headers and r.headers.get("referrer-policy") == "no-referrer",
           f"decline page headers: {r.headers}")
     r = d.post_form(decline_102, {"reason": "price"})
-    check(r.status == 400, f"POST without confirm=yes: {r.status}")
+    check(r.status == 400 and r.page() == "form", f"POST without confirm=yes: {r.status} {r.page()}")
+    r = d.request("POST", decline_102, "", {})
+    check(r.status == 400 and r.page() == "form" and "please use the button" in r.text
+          and 'name="confirm" value="yes"' in r.text,
+          f"bare POST to a valid link: the form again, 400: {r.status} {r.page()}\n{r.text[-600:]}")
     r = d.request("POST", decline_102, "confirm=yes&note=%zz",
                   {"Content-Type": "application/x-www-form-urlencoded"})
     check(r.status == 400, f"POST with a malformed form: {r.status}")

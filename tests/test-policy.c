@@ -4,7 +4,7 @@
  * policy_plan() and input validation.
  *
  * Actions are written as text for readability:
- *   "remind TIER/STEP DUE[ catch-up]", "skip TIER/STEP DUE (REASON)",
+ *   "remind TIER/STEP DUE[ catch-up][ merged N]", "skip TIER/STEP DUE (REASON)",
  *   "transition STATE DUE", "done"  -- DUE as RFC 3339 UTC.
  *
  * The reference ladder (L5) for a contract expiring 2027-03-20 00:00 in
@@ -86,6 +86,15 @@ static const struct tier_spec LZERO[] = {
 static const struct tier_spec LSAME[] = {
     {"cust", "-P10D", "FREQ=DAILY;COUNT=3", AUDIENCE_CUSTOMER},
     {"own", "-P10D", NULL, AUDIENCE_OWNER},
+    {"last", "-P2D", NULL, AUDIENCE_CUSTOMER},
+    {0},
+};
+
+/* A daily owner escalation over a weekend: Saturday's and Sunday's
+ * occurrences both wait for Monday 09:00 in the owner's window and are one
+ * message (rule 7). */
+static const struct tier_spec LWEEKEND[] = {
+    {"esc", "-P8D", "FREQ=DAILY;COUNT=3", AUDIENCE_OWNER},
     {"last", "-P2D", NULL, AUDIENCE_CUSTOMER},
     {0},
 };
@@ -193,7 +202,9 @@ static const char *state_name(enum contract_state s) {
 }
 
 static void action_str(const struct policy *p, const struct policy_action *a, char *out, size_t n) {
-  char due[21];
+  char due[21], merged[24] = "";
+  if (a->merged > 1)
+    snprintf(merged, sizeof merged, " merged %d", (int)a->merged);
   switch (a->kind) {
   case POLICY_DONE:
     snprintf(out, n, "done");
@@ -202,8 +213,8 @@ static void action_str(const struct policy *p, const struct policy_action *a, ch
     snprintf(out, n, "transition %s %s", state_name(a->new_state), format_rfc3339(a->due_at, due));
     break;
   case POLICY_REMIND:
-    snprintf(out, n, "remind %s/%d %s%s", p->tiers[a->tier].name, (int)a->step,
-             format_rfc3339(a->due_at, due), a->catch_up ? " catch-up" : "");
+    snprintf(out, n, "remind %s/%d %s%s%s", p->tiers[a->tier].name, (int)a->step,
+             format_rfc3339(a->due_at, due), a->catch_up ? " catch-up" : "", merged);
     break;
   case POLICY_SKIP:
     snprintf(out, n, "skip %s/%d %s (%s)", p->tiers[a->tier].name, (int)a->step,
@@ -555,6 +566,12 @@ static const struct trace_case trace_cases[] = {
       "remind pre3/1 2027-03-18T13:00:00Z", "remind pre3/2 2027-03-19T13:00:00Z",
       "transition lapsed 2027-03-20T04:00:00Z", "remind lapsed/0 2027-03-22T13:00:00Z",
       "transition closed 2027-04-03T04:00:00Z", "done"}},
+    {"weekend repeats moved onto Monday morning are one message",
+     {NY_L5, .ladder = LWEEKEND, .now = "2027-03-01T00:00:00Z"},
+     "2027-12-31T00:00:00Z",
+     {"remind esc/0 2027-03-12T08:00:00Z", "remind esc/2 2027-03-15T08:00:00Z merged 2",
+      "remind last/0 2027-03-18T13:00:00Z", "transition lapsed 2027-03-20T04:00:00Z",
+      "transition closed 2027-04-03T04:00:00Z", "done"}},
     {"10-day outage, CatchUp=latest",
      {NY_L5, .catchup = CATCHUP_LATEST, .now = "2027-02-27T12:00:00Z"},
      "2027-03-05T00:00:00Z",
@@ -563,8 +580,9 @@ static const struct trace_case trace_cases[] = {
     {"10-day outage, CatchUp=all",
      {NY_L5, .catchup = CATCHUP_ALL, .now = "2027-02-27T12:00:00Z"},
      "2027-03-05T00:00:00Z",
-     {"remind pre30/0 2027-03-01T14:00:00Z catch-up",
-      "remind pre30/1 2027-03-01T14:00:00Z catch-up", "remind pre30/2 2027-03-04T14:00:00Z"}},
+     /* both missed steps would go out on Monday 14:00: one message */
+     {"remind pre30/1 2027-03-01T14:00:00Z catch-up merged 2",
+      "remind pre30/2 2027-03-04T14:00:00Z"}},
     {"10-day outage, CatchUp=skip",
      {NY_L5, .catchup = CATCHUP_SKIP, .now = "2027-02-27T12:00:00Z"},
      "2027-03-05T00:00:00Z",
@@ -693,6 +711,54 @@ static void test_plan(void **state) {
   assert_int_equal(policy_plan(&in, 0, TIME_NEVER, plan_stop, NULL), -ECANCELED);
   assert_int_equal(policy_plan(&in, 0, TIME_NEVER, NULL, NULL), -EINVAL);
   free_policy(p);
+
+  /* the plan folds same-instant occurrences of a tier as policy_next() does */
+  static const char *const weekend[] = {
+      "esc/0 2027-03-12T05:00:00Z 2027-03-12T08:00:00Z",
+      "esc/2 2027-03-14T05:00:00Z 2027-03-15T08:00:00Z",
+      "last/0 2027-03-18T04:00:00Z 2027-03-18T13:00:00Z",
+  };
+  const struct setup_spec w = {NY_L5, .ladder = LWEEKEND, .now = "2027-03-01T00:00:00Z"};
+  p = build_policy(w.ladder, w.catchup, w.lapse_grace);
+  fill_input(e, &w, p, &in);
+  acc = (struct plan_acc){.p = p};
+  assert_int_equal(policy_plan(&in, 0, TIME_NEVER, plan_cb, &acc), (int)ELEMENTSOF(weekend));
+  for (size_t i = 0; i < ELEMENTSOF(weekend); i++)
+    assert_string_equal(acc.lines[i], weekend[i]);
+  free_policy(p);
+}
+
+/* An escalation step that goes up a level is timed in its EscalateTo=
+ * person's zone: Sunday's step 2 is due Monday 09:00 in Berlin (08:00Z),
+ * before Monday 09:00 in New York (13:00Z) where Saturday's step 1 waits.
+ * Ladder order would send it right after that one, at the same instant, so
+ * the two are one message (rule 7), to the person step 2 goes to. */
+static void test_merge_escalate_zone(void **state) {
+  struct env *e = *state;
+  static const struct tier_spec LESC[] = {
+      {"esc", "-P8D", "FREQ=DAILY;COUNT=3", AUDIENCE_OWNER},
+      {0},
+  };
+  const struct setup_spec s = {NY_L5,
+                               .ladder = LESC,
+                               .owner_zone = "America/New_York",
+                               .state = CONTRACT_REMINDING,
+                               .sent = {{"esc", 0}},
+                               .now = "2027-03-12T14:00:00Z"};
+  struct policy *p = build_policy(s.ladder, s.catchup, s.lapse_grace);
+  p->tiers[0].escalate_to = (char *)"boss";
+  p->tiers[0].escalate_after = 2;
+  struct policy_input in;
+  fill_input(e, &s, p, &in);
+  const struct cal_zone *zones[] = {cal_zone(e->cal, "Europe/Berlin")};
+  in.escalate_zones = zones;
+  struct policy_action a;
+  char got[160];
+  assert_int_equal(policy_next(&in, &a), 0);
+  action_str(p, &a, got, sizeof got);
+  assert_string_equal(got, "remind esc/2 2027-03-15T13:00:00Z merged 2");
+  p->tiers[0].escalate_to = NULL;
+  free_policy(p);
 }
 
 /* ---- validation ----------------------------------------------------------- */
@@ -788,7 +854,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_step_table),    cmocka_unit_test(test_trace_table),
       cmocka_unit_test(test_plan),          cmocka_unit_test(test_invalid),
-      cmocka_unit_test(test_escalate_zone),
+      cmocka_unit_test(test_escalate_zone), cmocka_unit_test(test_merge_escalate_zone),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

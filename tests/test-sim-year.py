@@ -475,6 +475,12 @@ def model_term(c, term, occs, end):
     def expired(o):
         return o.negative and (now >= E or state == "lapsed")
 
+    def send_at(q):
+        """When q would go out as the candidate now, None when not at all."""
+        if q.due >= now - GRACE:
+            return q.due
+        return None if p.catchup == "skip" else win_next(q.audience, now)
+
     def decide(o):
         """('skip', reason, at) / ('remind', at) / None when held by a pause."""
         if o.audience == "owner" and (answered or state == "callback"):
@@ -521,6 +527,13 @@ def model_term(c, term, occs, end):
             if act[0] == "skip":
                 skipped[(o.tier, o.step)] = act[1]
             else:
+                # the later occurrences of the tier that would go out at
+                # this instant (or before it, in another zone) are the same
+                # message, named by the last one
+                while i + 1 < len(occs) and occs[i + 1].tier == o.tier \
+                        and (send_at(occs[i + 1]) or 1 << 62) <= now:
+                    i += 1
+                    o = occs[i]
                 sent[(o.tier, o.step)] = now
             if state == "active":
                 state = "reminding"
