@@ -16,6 +16,7 @@ packages=(
   tidy groff-base
   fonts-wqy-microhei
   clang-format
+  lintian
 )
 
 SUDO=""

@@ -168,8 +168,8 @@ static void test_metrics(void **state) {
       "renewd_start_time_seconds 1700000000\n",
       "renewd_store_up 0\n",
       "renewd_deliveries_total{channel=\"email\",outcome=\"sent\"} 2\n",
-      "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"0.025\"} "
-      "0\n",
+      ("renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"0.025\"} "
+       "0\n"),
       "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"0.05\"} 1\n",
       "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"2.5\"} 2\n",
       "renewd_delivery_duration_seconds_bucket{channel=\"email\",outcome=\"sent\",le=\"+Inf\"} 2\n",
