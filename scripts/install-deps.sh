@@ -17,6 +17,7 @@ packages=(
   fonts-wqy-microhei
   clang-format
   lintian
+  clang libclang-rt-14-dev
 )
 
 SUDO=""
