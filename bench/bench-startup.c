@@ -155,7 +155,7 @@ static void last_line_with(const char *path, const char *needle, char *out, size
   while (fgets(line, sizeof line, f))
     if (strstr(line, needle)) {
       line[strcspn(line, "\n")] = 0;
-      snprintf(out, n, "%s", line);
+      copy_truncated(out, n, line);
     }
   fclose(f);
 }

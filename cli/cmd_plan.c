@@ -47,19 +47,17 @@ static int parse_instant(const char *s, int64_t *ret) {
 }
 
 /* "2027-01-29T09:00:00+01:00": t in zone z, with its UTC offset. */
-static char *format_local(const struct cal_zone *z, int64_t t, char out[static 32]) {
+static char *format_local(const struct cal_zone *z, int64_t t, char out[static 40]) {
   struct cal_local l;
   cal_to_local(z, t, &l);
   int off = l.utc_offset < 0 ? -l.utc_offset : l.utc_offset;
-  char b[64];
   if (off % 60)
-    snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d:%02d", l.year, l.month, l.day,
+    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d:%02d", l.year, l.month, l.day,
              l.hour, l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600, off / 60 % 60,
              off % 60);
   else
-    snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", l.year, l.month, l.day,
-             l.hour, l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600, off / 60 % 60);
-  snprintf(out, 32, "%s", b);
+    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", l.year, l.month, l.day, l.hour,
+             l.minute, l.second, l.utc_offset < 0 ? '-' : '+', off / 3600, off / 60 % 60);
   return out;
 }
 
@@ -326,7 +324,7 @@ static int cmp_rows(const void *a, const void *b) {
 }
 
 static json_t *row_json(const struct plan_row *r) {
-  char local[32];
+  char local[40];
   json_t *j = json_object();
   if (!j || cli_json_set(j, "at", cli_json_time(r->at)) < 0 ||
       cli_json_set(j, "local", json_string(format_local(r->zone, r->at, local))) < 0 ||
@@ -378,7 +376,7 @@ static int print_timeline(struct plan_ctx *x) {
   cli_table_max_width(t, 6, 48);
   for (size_t k = 0; k < x->n_rows; k++) {
     const struct plan_row *r = &x->rows[k];
-    char when[21], local[32], step[16];
+    char when[21], local[40], step[16];
     _cleanup_free_ char *to = NULL, *status = NULL;
     snprintf(step, sizeof step, "%" PRId32, r->step);
     if (streq(r->audience, "owner"))
@@ -514,7 +512,7 @@ static const struct occ *occ_find(const struct occ_list *l, const char *tier, in
 static char *format_delta(int64_t a, int64_t b, char out[static 32]) {
   int64_t d = b - a;
   uint64_t v = d < 0 ? -(uint64_t)d : (uint64_t)d;
-  char buf[64];
+  char buf[32]; /* "+213503982334601d 23h59m59s" at most */
   int n = snprintf(buf, sizeof buf, "%c", d < 0 ? '-' : '+');
   const struct {
     uint64_t s;

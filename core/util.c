@@ -30,6 +30,29 @@ char *strprintf(const char *fmt, ...) {
   return r < 0 ? NULL : s;
 }
 
+bool format_cut(char *buf, size_t size, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, size, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    buf[0] = 0;
+    return true;
+  }
+  if ((size_t)n < size)
+    return false;
+  size_t end = size - 1, lead = end;
+  while (lead > 0 && ((unsigned char)buf[lead - 1] & 0xC0) == 0x80)
+    lead--;
+  if (lead > 0) { /* buf[lead - 1] starts the last character kept: whole? */
+    unsigned char c = (unsigned char)buf[lead - 1];
+    size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (lead - 1 + want > end)
+      buf[lead - 1] = 0;
+  }
+  return true;
+}
+
 bool memeq_consttime(const void *a, size_t alen, const void *b, size_t blen) {
   if (alen != blen)
     return false;

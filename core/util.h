@@ -72,6 +72,11 @@ int free_and_strdup(char **dst, const char *src);
 /* Returns a newly allocated printf-formatted string or NULL on OOM. Caller frees. */
 char *strprintf(const char *fmt, ...) _printf_(1, 2);
 
+/* Formats into buf (size > 0) like snprintf, for texts where a cut is
+ * acceptable (error and log details): a text too long is cut at size - 1
+ * bytes, back to the last whole UTF-8 character. Returns true when cut. */
+bool format_cut(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
+
 /* Constant-time comparison of two byte strings; false when lengths differ
  * (the length itself is not secret). */
 bool memeq_consttime(const void *a, size_t alen, const void *b, size_t blen);

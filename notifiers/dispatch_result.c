@@ -216,31 +216,32 @@ static void decide_lookup(struct dispatcher *d, struct outcome *o, int64_t now,
   case NOTIFY_LOOKUP_ABSENT:
     dc->status = REMINDER_RETRY;
     dc->next = now;
-    snprintf(dc->error, sizeof dc->error,
-             "the provider has no such message after an unknown outcome: sending it");
+    format_cut(dc->error, sizeof dc->error,
+               "the provider has no such message after an unknown outcome: sending it");
     return;
   case NOTIFY_LOOKUP_FAILED:
     break;
   }
   if (o->row.attempts >= o->ch->set.max_attempts) {
     dc->status = REMINDER_UNKNOWN;
-    snprintf(dc->error, sizeof dc->error,
-             "outcome unknown, not resent: looking it up at the provider failed %d times (%s); "
-             "check the provider's message log, then renewctl outbox retry or leave it",
-             o->row.attempts, o->res.error);
+    format_cut(dc->error, sizeof dc->error,
+               "outcome unknown, not resent: looking it up at the provider failed %d times (%s); "
+               "check the provider's message log, then renewctl outbox retry or leave it",
+               o->row.attempts, o->res.error);
     return;
   }
   dc->status = REMINDER_RETRY;
   dc->reconcile = true;
   dc->next = now + backoff(d, &o->ch->set, o->row.attempts, o->res.retry_after);
-  snprintf(dc->error, sizeof dc->error, "outcome unknown; looking it up failed: %s", o->res.error);
+  format_cut(dc->error, sizeof dc->error, "outcome unknown; looking it up failed: %s",
+             o->res.error);
 }
 
 static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct decision *dc) {
   *dc = (struct decision){0};
   if (o->skipped) {
     dc->status = REMINDER_SKIPPED;
-    snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
+    format_cut(dc->error, sizeof dc->error, "%s", o->res.error);
     return;
   }
   if (o->is_lookup) {
@@ -251,16 +252,17 @@ static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct 
     dc->status = REMINDER_RETRY;
     dc->reconcile = true;
     dc->next = now + backoff(d, &o->ch->set, o->row.attempts, 0);
-    snprintf(dc->error, sizeof dc->error,
-             "outcome unknown (%s): looking it up at the provider before any resend", o->res.error);
+    format_cut(dc->error, sizeof dc->error,
+               "outcome unknown (%s): looking it up at the provider before any resend",
+               o->res.error);
     return;
   }
   if (o->unknown && o->res.status == NOTIFY_TRANSIENT) {
     dc->status = REMINDER_UNKNOWN;
-    snprintf(dc->error, sizeof dc->error,
-             "outcome unknown, not resent (an SMS has no idempotency key): %s; check the "
-             "provider's message log, then renewctl outbox retry or leave it",
-             o->res.error);
+    format_cut(dc->error, sizeof dc->error,
+               "outcome unknown, not resent (an SMS has no idempotency key): %s; check the "
+               "provider's message log, then renewctl outbox retry or leave it",
+               o->res.error);
     return;
   }
   switch (o->res.status) {
@@ -270,17 +272,17 @@ static void decide(struct dispatcher *d, struct outcome *o, int64_t now, struct 
   case NOTIFY_TRANSIENT:
     if (o->row.attempts >= o->ch->set.max_attempts) {
       dc->status = REMINDER_DEAD;
-      snprintf(dc->error, sizeof dc->error, "gave up after %d attempts: %s", o->row.attempts,
-               o->res.error);
+      format_cut(dc->error, sizeof dc->error, "gave up after %d attempts: %s", o->row.attempts,
+                 o->res.error);
     } else {
       dc->status = REMINDER_RETRY;
       dc->next = now + backoff(d, &o->ch->set, o->row.attempts, o->res.retry_after);
-      snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
+      format_cut(dc->error, sizeof dc->error, "%s", o->res.error);
     }
     return;
   case NOTIFY_PERMANENT:
     dc->status = REMINDER_DEAD;
-    snprintf(dc->error, sizeof dc->error, "%s", o->res.error);
+    format_cut(dc->error, sizeof dc->error, "%s", o->res.error);
     return;
   }
 }

@@ -17,6 +17,8 @@ packages=(
   tidy groff-base
   fonts-wqy-microhei
   clang-format
+  lintian
+  clang libclang-rt-14-dev
 )
 
 SUDO=""

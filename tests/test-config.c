@@ -324,6 +324,7 @@ static void test_secret_shapes(void **state) {
   /* a path the backends judge; a CA bundle is no secret */
   _cleanup_(config_freep) struct config *c =
       load_ok(BASE "CAFile=/etc/ssl/certs/ca-certificates.crt\nPasswordFile=smtp-password\n");
+  assert_non_null(c);
 }
 
 /* ---- time spans ---- */

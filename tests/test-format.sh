@@ -12,6 +12,6 @@ while IFS= read -r f; do
     echo "not formatted: $f (run: clang-format -i $f)"
     bad=$((bad + 1))
   fi
-done < <(git ls-files '*.c' '*.h' 2>/dev/null || find core config notifiers daemon cli tests bench -name '*.[ch]')
+done < <(git ls-files '*.c' '*.h' 2>/dev/null || find core config notifiers daemon cli tests bench fuzz -name '*.[ch]')
 echo "$bad file(s) not formatted"
 [ "$bad" -eq 0 ]

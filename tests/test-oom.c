@@ -402,8 +402,8 @@ static int run_ladder_parse_bad(void *ud) {
 
 static void test_ladder(void **state) {
   static const char *const bad[] = {
-      "ladder/1 policy=p catchup=latest tier=a offset=-P1D channels=x,y audience=customer "
-      "repeat=FREQ%3DNEVER",
+      ("ladder/1 policy=p catchup=latest tier=a offset=-P1D channels=x,y audience=customer "
+       "repeat=FREQ%3DNEVER"),
       "ladder/1 policy=p tier=a offset=-P1D channels=x tier=b offset=bogus",
       "ladder/1 policy=p tier=a offset=-P1D channels=x,y channels=z",
   };

@@ -666,8 +666,8 @@ static void test_render_csv(void **state) {
   static const char *const want[] = {
       "section,name,metric,value\r\nperiod,,from,2027-03-01\r\nperiod,,to,2027-03-31\r\n",
       "funnel,,terms,10\r\n",
-      "funnel,,renewal_rate,0.4000\r\nfunnel,,decided_renewal_rate,0.5714\r\n"
-      "funnel,,response_rate,0.6250\r\nfunnel,,median_days_before_expiry,7.5\r\n",
+      ("funnel,,renewal_rate,0.4000\r\nfunnel,,decided_renewal_rate,0.5714\r\n"
+       "funnel,,response_rate,0.6250\r\nfunnel,,median_days_before_expiry,7.5\r\n"),
       "reason,price,count,1\r\nreason,switched-provider,count,1\r\n",
       "tier,reminder,response_rate,0.6667\r\n",
       "tier,escalation,response_rate,\r\n",

@@ -146,12 +146,29 @@ static void test_escape_controls(void **state) {
   assert_string_equal(small, "");
 }
 
+/* format_cut: cuts long texts, never inside a UTF-8 character. */
+static void test_format_cut(void **state) {
+  (void)state;
+  char b[6];
+  assert_false(format_cut(b, sizeof b, "%s", "abc"));
+  assert_string_equal(b, "abc");
+  assert_true(format_cut(b, sizeof b, "%s", "abcdefgh"));
+  assert_string_equal(b, "abcde");
+  assert_true(format_cut(b, sizeof b, "ab%s", "\xe4\xbd\xa0\xe5\xa5\xbd")); /* ab你好 */
+  assert_string_equal(b, "ab\xe4\xbd\xa0");
+  assert_true(format_cut(b, sizeof b, "abc%s", "\xe4\xbd\xa0")); /* 你 would need 6 bytes */
+  assert_string_equal(b, "abc");
+  assert_true(format_cut(b, sizeof b, "abcd%s", "\xc3\xa9")); /* é cut after its lead byte */
+  assert_string_equal(b, "abcd");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_buf),          cmocka_unit_test(test_consttime),
-      cmocka_unit_test(test_parse),        cmocka_unit_test(test_secret),
-      cmocka_unit_test(test_buf_overflow), cmocka_unit_test(test_rfc3339_range),
-      cmocka_unit_test(test_url_redact),   cmocka_unit_test(test_escape_controls),
+      cmocka_unit_test(test_format_cut),      cmocka_unit_test(test_buf),
+      cmocka_unit_test(test_consttime),       cmocka_unit_test(test_parse),
+      cmocka_unit_test(test_secret),          cmocka_unit_test(test_buf_overflow),
+      cmocka_unit_test(test_rfc3339_range),   cmocka_unit_test(test_url_redact),
+      cmocka_unit_test(test_escape_controls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
