@@ -78,6 +78,8 @@ struct config_daemon {
   int64_t refill_interval;      /* RefillInterval=: seconds between horizon refills, > 0 */
   int64_t change_poll_interval; /* ChangePollInterval=: seconds between store change polls, > 0 */
   char *templates;              /* Templates=: template directory, absolute path */
+  char *locale;                 /* Locale=: default locale (BCP 47), the end of every fallback
+                                   chain and the language of owner and ops messages */
   char *link_key_file;          /* LinkKeyFile=: path or credential name; NULL = none */
   char *api_token_file;         /* ApiTokenFile=: path or credential name; NULL = none */
 };

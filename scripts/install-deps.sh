@@ -8,6 +8,7 @@ packages=(
   libcurl4-openssl-dev libical-dev libsqlite3-dev sqlite3
   libsystemd-dev systemd libmicrohttpd-dev libjansson-dev libssl-dev
   libcmocka-dev tzdata
+  libicu-dev gettext
   python3 python3-aiosmtpd openssl
   chromium
   nginx-light postfix
