@@ -14,7 +14,9 @@
 #include <systemd/sd-daemon.h>
 
 #include "core/ladder.h"
+#include "core/locfmt.h"
 #include "daemon/http_internal.h"
+#include "notifiers/templates.h"
 
 /* ---- replies ------------------------------------------------------------------ */
 
@@ -731,6 +733,8 @@ struct http *http_free(struct http *h) {
   wipe_free(h->sms_token);
   validate_free(h->validate);
   http_report_cache_free(h->report_cache);
+  templates_free(h->pages);
+  locfmt_free(h->lf);
   free(h);
   return NULL;
 }

@@ -30,6 +30,9 @@ struct http {
   char *sms_token;           /* AuthTokenFile= of the first Twilio sms channel; wiped */
   struct validate *validate; /* for API upserts (default zone of cfg) */
   struct http_report_cache *report_cache; /* GET /report pages (http_report.c); owned */
+  struct templates *pages;        /* page strings (http_pages.c), opened on first use; owned */
+  const struct config *pages_cfg; /* the config pages was opened for (reopened after reload) */
+  struct locfmt *lf;              /* ICU formatters of the pages; owned */
 };
 
 /* One request being received (MHD's con_cls). */

@@ -69,6 +69,10 @@ int templates_render(struct templates *t, const char *locale, const char *name, 
  * fails to compile: rendering it then says why). False for invalid names. */
 bool templates_exists(struct templates *t, const char *locale, const char *name, const char *part);
 
+/* The shipped en/pages.po, built in (notifiers/embed.cmake): the last
+ * resort of the answer pages' strings. */
+extern const char templates_builtin_pages_po[];
+
 /* A handle without a directory: only built-in catalogues (templates_render()
  * then finds nothing). For pages when Templates= does not exist. */
 int templates_new_empty(struct templates **ret);
