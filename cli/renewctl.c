@@ -54,6 +54,8 @@
     "validate the configuration exactly as the daemon does; print the policies")                   \
   X(link, "link", "CONTRACT ACTION [--expires T] [--term N]",                                      \
     "print a signed answer link (ops, support, tests; see docs/http.md)")                          \
+  X(templates, "templates", "check [--dir DIR]",                                                   \
+    "render every template and page string of every locale; report gaps")                          \
   /* new commands go above this line, each line ending in a backslash */
 
 #define X_DECLARE(fn, name, args, summary) int cmd_##fn(struct cli *c, int argc, char **argv);
