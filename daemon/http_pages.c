@@ -29,8 +29,12 @@
  * again. Unsubscribing uses no key: it is already done when the opt-out bit
  * is set.
  *
- * Language: the customer's locale (zh* = Simplified Chinese, else English);
- * owner pages and pages without a known customer follow Accept-Language.
+ * Language: every word comes from the catalogue pages.po of the reader's
+ * locale (notifiers/templates.h, fallback fr-CA -> fr -> [Daemon] Locale=):
+ * the customer's locale; owner pages and pages without a known customer
+ * follow Accept-Language. Dates are ICU's (core/locfmt.h), in the
+ * customer's zone, so the thank-you page names the day the owner's alert
+ * names.
  * Plain HTML with inline CSS, no JavaScript, viewport meta for phones.
  * Owns nothing beyond one request; blocks on the store only. */
 #include <inttypes.h>

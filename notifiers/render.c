@@ -306,7 +306,8 @@ static const struct cal_zone *zone_or_utc(struct render *rd, const char *name) {
 }
 
 /* A day count in every form templates need: the number, "41 days", "in 41
- * days" and its CLDR plural category ("one", "other", ...). */
+ * days", its CLDR plural category ("one", "other", ...) and that category
+ * as a section ({"other": true}). */
 static int add_days(struct render *rd, json_t *o, const char *prefix, const char *locale,
                     int64_t days) {
   char key[48], v[LOCFMT_MAX];
@@ -322,8 +323,14 @@ static int add_days(struct render *rd, json_t *o, const char *prefix, const char
   snprintf(key, sizeof key, "%s_in", prefix);
   if ((r = jset_str(o, key, v)) < 0)
     return r;
+  const char *cat = locfmt_plural(rd->lf, locale, days < 0 ? -days : days);
   snprintf(key, sizeof key, "%s_plural", prefix);
-  return jset_str(o, key, locfmt_plural(rd->lf, locale, days < 0 ? -days : days));
+  if ((r = jset_str(o, key, cat)) < 0)
+    return r;
+  /* {"one": true}: for sections ({{#contract.days_left_is.one}}) */
+  snprintf(key, sizeof key, "%s_is", prefix);
+  json_t *is = json_pack("{s:b}", cat, 1);
+  return is && json_object_set_new(o, key, is) >= 0 ? 0 : -ENOMEM;
 }
 
 /* The contract object: ids, value, the last valid day and days left

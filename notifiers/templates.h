@@ -4,11 +4,13 @@
  *   DIR/en/notice.text.mustache
  *   DIR/en/notice.html.mustache
  *   DIR/en/partials/footer.mustache     partials ({{>footer}}, {{<footer}})
+ *   DIR/en/pages.po                     a catalogue (templates_string())
  *   DIR/zh/notice.text.mustache
  *   DIR/zh_CN/...
  *
- * A locale falls back from the most to the least specific and then to
- * TEMPLATES_FALLBACK_LOCALE: "zh-Hant-TW" tries zh-hant-tw, zh-hant, zh, en.
+ * A locale falls back from the most to the least specific and then to the
+ * default locale (templates_set_default_locale(), else
+ * TEMPLATES_FALLBACK_LOCALE): "zh-Hant-TW" tries zh-hant-tw, zh-hant, zh, en.
  * Locale names match directory names case-insensitively with '_' and '-'
  * equivalent, and an encoding or modifier suffix is ignored
  * ("zh_CN.UTF-8" = "zh-cn" = directory "zh_CN"); a locale that is not a
