@@ -822,7 +822,22 @@ struct history_ctx {
   struct buf text;
   int64_t self_id;
   int r;
+  struct locfmt *lf;        /* for "when": the local date and time of "at" */
+  const struct cal_zone *z; /* the reader's zone */
+  const char *locale;       /* the reader's locale */
 };
+
+/* Sets key of o ("when", "until_when") to t as a local date and time in the reader's zone and
+ * language ("October 20, 2027 at 2:30 PM"). */
+static int set_when(struct history_ctx *h, json_t *o, const char *key, int64_t t) {
+  char when[LOCFMT_MAX];
+  struct cal_local l;
+  if (!h->lf || !h->z)
+    return 0;
+  cal_to_local(h->z, t, &l);
+  locfmt_datetime(h->lf, h->locale, &l, when, sizeof when);
+  return jset_str(o, key, when);
+}
 
 static int history_cb(const struct reminder *m, void *ud) {
   struct history_ctx *h = ud;
@@ -835,7 +850,7 @@ static int history_cb(const struct reminder *m, void *ud) {
       jset_int(o, "step", m->step) < 0 || jset_int(o, "repeat", (int64_t)m->step + 1) < 0 ||
       jset_str(o, "channel", m->channel) < 0 || jset_str(o, "audience", m->audience) < 0 ||
       jset_str(o, "status", reminder_status_to_string(m->status)) < 0 ||
-      jset_str(o, "at", format_rfc3339(when, at)) < 0)
+      jset_str(o, "at", format_rfc3339(when, at)) < 0 || set_when(h, o, "when", when) < 0)
     return -ENOMEM;
   if (buf_printf(&h->text, "- %s: %s #%d via %s (%s): %s\n", at, m->tier, m->step + 1, m->channel,
                  m->audience, reminder_status_to_string(m->status)) < 0)
@@ -850,6 +865,8 @@ static int response_cb(const struct response *p, void *ud) {
   if (!o || json_array_append_new(h->arr, o) < 0 || jset_str(o, "kind", p->kind) < 0 ||
       jset_str(o, "source", p->source) < 0 || jset_str(o, "reason", p->reason) < 0 ||
       jset_str(o, "at", format_rfc3339(p->created_at, at)) < 0 || jset_int(o, "id", p->id) < 0 ||
+      set_when(h, o, "when", p->created_at) < 0 ||
+      (p->until_at && set_when(h, o, "until_when", p->until_at) < 0) ||
       jset_str(o, "detail", p->detail) < 0 || /* smtp helper: message text, callback time */
       (p->until_at && jset_str(o, "until", format_rfc3339(p->until_at, at)) < 0))
     return -ENOMEM;
@@ -1047,6 +1064,9 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   f.template_name = template_name;
 
   if (audience == AUDIENCE_OWNER && !ops_alert) {
+    h.lf = rd->lf;
+    h.z = zone_or_utc(rd, f.zone);
+    h.locale = f.locale;
     if (!(h.arr = json_array())) {
       r = -ENOMEM;
       goto out;
