@@ -218,7 +218,7 @@ int catalogue_parse(const char *text, struct catalogue **ret, char *err, size_t 
 }
 
 const struct tmpl *catalogue_get(const struct catalogue *c, const char *key) {
-  if (!c || !key)
+  if (!c || !key || c->n == 0)
     return NULL;
   struct msg k = {.key = (char *)key};
   const struct msg *m = bsearch(&k, c->msgs, c->n, sizeof *c->msgs, cmp_msg);
