@@ -825,7 +825,23 @@ struct history_ctx {
   struct locfmt *lf;        /* for "when": the local date and time of "at" */
   const struct cal_zone *z; /* the reader's zone */
   const char *locale;       /* the reader's locale */
+  struct templates *tmpl;   /* for the words of alerts.po, or NULL */
 };
+
+/* Sets key of o to the words for prefix + value in alerts.po of the
+ * reader's locale ("status_sent" -> "gesendet"), else to value itself. */
+static int set_label(struct history_ctx *h, json_t *o, const char *key, const char *prefix,
+                     const char *value) {
+  if (isempty(value))
+    return 0;
+  _cleanup_free_ char *id = strprintf("%s%s", prefix, value), *words = NULL;
+  if (!id)
+    return -ENOMEM;
+  if (!h->tmpl ||
+      templates_string(h->tmpl, h->locale, "alerts", id, NULL, &words, NULL, NULL, 0) < 0)
+    return jset_str(o, key, value);
+  return jset_str(o, key, words);
+}
 
 /* Sets key of o ("when", "until_when") to t as a local date and time in the reader's zone and
  * language ("October 20, 2027 at 2:30 PM"). */
@@ -850,7 +866,9 @@ static int history_cb(const struct reminder *m, void *ud) {
       jset_int(o, "step", m->step) < 0 || jset_int(o, "repeat", (int64_t)m->step + 1) < 0 ||
       jset_str(o, "channel", m->channel) < 0 || jset_str(o, "audience", m->audience) < 0 ||
       jset_str(o, "status", reminder_status_to_string(m->status)) < 0 ||
-      jset_str(o, "at", format_rfc3339(when, at)) < 0 || set_when(h, o, "when", when) < 0)
+      jset_str(o, "at", format_rfc3339(when, at)) < 0 || set_when(h, o, "when", when) < 0 ||
+      set_label(h, o, "status_label", "status_", reminder_status_to_string(m->status)) < 0 ||
+      set_label(h, o, "audience_label", "audience_", m->audience) < 0)
     return -ENOMEM;
   if (buf_printf(&h->text, "- %s: %s #%d via %s (%s): %s\n", at, m->tier, m->step + 1, m->channel,
                  m->audience, reminder_status_to_string(m->status)) < 0)
@@ -866,6 +884,8 @@ static int response_cb(const struct response *p, void *ud) {
       jset_str(o, "source", p->source) < 0 || jset_str(o, "reason", p->reason) < 0 ||
       jset_str(o, "at", format_rfc3339(p->created_at, at)) < 0 || jset_int(o, "id", p->id) < 0 ||
       set_when(h, o, "when", p->created_at) < 0 ||
+      set_label(h, o, "kind_label", "kind_", p->kind) < 0 ||
+      set_label(h, o, "reason_label", "reason_", p->reason) < 0 ||
       (p->until_at && set_when(h, o, "until_when", p->until_at) < 0) ||
       jset_str(o, "detail", p->detail) < 0 || /* smtp helper: message text, callback time */
       (p->until_at && jset_str(o, "until", format_rfc3339(p->until_at, at)) < 0))
@@ -1067,6 +1087,7 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     h.lf = rd->lf;
     h.z = zone_or_utc(rd, f.zone);
     h.locale = f.locale;
+    h.tmpl = rd->tmpl;
     if (!(h.arr = json_array())) {
       r = -ENOMEM;
       goto out;

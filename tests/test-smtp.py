@@ -259,7 +259,7 @@ def case_plain(wd):
         check(m["List-Unsubscribe"] is None, "owner alert: no List-Unsubscribe")
         text = m.get_body(preferencelist=("plain",)).get_content()
         for needle in ("Jane Doe", "€1,200.50", "February 14, 2031", "Renewed:", "https://renew.test/r/v1.",
-                       "notice #1 via email (customer): sent"):
+                       "notice #1 via email (to the customer): sent"):
             check(needle in text, f"escalation text contains {needle!r}")
         check(m["Message-ID"] == f"<{rowby[('C-EN', 'escalation')]['idem_key']}@example.com>",
               "escalation Message-ID = its outbox key")
