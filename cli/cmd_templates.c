@@ -214,6 +214,7 @@ static int check_present(struct check *k, const char *file, void *ud) {
 
 struct keyctx {
   struct check *k;
+  const char *catalogue;  /* "pages", "alerts" */
   const char *locale_dir; /* the locale whose catalogue must have the key, or NULL */
 };
 
@@ -229,9 +230,9 @@ static int check_key(void *ud, const char *key) {
   char *out = NULL, err[256] = "";
   const char *used = NULL;
   char what[128];
-  snprintf(what, sizeof what, "pages.po \"%s\"", key);
+  snprintf(what, sizeof what, "%s.po \"%s\"", kc->catalogue, key);
   k->what = what;
-  int r = templates_string(k->t, k->locale, "pages", key, data, &out, &used, err, sizeof err);
+  int r = templates_string(k->t, k->locale, kc->catalogue, key, data, &out, &used, err, sizeof err);
   json_decref(data);
   k->renders++;
   if (r == -ENOMEM)
@@ -257,8 +258,12 @@ static int check_locale(struct check *k, struct render *rd, const struct config 
     if ((r = foreach_file(k->dir, deflt, "", check_present, k, &top)) >= 0)
       r = foreach_file(k->dir, deflt, "partials/", check_present, k, &partials);
   }
-  struct keyctx kc = {.k = k, .locale_dir = complete ? k->locale : NULL};
+  /* page strings: the built-in (English) keys; alert words: the default locale's */
+  struct keyctx kc = {.k = k, .catalogue = "pages", .locale_dir = complete ? k->locale : NULL};
   if (r >= 0 && (r = templates_catalogue_keys(k->t, NULL, "pages", check_key, &kc)) == -ENOENT)
+    r = 0;
+  kc.catalogue = "alerts";
+  if (r >= 0 && (r = templates_catalogue_keys(k->t, deflt, "alerts", check_key, &kc)) == -ENOENT)
     r = 0;
   return r;
 }
