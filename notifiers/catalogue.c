@@ -146,14 +146,14 @@ static int parse_line(struct parser *p, const char *s, const char *end, unsigned
     s++;
   if (s == end)
     return 0;
+  int r;
   if (*s == '#') {
-    if (p->in == 2 && finish(p) < 0)
-      return -EINVAL;
+    if (p->in == 2 && (r = finish(p)) < 0)
+      return r;
     if (end - s >= 2 && s[1] == ',' && memmem(s, (size_t)(end - s), "fuzzy", 5))
       p->fuzzy = true;
     return 0;
   }
-  int r;
   if (*s == '"') {
     if (p->in == 0)
       return fail(p->err, p->errlen, "line %u: a string outside msgid/msgstr", line);
