@@ -199,7 +199,10 @@ static size_t locale_chain(const struct templates *t, const char *locale,
   size_t n = 0;
   if (isempty(locale) || !normalize_locale(locale, norm))
     strcpy(norm, t->fallback);
-  for (int pass = 0; pass < 2; pass++) {
+  /* the locale, then the default locale, then TEMPLATES_FALLBACK_LOCALE (the
+   * reference set every other locale is translated from: it holds the
+   * shared partials, and whatever a default locale of an install lacks) */
+  for (int pass = 0; pass < 3; pass++) {
     for (;;) {
       for (size_t i = 0; i < t->n_locales && n < MAX_CHAIN; i++) {
         if (!streq(t->locales[i].norm, norm))
@@ -216,7 +219,7 @@ static size_t locale_chain(const struct templates *t, const char *locale,
         break;
       *dash = 0;
     }
-    strcpy(norm, t->fallback);
+    strcpy(norm, pass == 0 ? t->fallback : TEMPLATES_FALLBACK_LOCALE);
   }
   return n;
 }

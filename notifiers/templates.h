@@ -9,8 +9,10 @@
  *   DIR/zh_CN/...
  *
  * A locale falls back from the most to the least specific and then to the
- * default locale (templates_set_default_locale(), else
- * TEMPLATES_FALLBACK_LOCALE): "zh-Hant-TW" tries zh-hant-tw, zh-hant, zh, en.
+ * default locale (templates_set_default_locale()), then to
+ * TEMPLATES_FALLBACK_LOCALE, the reference set: "zh-Hant-TW" tries
+ * zh-hant-tw, zh-hant, zh, en; with default de, "fr-CA" tries fr-ca, fr, de,
+ * en.
  * Locale names match directory names case-insensitively with '_' and '-'
  * equivalent, and an encoding or modifier suffix is ignored
  * ("zh_CN.UTF-8" = "zh-cn" = directory "zh_CN"); a locale that is not a

@@ -2,7 +2,7 @@
 on a copy with one of each problem it reports.
 
   1. The shipped directory with the example config's tiers: exit 0, "ok",
-     every shipped locale (en, de, zh) checked.
+     every shipped locale (en, de, zh) checked; also with Locale=de.
   2. A copy where de/notice.text names a key the data lacks and writes
      "1 days", de/ lacks a partial with words and a page string, and a zh
      SMS template does not compile: exit 1 and one line for each, naming the
@@ -35,6 +35,12 @@ def body(wd):
     p = run([RENEWCTL, "--config", conf, "templates", "check", "--dir", shipped], check_rc=False)
     check(p.returncode == 0 and re.search(r"templates: 3 locales, \d+ templates, \d+ renders: ok", p.stdout),
           f"shipped templates: exit {p.returncode}\n{p.stdout}{p.stderr}")
+
+    # another default locale: its chain still reaches en/ (the shared partials)
+    write(wd("etc/renewd.conf.d/20-locale.conf"), "[Daemon]\nLocale=de\n")
+    p = run([RENEWCTL, "--config", conf, "templates", "check", "--dir", shipped], check_rc=False)
+    check(p.returncode == 0, f"shipped templates with Locale=de: exit {p.returncode}\n{p.stdout}{p.stderr}")
+    os.remove(wd("etc/renewd.conf.d/20-locale.conf"))
 
     bad = wd("templates")
     shutil.copytree(shipped, bad)
