@@ -713,6 +713,7 @@ void http_set_config(struct http *h, const struct config *cfg) {
   h->deps.cfg = cfg;
   load_secrets(h, cfg);
   h->report_cache = http_report_cache_free(h->report_cache); /* policy names may change */
+  h->pages = templates_free(h->pages); /* page strings are read again from Templates= */
   struct validate *v = NULL;
   if (validate_new(h->deps.cal, cfg->daemon.time_zone, &v) >= 0) {
     validate_free(h->validate);

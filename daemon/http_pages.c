@@ -106,8 +106,9 @@ static const char *S2(struct strings *t, const char *prefix, const char *name) {
   return S(t, key);
 }
 
-/* The templates of the pages: Templates= (reopened after a reload), else
- * only the built-in English catalogue. NULL on OOM. */
+/* The templates of the pages: Templates= (opened on first use after start
+ * and after each reload, which frees h->pages), else only the built-in
+ * English catalogue. NULL on OOM. */
 static struct templates *pages_templates(struct http *h) {
   const struct config *cfg = h->deps.cfg;
   if (h->pages && h->pages_cfg == cfg)
