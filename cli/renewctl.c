@@ -57,6 +57,8 @@
   X(suppressions, "suppressions",                                                                  \
     "list [--kind K] [--address A] | add ADDRESS | remove ADDRESS --reason R",                     \
     "addresses nothing is sent to (STOP, unsubscribe, bounces): list, add, remove")                \
+  X(templates, "templates", "check [--dir DIR]",                                                   \
+    "render every template and page string of every locale; report gaps")                          \
   /* new commands go above this line, each line ending in a backslash */
 
 #define X_DECLARE(fn, name, args, summary) int cmd_##fn(struct cli *c, int argc, char **argv);

@@ -227,6 +227,17 @@ static bool valid_url(const char *s) {
   return true;
 }
 
+/* A language tag: letters, digits, '-' and '_', starting with a letter. */
+static bool valid_locale_tag(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 35 || !isalpha((unsigned char)s[0]))
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+      return false;
+  return true;
+}
+
 static bool valid_zone_name(const char *s) {
   if (isempty(s) || *s == '/' || strstr(s, "..") || strlen(s) > 128)
     return false;
@@ -297,10 +308,11 @@ enum kind {
 
 enum naming { NAME_NONE, NAME_OPTIONAL, NAME_REQUIRED };
 
-static const char *const daemon_keys[] = {"Database",           "Listen",      "PublicURL",
-                                          "TimeZone",           "Horizon",     "RefillInterval",
-                                          "ChangePollInterval", "Templates",   "LinkKeyFile",
-                                          "ApiTokenFile",       "StopTimeout", NULL};
+static const char *const daemon_keys[] = {
+    "Database",    "Listen",         "PublicURL",          "TimeZone",
+    "Horizon",     "RefillInterval", "ChangePollInterval", "Templates",
+    "LinkKeyFile", "ApiTokenFile",   "StopTimeout",        "Locale",
+    NULL};
 static const char *const http_keys[] = {"MaxConnections", "MaxConnectionsPerClient",
                                         "RequestTimeout", NULL};
 static const char *const window_keys[] = {"Hours", "Days", "Holidays", NULL};
@@ -635,6 +647,7 @@ static void load_daemon(struct loader *l) {
       .change_poll_interval = 1,
       .stop_timeout = 20,
       .templates = xstrdup(l, "/usr/share/renewd/templates"),
+      .locale = xstrdup(l, "en"),
   };
   const struct ini_section *s = find_section(l, K_DAEMON, NULL);
   if (!s)
@@ -684,6 +697,12 @@ static void load_daemon(struct loader *l) {
   set_timespan(l, get(s, "ChangePollInterval"), &d->change_poll_interval, true);
   set_timespan(l, get(s, "StopTimeout"), &d->stop_timeout, false);
   set_path(l, get(s, "Templates"), &d->templates);
+  if ((e = get(s, "Locale"))) {
+    if (!valid_locale_tag(e->value))
+      bad_value(l, e, "expected a language tag such as en, de or zh-CN");
+    else if (free_and_strdup(&d->locale, e->value) < 0)
+      nomem(l);
+  }
   if ((e = get(s, "LinkKeyFile"))) {
     d->link_key_src = e->file;
     d->link_key_line = e->line;
@@ -1235,6 +1254,7 @@ struct config *config_free(struct config *c) {
   free(d->public_url);
   free(d->time_zone);
   free(d->templates);
+  free(d->locale);
   free(d->link_key_file);
   free(d->api_token_file);
   for (size_t i = 0; i < c->n_windows; i++) {

@@ -79,6 +79,8 @@ struct config_daemon {
   int64_t change_poll_interval; /* ChangePollInterval=: seconds between store change polls, > 0 */
   int64_t stop_timeout;     /* StopTimeout=: seconds a stop waits for transfers in flight, >= 0 */
   char *templates;          /* Templates=: template directory, absolute path */
+  char *locale;             /* Locale=: default locale (BCP 47), the end of every fallback
+                               chain and the language of owner and ops messages */
   char *link_key_file;      /* LinkKeyFile=: path or credential name; NULL = none */
   const char *link_key_src; /* where LinkKeyFile= is set (file of config->files), */
   unsigned link_key_line;   /*   for errors; NULL/0 = not set */

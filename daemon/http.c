@@ -14,7 +14,9 @@
 #include <systemd/sd-daemon.h>
 
 #include "core/ladder.h"
+#include "core/locfmt.h"
 #include "daemon/http_internal.h"
+#include "notifiers/templates.h"
 
 /* ---- replies ------------------------------------------------------------------ */
 
@@ -744,6 +746,7 @@ void http_set_config(struct http *h, const struct config *cfg) {
   h->deps.cfg = cfg;
   load_secrets(h, cfg);
   h->report_cache = http_report_cache_free(h->report_cache); /* policy names may change */
+  h->pages = templates_free(h->pages); /* page strings are read again from Templates= */
   struct validate *v = NULL;
   if (validate_new(h->deps.cal, cfg->daemon.time_zone, &v) >= 0) {
     validate_free(h->validate);
@@ -766,6 +769,8 @@ struct http *http_free(struct http *h) {
   wipe_free(h->sms_token);
   validate_free(h->validate);
   http_report_cache_free(h->report_cache);
+  templates_free(h->pages);
+  locfmt_free(h->lf);
   free(h);
   return NULL;
 }

@@ -54,6 +54,10 @@ struct http {
   struct http_stall stall;              /* the accept self-check */
   uint64_t n_expired, n_evicted;        /* drops since the last log line */
   uint64_t last_drop_log;               /* CLOCK_MONOTONIC µs */
+  /* page strings (http_pages.c) */
+  struct templates *pages;        /* page strings (http_pages.c), opened on first use; owned */
+  const struct config *pages_cfg; /* the config pages was opened for (reopened after reload) */
+  struct locfmt *lf;              /* ICU formatters of the pages; owned */
 };
 
 /* One accepted connection (MHD's socket context, http_guard.c). */

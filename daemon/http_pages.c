@@ -32,239 +32,121 @@
  * unsubscribe suppresses the address the link's message went to, for every
  * customer and owner with it (lifecycle_apply(), store.h "suppressions").
  *
- * Language: the customer's locale (zh* = Simplified Chinese, else English);
- * owner pages and pages without a known customer follow Accept-Language.
+ * Language: every word comes from the catalogue pages.po of the reader's
+ * locale (notifiers/templates.h, fallback fr-CA -> fr -> [Daemon] Locale=):
+ * the customer's locale; owner pages and pages without a known customer
+ * follow Accept-Language. Dates are ICU's (core/locfmt.h), in the
+ * customer's zone, so the thank-you page names the day the owner's alert
+ * names.
  * Plain HTML with inline CSS, no JavaScript, viewport meta for phones.
  * Owns nothing beyond one request; blocks on the store only. */
 #include <inttypes.h>
 #include <openssl/sha.h>
 
+#include "core/locfmt.h"
 #include "daemon/http_internal.h"
+#include "notifiers/templates.h"
+
+#define STRINGS_MAX 64 /* strings one page uses, at most */
 
 /* ---- strings -------------------------------------------------------------------- */
 
+/* The words of one request's pages: strings of the catalogue pages.po
+ * (notifiers/templates.h) in the reader's locale, rendered on demand and
+ * kept until the request ends. */
 struct strings {
-  const char *lang;
-  const char *site, *product, *contract, *valid_until, *footer;
-  const char *renew_h, *renew_p, *renew_p2, *renew_contract, *renew_b, *renew_done, *renew_next;
-  const char *decline_h, *decline_p, *decline_note, *decline_b, *decline_done;
-  const char *reasons[6];
-  const char *snooze_h, *snooze_p, *snooze_b, *snooze_done, *snooze_none;
-  const char *snooze_opts[3];
-  const char *call_h, *call_p, *call_asap, *call_at, *call_note, *call_b, *call_done, *call_done_at,
-      *call_paused;
-  const char *unsub_h, *unsub_email, *unsub_sms, *unsub_b, *unsub_done_h, *unsub_done_email,
-      *unsub_done_sms, *unsub_already;
-  const char *orenew_h, *orenew_p, *orenew_field, *orenew_b, *orenew_done;
-  const char *olost_h, *olost_p, *olost_b, *olost_done;
-  const char *osnooze_h, *osnooze_p, *osnooze_done;
-  const char *thanks, *done_h;
-  const char *already_h, *already_p, *already_state;
-  const char *refused_h, *refused_p;
-  const char *invalid_h, *invalid_p, *forbidden_h, *forbidden_p, *expired_h, *expired_p, *oldterm_h,
-      *oldterm_p, *gone_h, *gone_p, *disabled_h, *disabled_p, *confirm_h, *confirm_p, *confirm_form,
-      *badvalue_h, *badvalue_p, *error_h, *error_p;
-  const char *states[_CONTRACT_STATE_MAX];
+  struct templates *t;      /* borrowed from struct http */
+  struct locfmt *lf;        /* borrowed from struct http */
+  char locale[64];          /* the reader's locale */
+  char *owned[STRINGS_MAX]; /* strings handed out */
+  size_t n_owned;           /* entries in owned */
 };
 
-static const struct strings en = {
-    .lang = "en",
-    .site = "Contract renewal",
-    .product = "Product",
-    .contract = "Contract",
-    .valid_until = "Valid until",
-    .footer = "You opened this page from a link in a message about your contract. Nothing "
-              "changes until you press the button.",
-    .renew_h = "Renew your contract",
-    .renew_p = "Your %s will be renewed until %s.",
-    .renew_p2 = "The new term starts when the current one ends. Your account manager will send "
-                "you the invoice.",
-    .renew_contract = "contract",
-    .renew_b = "Confirm the renewal",
-    .renew_done = "Your %s is renewed until %s.",
-    .renew_next = "Your account manager has been told and will send you the invoice, or be in "
-                  "touch if anything else is needed. You will not receive any more reminders "
-                  "about the current term.",
-    .decline_h = "Not renewing",
-    .decline_p = "We are sorry to see you go. Please tell us why you will not renew.",
-    .decline_note = "Anything else you would like to tell us? (optional)",
-    .decline_b = "Confirm: I will not renew",
-    .decline_done = "We have recorded that you will not renew. You will not receive further "
-                    "reminders about this contract.",
-    .reasons = {"The price is too high", "We switched to another provider", "We no longer need it",
-                "No budget", "Missing features", "Another reason"},
-    .snooze_h = "Remind me later",
-    .snooze_p = "Choose when we should remind you again.",
-    .snooze_b = "Remind me then",
-    .snooze_done = "We will remind you again on %s. Until then you will not hear from us about "
-                   "this renewal.",
-    .snooze_none = "Your contract expires too soon to postpone the reminders. Please renew or "
-                   "contact your account manager.",
-    .snooze_opts = {"In 1 week (%s)", "In 2 weeks (%s)", "In 1 month (%s)"},
-    .call_h = "Please call me",
-    .call_p = "Your account manager will call you. When suits you best?",
-    .call_asap = "As soon as possible",
-    .call_at = "At this time:",
-    .call_note = "Phone number or anything we should know (optional)",
-    .call_b = "Request a call",
-    .call_done = "Your account manager will call you soon.",
-    .call_done_at = "Your account manager will call you around %s.",
-    .call_paused = "We have paused the reminders until then.",
-    .unsub_h = "Unsubscribe",
-    .unsub_email = "Stop sending renewal reminders about this contract by email?",
-    .unsub_sms = "Stop sending renewal reminders about this contract by SMS?",
-    .unsub_b = "Unsubscribe",
-    .unsub_done_h = "You are unsubscribed",
-    .unsub_done_email = "You will no longer receive renewal reminders by email.",
-    .unsub_done_sms = "You will no longer receive renewal reminders by SMS.",
-    .unsub_already = "You were already unsubscribed. Nothing more to do.",
-    .orenew_h = "Record a renewal",
-    .orenew_p = "Record that the customer renewed. A new term starts with the new expiry date "
-                "and the reminders of the old term stop.",
-    .orenew_field = "New term valid through",
-    .orenew_b = "Record the renewal",
-    .orenew_done = "Renewal recorded. The new term runs through %s.",
-    .olost_h = "Record as lost",
-    .olost_p = "Record that this contract will not be renewed. All reminders stop.",
-    .olost_b = "Record as lost",
-    .olost_done = "Recorded as lost. No more reminders are sent for this contract.",
-    .osnooze_h = "Pause the reminders",
-    .osnooze_p = "Pause the reminders to the customer until:",
-    .osnooze_done = "The reminders to the customer are paused until %s.",
-    .thanks = "Thank you!",
-    .done_h = "Done",
-    .already_h = "Already recorded",
-    .already_p = "This answer was already recorded on %s. There is nothing more to do.",
-    .already_state = "This contract is already marked as \xe2\x80\x9c%s\xe2\x80\x9d. There is "
-                     "nothing more to do.",
-    .refused_h = "This can no longer be changed",
-    .refused_p = "This contract is \xe2\x80\x9c%s\xe2\x80\x9d, so this answer cannot be recorded. "
-                 "Please contact your account manager.",
-    .invalid_h = "This link is not valid",
-    .invalid_p = "Please check that you opened the whole link from the message.",
-    .forbidden_h = "This link could not be verified",
-    .forbidden_p = "It may have been changed on the way. Please use the link in our most recent "
-                   "message, or contact your account manager.",
-    .expired_h = "This link has expired",
-    .expired_p = "Please use the link in our most recent message, or contact your account "
-                 "manager.",
-    .oldterm_h = "This link is out of date",
-    .oldterm_p = "The contract has changed since this message was sent (for example, it was "
-                 "renewed). Please use the link in our most recent message.",
-    .gone_h = "This contract is no longer available",
-    .gone_p = "Please contact your account manager.",
-    .disabled_h = "Not available right now",
-    .disabled_p = "Answer links cannot be used at the moment. Please try again later or contact "
-                  "your account manager.",
-    .confirm_h = "Please confirm on the page",
-    .confirm_p = "Nothing was changed. Please open the link again and use the button on the page.",
-    .confirm_form = "Nothing was changed yet: please use the button below to confirm.",
-    .badvalue_h = "Please check your choice",
-    .badvalue_p = "Nothing was changed yet.",
-    .error_h = "Something went wrong",
-    .error_p = "Nothing was changed. Please try again in a few minutes.",
-    .states = {"active", "active", "renewed", "not being renewed", "reminders paused",
-               "waiting for a call back", "expired", "closed"},
-};
-
-static const struct strings zh = {
-    .lang = "zh-CN",
-    .site = "合同续约",
-    .product = "产品",
-    .contract = "合同编号",
-    .valid_until = "有效期至",
-    .footer = "您是通过关于您合同的消息中的链接打开此页面的。在您按下按钮之前，不会有任何更改。",
-    .renew_h = "续约您的合同",
-    .renew_p = "您的%s将续约至%s。",
-    .renew_p2 = "新合同期自当前合同期结束时开始。您的客户经理将向您发送发票。",
-    .renew_contract = "合同",
-    .renew_b = "确认续约",
-    .renew_done = "您的%s已续约至%s。",
-    .renew_next = "我们已通知您的客户经理，他们将向您发送发票，如有其他需要也会与您联系。"
-                  "您将不会再收到关于当前合同期的提醒。",
-    .decline_h = "不再续约",
-    .decline_p = "很遗憾您将离开。请告诉我们您不续约的原因。",
-    .decline_note = "还有什么想告诉我们的吗？（可选）",
-    .decline_b = "确认：我不续约",
-    .decline_done = "我们已记录您不续约。您将不会再收到关于此合同的提醒。",
-    .reasons = {"价格太高", "我们已更换供应商", "我们不再需要", "没有预算", "缺少所需功能",
-                "其他原因"},
-    .snooze_h = "稍后提醒我",
-    .snooze_p = "请选择我们何时再次提醒您。",
-    .snooze_b = "到时提醒我",
-    .snooze_done = "我们将于%s再次提醒您。在此之前，我们不会就此次续约联系您。",
-    .snooze_none = "您的合同即将到期，无法推迟提醒。请续约或联系您的客户经理。",
-    .snooze_opts = {"1 周后（%s）", "2 周后（%s）", "1 个月后（%s）"},
-    .call_h = "请给我回电",
-    .call_p = "您的客户经理将给您回电。您什么时间方便？",
-    .call_asap = "尽快",
-    .call_at = "在此时间：",
-    .call_note = "电话号码或其他需要我们知道的信息（可选）",
-    .call_b = "请求回电",
-    .call_done = "您的客户经理将很快给您回电。",
-    .call_done_at = "您的客户经理将在%s左右给您回电。",
-    .call_paused = "在此之前，提醒已暂停。",
-    .unsub_h = "退订",
-    .unsub_email = "停止通过电子邮件发送关于此合同的续约提醒？",
-    .unsub_sms = "停止通过短信发送关于此合同的续约提醒？",
-    .unsub_b = "退订",
-    .unsub_done_h = "您已退订",
-    .unsub_done_email = "您将不再通过电子邮件收到续约提醒。",
-    .unsub_done_sms = "您将不再通过短信收到续约提醒。",
-    .unsub_already = "您之前已退订，无需其他操作。",
-    .orenew_h = "记录续约",
-    .orenew_p = "记录客户已续约。新合同期自新的到期日起生效，旧合同期的提醒将停止。",
-    .orenew_field = "新合同期有效至",
-    .orenew_b = "记录续约",
-    .orenew_done = "已记录续约。新合同期有效至%s。",
-    .olost_h = "记录为流失",
-    .olost_p = "记录此合同不会续约。所有提醒将停止。",
-    .olost_b = "记录为流失",
-    .olost_done = "已记录为流失。此合同不再发送提醒。",
-    .osnooze_h = "暂停提醒",
-    .osnooze_p = "暂停向客户发送提醒，直到：",
-    .osnooze_done = "向客户发送的提醒已暂停至%s。",
-    .thanks = "谢谢！",
-    .done_h = "已完成",
-    .already_h = "已记录",
-    .already_p = "此答复已于%s记录，无需其他操作。",
-    .already_state = "此合同已标记为「%s」，无需其他操作。",
-    .refused_h = "此操作已无法进行",
-    .refused_p = "此合同当前状态为「%s」，因此无法记录此答复。请联系您的客户经理。",
-    .invalid_h = "此链接无效",
-    .invalid_p = "请确认您打开了消息中的完整链接。",
-    .forbidden_h = "无法验证此链接",
-    .forbidden_p = "链接可能在传输中被修改。请使用我们最新消息中的链接，或联系您的客户经理。",
-    .expired_h = "此链接已过期",
-    .expired_p = "请使用我们最新消息中的链接，或联系您的客户经理。",
-    .oldterm_h = "此链接已过时",
-    .oldterm_p = "自此消息发送以来，合同已发生变化（例如已续约）。请使用我们最新消息中的链接。",
-    .gone_h = "此合同已不存在",
-    .gone_p = "请联系您的客户经理。",
-    .disabled_h = "暂时不可用",
-    .disabled_p = "答复链接暂时无法使用。请稍后再试或联系您的客户经理。",
-    .confirm_h = "请在页面上确认",
-    .confirm_p = "没有任何更改。请重新打开链接并使用页面上的按钮。",
-    .confirm_form = "尚未进行任何更改：请使用下面的按钮确认。",
-    .badvalue_h = "请检查您的选择",
-    .badvalue_p = "尚未进行任何更改。",
-    .error_h = "出现问题",
-    .error_p = "没有任何更改。请几分钟后重试。",
-    .states = {"有效", "有效", "已续约", "不再续约", "提醒已暂停", "等待回电", "已过期", "已关闭"},
-};
-
-static const struct strings *strings_for(const char *locale) {
-  return http_locale_is_zh(locale) ? &zh : &en;
+static void strings_done(struct strings *t) {
+  for (size_t i = 0; i < t->n_owned; i++)
+    free(t->owned[i]);
+  t->n_owned = 0;
 }
 
-/* The first language of Accept-Language ("zh-CN,zh;q=0.9,en" -> zh). */
-static const struct strings *strings_accept(struct MHD_Connection *c) {
-  const char *al = http_header(c, "Accept-Language");
-  if (!al)
-    return &en;
-  while (*al == ' ')
-    al++;
-  return http_locale_is_zh(al) ? &zh : &en;
+/* String key rendered with data (may be NULL); the key itself when it
+ * cannot be had (a broken catalogue, OOM), so a page is never blank. Valid
+ * until strings_done(). */
+static const char *SD(struct strings *t, const char *key, json_t *data) {
+  char *out = NULL;
+  if (t->n_owned == STRINGS_MAX ||
+      templates_string(t->t, t->locale, "pages", key, data, &out, NULL, NULL, 0) < 0)
+    return key;
+  t->owned[t->n_owned++] = out;
+  return out;
+}
+
+static const char *S(struct strings *t, const char *key) {
+  return SD(t, key, NULL);
+}
+
+/* String key with fields (name, value pairs, NULL-terminated). */
+static const char *SV(struct strings *t, const char *key, ...) {
+  json_t *data = json_object();
+  va_list ap;
+  va_start(ap, key);
+  for (const char *n; data && (n = va_arg(ap, const char *));) {
+    const char *v = va_arg(ap, const char *);
+    if (json_object_set_new(data, n, json_string(v ? v : "")) < 0) {
+      json_decref(data);
+      data = NULL;
+    }
+  }
+  va_end(ap);
+  const char *r = data ? SD(t, key, data) : key;
+  json_decref(data);
+  return r;
+}
+
+/* String prefix + name ("reason_" "price"). */
+static const char *S2(struct strings *t, const char *prefix, const char *name) {
+  char key[96];
+  snprintf(key, sizeof key, "%s%s", prefix, name ? name : "");
+  return S(t, key);
+}
+
+/* The templates of the pages: Templates= (opened on first use after start
+ * and after each reload, which frees h->pages), else only the built-in
+ * English catalogue. NULL on OOM. */
+static struct templates *pages_templates(struct http *h) {
+  const struct config *cfg = h->deps.cfg;
+  if (h->pages && h->pages_cfg == cfg)
+    return h->pages;
+  h->pages = templates_free(h->pages);
+  if (isempty(cfg->daemon.templates) ||
+      templates_open(cfg->daemon.templates, &h->pages, NULL, 0) < 0)
+    (void)templates_new_empty(&h->pages);
+  if (!h->pages)
+    return NULL;
+  if (!isempty(cfg->daemon.locale))
+    (void)templates_set_default_locale(h->pages, cfg->daemon.locale);
+  (void)templates_add_builtin_catalogue(h->pages, "pages", templates_builtin_pages_po, NULL, 0);
+  h->pages_cfg = cfg;
+  return h->pages;
+}
+
+/* Sets up t for locale (NULL: the default). */
+static void strings_init(struct strings *t, struct http *h, const char *locale) {
+  t->t = pages_templates(h);
+  if (!h->lf)
+    h->lf = locfmt_new();
+  t->lf = h->lf;
+  snprintf(t->locale, sizeof t->locale, "%s",
+           !isempty(locale) ? locale
+           : t->t           ? templates_default_locale(t->t)
+                            : "en");
+}
+
+/* The reader's language from Accept-Language, among the shipped locales. */
+static void strings_accept(struct strings *t, struct http *h, struct MHD_Connection *c) {
+  strings_init(t, h, NULL);
+  char best[64];
+  if (t->t && templates_negotiate(t->t, http_header(c, "Accept-Language"), best, sizeof best) >= 0)
+    snprintf(t->locale, sizeof t->locale, "%s", best);
 }
 
 /* ---- HTML ------------------------------------------------------------------------- */
@@ -298,7 +180,7 @@ static const char css[] =
 
 struct page {
   struct buf b;
-  const struct strings *t;
+  struct strings *t;
 };
 
 static int page_begin(struct page *p, const char *kind, const char *title) {
@@ -307,13 +189,13 @@ static int page_begin(struct page *p, const char *kind, const char *title) {
                       "<!DOCTYPE html>\n<html lang=\"%s\">\n<head>\n<meta charset=\"utf-8\">\n"
                       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
                       "<meta name=\"robots\" content=\"noindex, nofollow\">\n<title>",
-                      p->t->lang)) < 0 ||
+                      S(p->t, "lang"))) < 0 ||
       (r = http_html_escape(&p->b, title)) < 0 ||
       (r = buf_printf(&p->b,
                       " \xe2\x80\x93 %s</title>\n<style>%s</style>\n</head>\n<body>\n"
                       "<main id=\"page\" data-page=\"%s\">\n<div class=\"card\">\n"
                       "<p class=\"site\">%s</p>\n",
-                      p->t->site, css, kind, p->t->site)) < 0)
+                      S(p->t, "site"), css, kind, S(p->t, "site"))) < 0)
     return r;
   return 0;
 }
@@ -327,17 +209,16 @@ static int page_el(struct page *p, const char *tag, const char *attrs, const cha
   return 0;
 }
 
-/* A paragraph from a format with one %s argument, both escaped. */
-static int page_pf(struct page *p, const char *attrs, const char *fmt, const char *arg) {
-  char text[1024];
-  snprintf(text, sizeof text, fmt, arg ? arg : "");
-  return page_el(p, "p", attrs, text);
+/* A paragraph of string key with field name = arg, escaped. */
+static int page_pf(struct page *p, const char *attrs, const char *key, const char *name,
+                   const char *arg) {
+  return page_el(p, "p", attrs, SV(p->t, key, name, arg, NULL));
 }
 
 static int page_end(struct page *p, bool footer) {
   int r = 0;
   if (footer)
-    r = page_el(p, "p", "class=\"muted\"", p->t->footer);
+    r = page_el(p, "p", "class=\"muted\"", S(p->t, "footer"));
   if (r >= 0)
     r = buf_puts(&p->b, "</div>\n</main>\n</body>\n</html>\n");
   return r;
@@ -352,7 +233,7 @@ static void page_reply(struct page *p, struct http_reply *rep, unsigned status) 
 }
 
 /* A page with a heading and one paragraph. */
-static void simple_page(struct http_reply *rep, const struct strings *t, unsigned status,
+static void simple_page(struct http_reply *rep, struct strings *t, unsigned status,
                         const char *kind, const char *heading, const char *text) {
   struct page p = {.t = t};
   if (page_begin(&p, kind, heading) < 0 || page_el(&p, "h1", NULL, heading) < 0 ||
@@ -369,7 +250,8 @@ static void simple_page(struct http_reply *rep, const struct strings *t, unsigne
 struct ctx {
   struct http *h;
   struct MHD_Connection *c;
-  const struct strings *t;
+  struct strings *t;    /* &words */
+  struct strings words; /* the reader's strings */
   struct token tok;
   struct contract co;
   struct customer cu;
@@ -387,36 +269,41 @@ struct ctx {
 };
 
 static void ctx_done(struct ctx *x) {
+  strings_done(&x->words);
   contract_clear(&x->co);
   customer_clear(&x->cu);
   http_policy_done(&x->pol);
 }
 
 static const char *state_name(const struct ctx *x, enum contract_state s) {
-  return (unsigned)s < _CONTRACT_STATE_MAX ? x->t->states[s] : "?";
+  return (unsigned)s < _CONTRACT_STATE_MAX ? S2(x->t, "state_", contract_state_to_string(s)) : "?";
 }
 
-/* "1 March 2027" / "2027年3月1日" */
+/* The local day of t in the customer's zone, in the reader's locale
+ * ("March 1, 2027", "1. März 2027", "2027年3月1日"; ICU, core/locfmt.h). */
 static char *fmt_date(const struct ctx *x, int64_t t, char *out, size_t n) {
-  return cal_format_date(x->z, t, x->t == &zh ? "zh" : "en", out, n);
-}
-
-/* "1 March 2027, 14:30" */
-static char *fmt_datetime(const struct ctx *x, int64_t t, char *out, size_t n) {
-  char d[64];
   struct cal_local l;
-  fmt_date(x, t, d, sizeof d);
   cal_to_local(x->z, t, &l);
-  snprintf(out, n, x->t == &zh ? "%s %02d:%02d" : "%s, %02d:%02d", d, l.hour, l.minute);
+  locfmt_date(x->t->lf, x->t->locale, l.year, l.month, l.day, out, n);
   return out;
 }
 
-/* "Your Support Plan will be renewed until 31 March 2028." from fmt (two %s:
- * the product, else "contract", and the last valid day before until). */
-static void fmt_renewal(const struct ctx *x, const char *fmt, int64_t until, char *out, size_t n) {
-  char date[64];
+/* Date and time likewise ("March 1, 2027 at 2:30 PM"). */
+static char *fmt_datetime(const struct ctx *x, int64_t t, char *out, size_t n) {
+  struct cal_local l;
+  cal_to_local(x->z, t, &l);
+  locfmt_datetime(x->t->lf, x->t->locale, &l, out, n);
+  return out;
+}
+
+/* String key ("Your {{product}} will be renewed until {{date}}.") with the
+ * product, else the word for contract, and the last valid day before until:
+ * the day the owner's alert names too (both from the customer's zone). */
+static const char *fmt_renewal(const struct ctx *x, const char *key, int64_t until) {
+  char date[LOCFMT_MAX];
   fmt_date(x, until - 1, date, sizeof date);
-  snprintf(out, n, fmt, isempty(x->co.product) ? x->t->renew_contract : x->co.product, date);
+  return SV(x->t, key, "product",
+            isempty(x->co.product) ? S(x->t, "renew_contract") : x->co.product, "date", date, NULL);
 }
 
 /* Product, contract id and last valid day. */
@@ -426,12 +313,13 @@ static int facts(struct page *p, const struct ctx *x) {
   fmt_date(x, x->co.expires_at - 1, date, sizeof date);
   if ((r = buf_puts(&p->b, "<dl>\n")) < 0)
     return r;
-  if (!isempty(x->co.product) && ((r = page_el(p, "dt", NULL, x->t->product)) < 0 ||
+  if (!isempty(x->co.product) && ((r = page_el(p, "dt", NULL, S(x->t, "product"))) < 0 ||
                                   (r = page_el(p, "dd", NULL, x->co.product)) < 0))
     return r;
-  if ((r = page_el(p, "dt", NULL, x->t->contract)) < 0 ||
+  if ((r = page_el(p, "dt", NULL, S(x->t, "contract"))) < 0 ||
       (r = page_el(p, "dd", "id=\"contract\"", x->co.id)) < 0 ||
-      (r = page_el(p, "dt", NULL, x->t->valid_until)) < 0 || (r = page_el(p, "dd", NULL, date)) < 0)
+      (r = page_el(p, "dt", NULL, S(x->t, "valid_until"))) < 0 ||
+      (r = page_el(p, "dd", NULL, date)) < 0)
     return r;
   return buf_puts(&p->b, "</dl>\n");
 }
@@ -519,35 +407,37 @@ static bool map_action(enum token_action a, struct ctx *x) {
  * error page and returns -1. */
 static int load(struct ctx *x, const char *token, struct http_reply *rep) {
   struct http *h = x->h;
-  const struct strings *t = strings_accept(x->c);
+  struct strings *t = &x->words;
+  x->t = t;
+  strings_accept(t, h, x->c);
   if (!h->keys) {
-    simple_page(rep, t, 503, "error", t->disabled_h, t->disabled_p);
+    simple_page(rep, t, 503, "error", S(t, "disabled_h"), S(t, "disabled_p"));
     return -1;
   }
   int r = token_verify(h->keys->keys, h->keys->n, token, x->now, &x->tok);
   if (r == -EKEYREJECTED) {
     log_notice(h->deps.log, "http: refused a link that no configured key signed (tampered or "
                             "signed with another key)");
-    simple_page(rep, t, 403, "error", t->forbidden_h, t->forbidden_p);
+    simple_page(rep, t, 403, "error", S(t, "forbidden_h"), S(t, "forbidden_p"));
     return -1;
   }
   if (r == -ETIME) {
-    simple_page(rep, t, 410, "error", t->expired_h, t->expired_p);
+    simple_page(rep, t, 410, "error", S(t, "expired_h"), S(t, "expired_p"));
     return -1;
   }
   if (r < 0 || !map_action(x->tok.action, x)) {
-    simple_page(rep, t, 400, "error", t->invalid_h, t->invalid_p);
+    simple_page(rep, t, 400, "error", S(t, "invalid_h"), S(t, "invalid_p"));
     return -1;
   }
   r = store_contract_get(h->deps.store, x->tok.contract_id, &x->co);
   if (r == -ENOENT) {
-    simple_page(rep, t, 410, "error", t->gone_h, t->gone_p);
+    simple_page(rep, t, 410, "error", S(t, "gone_h"), S(t, "gone_p"));
     return -1;
   }
   if (r < 0) {
     log_error(h->deps.log, "http: cannot read contract %s: %s", x->tok.contract_id,
               store_last_error(h->deps.store));
-    simple_page(rep, t, 500, "error", t->error_h, t->error_p);
+    simple_page(rep, t, 500, "error", S(t, "error_h"), S(t, "error_p"));
     return -1;
   }
   if (!isempty(x->co.customer_id)) {
@@ -555,14 +445,15 @@ static int load(struct ctx *x, const char *token, struct http_reply *rep) {
     x->have_cu = r >= 0;
   }
   x->locale = x->have_cu ? x->cu.locale : NULL;
-  x->t = x->owner || isempty(x->locale) ? t : strings_for(x->locale);
+  if (!x->owner && !isempty(x->locale)) /* customers: their own locale; owners: Accept-Language */
+    snprintf(t->locale, sizeof t->locale, "%s", x->locale);
   const char *tz = x->have_cu && !isempty(x->cu.tz) ? x->cu.tz : h->deps.cfg->daemon.time_zone;
   x->z = cal_zone(h->deps.cal, tz ? tz : "UTC");
   if (!x->z)
     x->z = cal_zone(h->deps.cal, "UTC");
   http_policy_load(h, &x->co, x->have_cu ? &x->cu : NULL, &x->pol);
   if (!x->unsubscribe && (r = link_key(x, token)) < 0) {
-    simple_page(rep, x->t, 500, "error", x->t->error_h, x->t->error_p);
+    simple_page(rep, x->t, 500, "error", S(x->t, "error_h"), S(x->t, "error_p"));
     return -1;
   }
   if (x->tok.action == TOKEN_RENEW) {
@@ -571,7 +462,7 @@ static int load(struct ctx *x, const char *token, struct http_reply *rep) {
     if (r < 0) {
       log_error(h->deps.log, "http: cannot read the terms of contract %s: %s", x->co.id,
                 store_last_error(h->deps.store));
-      simple_page(rep, x->t, 500, "error", x->t->error_h, x->t->error_p);
+      simple_page(rep, x->t, 500, "error", S(x->t, "error_h"), S(x->t, "error_p"));
       return -1;
     }
     if (lifecycle_renewal_expiry(x->z, start, x->co.expires_at, &x->renew_to, NULL) < 0)
@@ -628,7 +519,8 @@ static int textarea(struct page *p, const char *name, const char *label) {
 static int reasons(struct page *p, const struct ctx *x) {
   int r;
   for (size_t i = 0; lifecycle_reason_name(i) && i < 6; i++)
-    if ((r = radio(p, "reason", lifecycle_reason_name(i), x->t->reasons[i], false)) < 0)
+    if ((r = radio(p, "reason", lifecycle_reason_name(i),
+                   S2(x->t, "reason_", lifecycle_reason_name(i)), false)) < 0)
       return r;
   return 0;
 }
@@ -636,40 +528,39 @@ static int reasons(struct page *p, const struct ctx *x) {
 /* The confirmation form. problem: shown above it (422), or NULL. Returns the
  * status to answer with (409 when no choice is possible). */
 static int form_page(struct ctx *x, const char *problem, struct page *p, unsigned *ret_status) {
-  const struct strings *t = x->t;
+  struct strings *t = x->t;
   const char *h1, *intro, *button;
   bool danger = false;
   int r;
   const char *intro2 = NULL;
-  char renewal[512];
   *ret_status = problem ? 422 : 200;
   switch (x->tok.action) {
   case TOKEN_RENEW:
-    fmt_renewal(x, t->renew_p, x->renew_to, renewal, sizeof renewal);
-    h1 = t->renew_h, intro = renewal, intro2 = t->renew_p2, button = t->renew_b;
+    h1 = S(t, "renew_h"), intro = fmt_renewal(x, "renew_p", x->renew_to), intro2 = S(t, "renew_p2"),
+    button = S(t, "renew_b");
     break;
   case TOKEN_DECLINE:
-    h1 = t->decline_h, intro = t->decline_p, button = t->decline_b, danger = true;
+    h1 = S(t, "decline_h"), intro = S(t, "decline_p"), button = S(t, "decline_b"), danger = true;
     break;
   case TOKEN_SNOOZE:
-    h1 = t->snooze_h, intro = t->snooze_p, button = t->snooze_b;
+    h1 = S(t, "snooze_h"), intro = S(t, "snooze_p"), button = S(t, "snooze_b");
     break;
   case TOKEN_CALLBACK:
-    h1 = t->call_h, intro = t->call_p, button = t->call_b;
+    h1 = S(t, "call_h"), intro = S(t, "call_p"), button = S(t, "call_b");
     break;
   case TOKEN_UNSUBSCRIBE_EMAIL:
   case TOKEN_UNSUBSCRIBE_SMS:
-    h1 = t->unsub_h, button = t->unsub_b;
-    intro = x->tok.action == TOKEN_UNSUBSCRIBE_EMAIL ? t->unsub_email : t->unsub_sms;
+    h1 = S(t, "unsub_h"), button = S(t, "unsub_b");
+    intro = x->tok.action == TOKEN_UNSUBSCRIBE_EMAIL ? S(t, "unsub_email") : S(t, "unsub_sms");
     break;
   case TOKEN_OWNER_RENEWED:
-    h1 = t->orenew_h, intro = t->orenew_p, button = t->orenew_b;
+    h1 = S(t, "orenew_h"), intro = S(t, "orenew_p"), button = S(t, "orenew_b");
     break;
   case TOKEN_OWNER_LOST:
-    h1 = t->olost_h, intro = t->olost_p, button = t->olost_b, danger = true;
+    h1 = S(t, "olost_h"), intro = S(t, "olost_p"), button = S(t, "olost_b"), danger = true;
     break;
   case TOKEN_OWNER_SNOOZE:
-    h1 = t->osnooze_h, intro = t->osnooze_p, button = t->snooze_b;
+    h1 = S(t, "osnooze_h"), intro = S(t, "osnooze_p"), button = S(t, "snooze_b");
     break;
   default:
     return -EINVAL;
@@ -689,7 +580,7 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
       any |= snooze_allowed(x, snooze_until(x, snooze_days[i]));
     if (!any) {
       *ret_status = 409;
-      if ((r = page_el(p, "p", "class=\"err\"", t->snooze_none)) < 0)
+      if ((r = page_el(p, "p", "class=\"err\"", S(t, "snooze_none"))) < 0)
         return r;
       return page_end(p, false);
     }
@@ -707,7 +598,7 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
   case TOKEN_OWNER_LOST:
     if ((r = buf_puts(&p->b, "<fieldset>\n")) < 0 || (r = reasons(p, x)) < 0 ||
         (r = buf_puts(&p->b, "</fieldset>\n")) < 0 ||
-        (r = textarea(p, "note", t->decline_note)) < 0)
+        (r = textarea(p, "note", S(t, "decline_note"))) < 0)
       return r;
     break;
   case TOKEN_SNOOZE:
@@ -719,11 +610,11 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
       int64_t until = snooze_until(x, snooze_days[i]);
       if (!snooze_allowed(x, until))
         continue;
-      char date[64], label[160], value[8];
+      char date[LOCFMT_MAX], key[16], value[8];
       fmt_date(x, until, date, sizeof date);
-      snprintf(label, sizeof label, t->snooze_opts[i], date);
+      snprintf(key, sizeof key, "snooze_%dd", snooze_days[i]);
       snprintf(value, sizeof value, "%dd", snooze_days[i]);
-      if ((r = radio(p, "snooze", value, label, first)) < 0)
+      if ((r = radio(p, "snooze", value, SV(t, key, "date", date, NULL), first)) < 0)
         return r;
       first = false;
     }
@@ -737,15 +628,15 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
     char min[20];
     snprintf(min, sizeof min, "%04d-%02d-%02dT%02d:%02d", l.year, l.month, l.day, l.hour, l.minute);
     if ((r = buf_puts(&p->b, "<fieldset>\n")) < 0 ||
-        (r = radio(p, "when", "asap", t->call_asap, true)) < 0 ||
+        (r = radio(p, "when", "asap", S(t, "call_asap"), true)) < 0 ||
         (r = buf_puts(&p->b, "<label class=\"opt\"><input type=\"radio\" name=\"when\" "
                              "value=\"at\">")) < 0 ||
-        (r = http_html_escape(&p->b, t->call_at)) < 0 ||
+        (r = http_html_escape(&p->b, S(t, "call_at"))) < 0 ||
         (r = buf_printf(&p->b,
                         "<input type=\"datetime-local\" name=\"at\" min=\"%s\" "
                         "aria-label=\"time\"></label>\n</fieldset>\n",
                         min)) < 0 ||
-        (r = textarea(p, "note", t->call_note)) < 0)
+        (r = textarea(p, "note", S(t, "call_note"))) < 0)
       return r;
     break;
   }
@@ -754,7 +645,7 @@ static int form_page(struct ctx *x, const char *problem, struct page *p, unsigne
     struct cal_local l;
     cal_to_local(x->z, x->co.expires_at - 1, &l);
     if ((r = buf_puts(&p->b, "<label class=\"field\" for=\"expires_on\">")) < 0 ||
-        (r = http_html_escape(&p->b, t->orenew_field)) < 0 ||
+        (r = http_html_escape(&p->b, S(t, "orenew_field"))) < 0 ||
         (r = buf_printf(&p->b,
                         "</label>\n<input type=\"date\" id=\"expires_on\" name=\"expires_on\" "
                         "value=\"%04d-%02d-%02d\" required>\n",
@@ -803,9 +694,10 @@ static void reply_already(struct ctx *x, int64_t at, struct http_reply *rep) {
   char when[96];
   fmt_datetime(x, at, when, sizeof when);
   struct page p = {.t = x->t};
-  if (page_begin(&p, "already", x->t->already_h) < 0 ||
-      page_el(&p, "h1", NULL, x->t->already_h) < 0 ||
-      page_pf(&p, NULL, x->t->already_p, when) < 0 || facts(&p, x) < 0 || page_end(&p, false) < 0) {
+  if (page_begin(&p, "already", S(x->t, "already_h")) < 0 ||
+      page_el(&p, "h1", NULL, S(x->t, "already_h")) < 0 ||
+      page_pf(&p, NULL, "already_p", "when", when) < 0 || facts(&p, x) < 0 ||
+      page_end(&p, false) < 0) {
     buf_free(&p.b);
     http_reply_text(rep, 500, "out of memory\n");
     return;
@@ -814,10 +706,10 @@ static void reply_already(struct ctx *x, int64_t at, struct http_reply *rep) {
 }
 
 static void reply_state(struct ctx *x, bool refused, struct http_reply *rep) {
-  const char *h1 = refused ? x->t->refused_h : x->t->already_h;
+  const char *h1 = refused ? S(x->t, "refused_h") : S(x->t, "already_h");
   struct page p = {.t = x->t};
   if (page_begin(&p, refused ? "refused" : "already", h1) < 0 || page_el(&p, "h1", NULL, h1) < 0 ||
-      page_pf(&p, NULL, refused ? x->t->refused_p : x->t->already_state,
+      page_pf(&p, NULL, refused ? "refused_p" : "already_state", "state",
               state_name(x, x->co.state)) < 0 ||
       facts(&p, x) < 0 || page_end(&p, false) < 0) {
     buf_free(&p.b);
@@ -829,46 +721,44 @@ static void reply_state(struct ctx *x, bool refused, struct http_reply *rep) {
 
 /* The thank-you page after res. */
 static void reply_done(struct ctx *x, const struct lifecycle_result *res, struct http_reply *rep) {
-  const struct strings *t = x->t;
+  struct strings *t = x->t;
   char date[96] = "";
-  const char *h1 = t->thanks, *p1 = NULL, *p2 = NULL;
-  const char *fmt = NULL;
-  char renewal[512];
+  const char *h1 = S(t, "thanks"), *p1 = NULL, *p2 = NULL;
+  const char *fmt = NULL, *var = "date"; /* string key of the next-step line and its field */
   switch (x->tok.action) {
   case TOKEN_RENEW:
-    fmt_renewal(x, t->renew_done, res->expires_at, renewal, sizeof renewal);
-    p1 = renewal, p2 = t->renew_next;
+    p1 = fmt_renewal(x, "renew_done", res->expires_at), p2 = S(t, "renew_next");
     break;
   case TOKEN_DECLINE:
-    p1 = t->decline_done;
+    p1 = S(t, "decline_done");
     break;
   case TOKEN_SNOOZE:
-    fmt = t->snooze_done;
+    fmt = "snooze_done";
     fmt_date(x, res->state_until, date, sizeof date);
     break;
   case TOKEN_CALLBACK:
     if (res->response.until_at) {
-      fmt = t->call_done_at;
+      fmt = "call_done_at", var = "when";
       fmt_datetime(x, res->response.until_at, date, sizeof date);
     } else
-      p1 = t->call_done;
-    p2 = t->call_paused;
+      p1 = S(t, "call_done");
+    p2 = S(t, "call_paused");
     break;
   case TOKEN_UNSUBSCRIBE_EMAIL:
-    h1 = t->unsub_done_h, p1 = t->unsub_done_email;
+    h1 = S(t, "unsub_done_h"), p1 = S(t, "unsub_done_email");
     break;
   case TOKEN_UNSUBSCRIBE_SMS:
-    h1 = t->unsub_done_h, p1 = t->unsub_done_sms;
+    h1 = S(t, "unsub_done_h"), p1 = S(t, "unsub_done_sms");
     break;
   case TOKEN_OWNER_RENEWED:
-    h1 = t->done_h, fmt = t->orenew_done;
+    h1 = S(t, "done_h"), fmt = "orenew_done";
     fmt_date(x, res->expires_at - 1, date, sizeof date);
     break;
   case TOKEN_OWNER_LOST:
-    h1 = t->done_h, p1 = t->olost_done;
+    h1 = S(t, "done_h"), p1 = S(t, "olost_done");
     break;
   case TOKEN_OWNER_SNOOZE:
-    h1 = t->done_h, fmt = t->osnooze_done;
+    h1 = S(t, "done_h"), fmt = "osnooze_done";
     fmt_date(x, res->state_until, date, sizeof date);
     break;
   }
@@ -877,7 +767,8 @@ static void reply_done(struct ctx *x, const struct lifecycle_result *res, struct
   if ((r = page_begin(&p, "done", h1)) < 0 ||
       (r = buf_puts(&p.b, "<p class=\"ok\" aria-hidden=\"true\">\xe2\x9c\x93</p>\n")) < 0 ||
       (r = page_el(&p, "h1", NULL, h1)) < 0 ||
-      (r = fmt ? page_pf(&p, "id=\"next\"", fmt, date) : page_el(&p, "p", "id=\"next\"", p1)) < 0 ||
+      (r = fmt ? page_pf(&p, "id=\"next\"", fmt, var, date) : page_el(&p, "p", "id=\"next\"", p1)) <
+          0 ||
       (p2 && (r = page_el(&p, "p", NULL, p2)) < 0) || (r = facts(&p, x)) < 0 ||
       (r = page_end(&p, false)) < 0) {
     buf_free(&p.b);
@@ -892,12 +783,8 @@ static void reply_done(struct ctx *x, const struct lifecycle_result *res, struct
 /* Reads the form's choice into a. Returns NULL, or the problem to show (422). */
 static const char *read_choice(struct ctx *x, const struct http_form *f,
                                struct lifecycle_answer *a) {
-  static const char *const en_msgs[] = {"Please choose a reason.", "Please choose a date.",
-                                        "Please enter the time for the call.",
-                                        "Please enter a valid date."};
-  static const char *const zh_msgs[] = {"请选择一个原因。", "请选择一个日期。", "请输入回电时间。",
-                                        "请输入有效的日期。"};
-  const char *const *m = x->t == &zh ? zh_msgs : en_msgs;
+  const char *const m[] = {S(x->t, "err_reason"), S(x->t, "err_date"), S(x->t, "err_time"),
+                           S(x->t, "err_expiry")};
   const char *v;
   switch (x->kind) {
   case LIFECYCLE_DECLINED:
@@ -993,7 +880,7 @@ static void handle_post(struct ctx *x, const struct http_request *rq, struct htt
   if (!confirmed) {
     /* the link is valid: a bare POST, or a form without the button's
      * confirm=yes, gets the form again (400) */
-    reply_form_status(x, x->t->confirm_form, 400, rep);
+    reply_form_status(x, S(x->t, "confirm_form"), 400, rep);
     return;
   }
   struct lifecycle_answer a = {
@@ -1020,7 +907,7 @@ static void handle_post(struct ctx *x, const struct http_request *rq, struct htt
     /* the state may have changed since the contract was read */
     contract_clear(&x->co);
     if (store_contract_get(h->deps.store, x->tok.contract_id, &x->co) < 0) {
-      simple_page(rep, x->t, 409, "refused", x->t->refused_h, x->t->gone_p);
+      simple_page(rep, x->t, 409, "refused", S(x->t, "refused_h"), S(x->t, "gone_p"));
       return;
     }
     reply_state(x, true, rep);
@@ -1033,17 +920,18 @@ static void handle_post(struct ctx *x, const struct http_request *rq, struct htt
   if (r == -EINVAL) {
     log_msg(h->deps.log, LOG_INFO, &lc, "http: link answer %s invalid: %s",
             lifecycle_kind_to_string(x->kind), err);
-    reply_form(x, x->t->badvalue_h, rep);
+    reply_form(x, S(x->t, "badvalue_h"), rep);
     return;
   }
   if (r == -ENOENT) {
-    simple_page(rep, x->t, 410, "error", x->t->gone_h, x->t->gone_p);
+    simple_page(rep, x->t, 410, "error", S(x->t, "gone_h"), S(x->t, "gone_p"));
     return;
   }
   if (r < 0) {
     log_msg(h->deps.log, LOG_ERR, &lc, "http: recording link answer %s failed: %s",
             lifecycle_kind_to_string(x->kind), err);
-    simple_page(rep, x->t, r == -EBUSY ? 503 : 500, "error", x->t->error_h, x->t->error_p);
+    simple_page(rep, x->t, r == -EBUSY ? 503 : 500, "error", S(x->t, "error_h"),
+                S(x->t, "error_p"));
     return;
   }
   if (res.already_recorded) {
@@ -1080,7 +968,7 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
     if (x.have_cu && ((x.cu.optout & (email ? OPTOUT_EMAIL : OPTOUT_SMS)) ||
                       store_suppression_check(h->deps.store, email ? SUPPRESS_EMAIL : SUPPRESS_SMS,
                                               email ? x.cu.email : x.cu.phone, NULL) > 0)) {
-      simple_page(rep, x.t, 200, "already", x.t->unsub_done_h, x.t->unsub_already);
+      simple_page(rep, x.t, 200, "already", S(x.t, "unsub_done_h"), S(x.t, "unsub_already"));
       return;
     }
   } else {
@@ -1088,7 +976,7 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
     struct find_key fk = {.key = x.key};
     int r = store_response_foreach_contract(h->deps.store, x.co.id, -1, find_key_cb, &fk);
     if (r < 0) {
-      simple_page(rep, x.t, 500, "error", x.t->error_h, x.t->error_p);
+      simple_page(rep, x.t, 500, "error", S(x.t, "error_h"), S(x.t, "error_p"));
       return;
     }
     if (fk.found.id) {
@@ -1097,7 +985,7 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
     }
   }
   if (x.tok.term != (uint32_t)x.co.term) {
-    simple_page(rep, x.t, 410, "error", x.t->oldterm_h, x.t->oldterm_p);
+    simple_page(rep, x.t, 410, "error", S(x.t, "oldterm_h"), S(x.t, "oldterm_p"));
     return;
   }
   if (!unsubscribe) {

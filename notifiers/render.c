@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/locfmt.h"
 #include "core/util.h"
 #include "notifiers/linkkey.h"
 #include "notifiers/mime.h"
@@ -27,6 +28,7 @@ struct render {
   struct linkkeys *keys;        /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
   struct linkkeys *sample_keys; /* throwaway key for sample data without keys, or NULL */
   bool sample;                  /* render_sample() is running */
+  struct locfmt *lf;            /* ICU formatters (dates, money, day counts) */
   char *locale;                 /* render_set_locale() override (renewctl preview), or NULL */
   struct tmpl *builtin[3][4];   /* compiled built-in templates [customer/owner/ops][part], lazily */
   /* parsed ladder snapshots by id: a snapshot never changes once stored, and
@@ -46,22 +48,21 @@ struct builtin {
 
 static const struct builtin builtin_customer = {
     .subject = "Your {{contract.product}} expires on {{contract.expiry}}",
-    .text =
-        "Hello {{customer.name}},\n"
-        "\n"
-        "your {{contract.product}} (contract {{contract.id}}{{#contract.value}}, "
-        "{{contract.value}}{{/contract.value}}) is valid until {{contract.expiry}}"
-        "{{#contract.days_left}}, {{contract.days_left}} days from now{{/contract.days_left}}.\n"
-        "\n"
-        "Renew it:            {{links.renew}}\n"
-        "Not renewing:        {{links.decline}}\n"
-        "Remind me later:     {{links.snooze}}\n"
-        "Please call me:      {{links.callback}}\n"
-        "\n"
-        "--\n"
-        "To stop these reminders: {{links.unsubscribe}}\n",
+    .text = "Hello {{customer.name}},\n"
+            "\n"
+            "Your {{contract.product}} (contract {{contract.id}}{{#contract.value}}, "
+            "{{contract.value}}{{/contract.value}}) is valid until {{contract.expiry}}, "
+            "{{contract.days_left_in}}.\n"
+            "\n"
+            "Renew it:            {{links.renew}}\n"
+            "Not renewing:        {{links.decline}}\n"
+            "Remind me later:     {{links.snooze}}\n"
+            "Please call me:      {{links.callback}}\n"
+            "\n"
+            "--\n"
+            "To stop these reminders: {{links.unsubscribe}}\n",
     .html = "<p>Hello {{customer.name}},</p>\n"
-            "<p>your {{contract.product}} (contract {{contract.id}}) is valid until "
+            "<p>Your {{contract.product}} (contract {{contract.id}}) is valid until "
             "<strong>{{contract.expiry}}</strong>.</p>\n"
             "<p><a href=\"{{links.renew}}\">Renew</a> &middot; <a href=\"{{links.decline}}\">Not "
             "renewing</a> &middot; <a href=\"{{links.snooze}}\">Remind me later</a> &middot; "
@@ -118,6 +119,10 @@ int render_new(const struct config *cfg, struct cal *cal, struct render **ret, c
     return -ENOMEM;
   rd->cfg = cfg;
   rd->cal = cal;
+  if (!(rd->lf = locfmt_new())) {
+    free(rd);
+    return -ENOMEM;
+  }
   if (!isempty(cfg->daemon.templates)) {
     char terr[256] = "";
     int r = templates_open(cfg->daemon.templates, &rd->tmpl, terr, sizeof terr);
@@ -127,6 +132,8 @@ int render_new(const struct config *cfg, struct cal *cal, struct render **ret, c
       render_free(rd);
       return r;
     }
+    if (rd->tmpl && !isempty(cfg->daemon.locale))
+      (void)templates_set_default_locale(rd->tmpl, cfg->daemon.locale);
   }
   if (!isempty(cfg->daemon.link_key_file))
     (void)linkkeys_load(cfg->daemon.link_key_file, &rd->keys, NULL, 0);
@@ -144,6 +151,7 @@ struct render *render_free(struct render *rd) {
   free(rd->locale);
   linkkeys_free(rd->keys);
   linkkeys_free(rd->sample_keys);
+  locfmt_free(rd->lf);
   for (size_t i = 0; i < LADDER_CACHE; i++)
     policy_free(rd->ladders[i].policy);
   free(rd);
@@ -197,45 +205,6 @@ static int jset_str(json_t *o, const char *key, const char *v) {
 
 static int jset_int(json_t *o, const char *key, int64_t v) {
   return json_object_set_new(o, key, json_integer(v)) < 0 ? -ENOMEM : 0;
-}
-
-/* Locales writing "1.234,56" rather than "1,234.56". */
-static bool locale_comma_decimal(const char *locale) {
-  static const char *const comma[] = {"de", "fr", "es", "it", "nl", "pt", "da", "nb", "nn",
-                                      "sv", "fi", "pl", "cs", "ru", "tr", "el", "id", "ro"};
-  if (isempty(locale))
-    return false;
-  for (size_t i = 0; i < ELEMENTSOF(comma); i++) {
-    size_t n = strlen(comma[i]);
-    if (strncasecmp(locale, comma[i], n) == 0 &&
-        (locale[n] == 0 || locale[n] == '-' || locale[n] == '_'))
-      return true;
-  }
-  return false;
-}
-
-/* "1,200.50 EUR" / "1.200,50 EUR"; "" when value is 0 and no currency. */
-static void format_money(int64_t minor, const char *currency, const char *locale, char *out,
-                         size_t n) {
-  bool comma = locale_comma_decimal(locale);
-  uint64_t v = minor < 0 ? (uint64_t)(-(minor + 1)) + 1 : (uint64_t)minor;
-  uint64_t units = v / 100, cents = v % 100;
-  char digits[32], grouped[48];
-  snprintf(digits, sizeof digits, "%" PRIu64, units);
-  size_t len = strlen(digits), k = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (i > 0 && (len - i) % 3 == 0)
-      grouped[k++] = comma ? '.' : ',';
-    grouped[k++] = digits[i];
-  }
-  grouped[k] = 0;
-  if (minor == 0 && isempty(currency)) {
-    if (n)
-      out[0] = 0;
-    return;
-  }
-  snprintf(out, n, "%s%s%c%02" PRIu64 "%s%s", minor < 0 ? "-" : "", grouped, comma ? ',' : '.',
-           cents, isempty(currency) ? "" : " ", isempty(currency) ? "" : currency);
 }
 
 /* The keys links are signed with: the LinkKeyFile= keys, or while sample
@@ -381,7 +350,8 @@ struct facts {
   enum audience audience;
   enum notify_kind kind;
   const char *template_name;
-  const char *zone;           /* IANA zone for dates */
+  const char *zone;           /* IANA zone of the reader ("today" of days left) */
+  const char *contract_zone;  /* IANA zone of the contract (its last valid day) */
   const char *locale;         /* locale of the message */
   json_t *history;            /* array or NULL (stolen) */
   json_t *responses;          /* array or NULL (stolen) */
@@ -390,16 +360,84 @@ struct facts {
   const struct reminder *row; /* NULL for samples */
 };
 
+/* [Daemon] Locale=: owners, ops and customers without a locale. */
+static const char *default_locale(const struct render *rd) {
+  return isempty(rd->cfg->daemon.locale) ? TEMPLATES_FALLBACK_LOCALE : rd->cfg->daemon.locale;
+}
+
+static const struct cal_zone *zone_or_utc(struct render *rd, const char *name) {
+  const struct cal_zone *z = cal_zone(rd->cal, name ? name : "UTC");
+  return z ? z : cal_zone(rd->cal, "UTC");
+}
+
+/* A day count in every form templates need: the number, "41 days", "in 41
+ * days", its CLDR plural category ("one", "other", ...) and that category
+ * as a section ({"other": true}). */
+static int add_days(struct render *rd, json_t *o, const char *prefix, const char *locale,
+                    int64_t days) {
+  char key[48], v[LOCFMT_MAX];
+  int r;
+  snprintf(key, sizeof key, "%s", prefix);
+  if ((r = jset_int(o, key, days)) < 0)
+    return r;
+  locfmt_days(rd->lf, locale, days < 0 ? -days : days, v, sizeof v);
+  snprintf(key, sizeof key, "%s_text", prefix);
+  if ((r = jset_str(o, key, v)) < 0)
+    return r;
+  locfmt_in_days(rd->lf, locale, days, v, sizeof v);
+  snprintf(key, sizeof key, "%s_in", prefix);
+  if ((r = jset_str(o, key, v)) < 0)
+    return r;
+  const char *cat = locfmt_plural(rd->lf, locale, days < 0 ? -days : days);
+  snprintf(key, sizeof key, "%s_plural", prefix);
+  if ((r = jset_str(o, key, cat)) < 0)
+    return r;
+  /* {"one": true}: for sections ({{#contract.days_left_is.one}}) */
+  snprintf(key, sizeof key, "%s_is", prefix);
+  json_t *is = json_pack("{s:b}", cat, 1);
+  return is && json_object_set_new(o, key, is) >= 0 ? 0 : -ENOMEM;
+}
+
+/* The contract object: ids, value, the last valid day and days left
+ * (core/locfmt.h: the one definition). The formatted last day goes to
+ * ret_date too. */
+static int add_contract(struct render *rd, json_t *co, const struct facts *f,
+                        const struct cal_zone *reader, int64_t now, char *ret_date, size_t n) {
+  const struct contract *k = f->contract;
+  const struct cal_zone *cz = zone_or_utc(rd, f->contract_zone ? f->contract_zone : f->zone);
+  char value[LOCFMT_MAX] = "", iso[16], ts[32];
+  struct cal_local last, today;
+  int r;
+  if (k->value_minor != 0 || !isempty(k->currency))
+    locfmt_money(rd->lf, f->locale, k->value_minor, k->currency, value, sizeof value);
+  locfmt_last_day(cz, k->expires_at, &last);
+  locfmt_date(rd->lf, f->locale, last.year, last.month, last.day, ret_date, n);
+  snprintf(iso, sizeof iso, "%04d-%02d-%02d", last.year, last.month, last.day);
+  cal_to_local(reader, now, &today);
+  int64_t days = locfmt_days_left(reader, now, cz, k->expires_at);
+  char sent[LOCFMT_MAX];
+  locfmt_date(rd->lf, f->locale, today.year, today.month, today.day, sent, sizeof sent);
+  if ((r = jset_str(co, "id", k->id)) < 0 || (r = jset_str(co, "product", k->product)) < 0 ||
+      (r = jset_str(co, "currency", k->currency)) < 0 || (r = jset_str(co, "value", value)) < 0 ||
+      (r = jset_int(co, "value_minor", k->value_minor)) < 0 ||
+      (r = jset_int(co, "term", k->term)) < 0 || (r = jset_str(co, "expiry", ret_date)) < 0 ||
+      (r = jset_str(co, "expiry_iso", iso)) < 0 ||
+      (r = jset_str(co, "expires_at", format_rfc3339(k->expires_at, ts))) < 0 ||
+      (r = jset_str(co, "sent_on", sent)) < 0 ||
+      (r = add_days(rd, co, "days_left", f->locale, days)) < 0)
+    return r;
+  /* after the last day: how long ago, as a positive count */
+  return days < 0 ? add_days(rd, co, "days_ago", f->locale, -days) : 0;
+}
+
 static int build_context(struct render *rd, struct facts *f, int64_t now, json_t **ret,
                          char **ret_unsub) {
   json_t *root = json_object();
   if (!root)
     return -ENOMEM;
   int r = 0;
-  char buf[128], date[64], iso[16], now_s[32];
-  const struct cal_zone *z = cal_zone(rd->cal, f->zone ? f->zone : "UTC");
-  if (!z)
-    z = cal_zone(rd->cal, "UTC");
+  char date[LOCFMT_MAX], now_s[32];
+  const struct cal_zone *z = zone_or_utc(rd, f->zone);
 
   json_t *cu = json_object(), *co = json_object(), *ti = json_object(), *js = json_object();
   if (!cu || !co || !ti || !js || json_object_set_new(root, "customer", cu) < 0 ||
@@ -419,20 +457,7 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
     goto fail;
 
   const struct contract *k = f->contract;
-  format_money(k->value_minor, k->currency, f->locale, buf, sizeof buf);
-  cal_format_date(z, k->expires_at - 1, f->locale, date, sizeof date);
-  struct cal_local l;
-  cal_to_local(z, k->expires_at - 1, &l);
-  snprintf(iso, sizeof iso, "%04d-%02d-%02d", l.year, l.month, l.day);
-  int64_t diff = k->expires_at - now;
-  int64_t days = diff >= 0 ? (diff + 86399) / 86400 : -((-diff) / 86400);
-  if ((r = jset_str(co, "id", k->id)) < 0 || (r = jset_str(co, "product", k->product)) < 0 ||
-      (r = jset_str(co, "currency", k->currency)) < 0 || (r = jset_str(co, "value", buf)) < 0 ||
-      (r = jset_int(co, "value_minor", k->value_minor)) < 0 ||
-      (r = jset_int(co, "term", k->term)) < 0 || (r = jset_str(co, "expiry", date)) < 0 ||
-      (r = jset_str(co, "expiry_iso", iso)) < 0 ||
-      (r = jset_str(co, "expires_at", format_rfc3339(k->expires_at, now_s))) < 0 ||
-      (r = jset_int(co, "days_left", days)) < 0)
+  if ((r = add_contract(rd, co, f, z, now, date, sizeof date)) < 0)
     goto fail;
 
   if ((r = jset_str(ti, "name", f->tier)) < 0 || (r = jset_int(ti, "step", f->step)) < 0 ||
@@ -505,6 +530,25 @@ int render_template(struct render *rd, const char *name, const char *part, const
   return templates_render(rd->tmpl, locale, name, part, data, ret, NULL, err, errlen);
 }
 
+/* ICU writes no-break spaces (U+00A0, U+202F) in numbers, money and times;
+ * in an SMS they would force UCS-2 (half the characters per segment), so
+ * they become plain spaces there. In place: the text only gets shorter. */
+static void sms_plain_spaces(char *s) {
+  char *w = s;
+  for (const char *p = s; *p;) {
+    if ((unsigned char)p[0] == 0xC2 && (unsigned char)p[1] == 0xA0) {
+      *w++ = ' ';
+      p += 2;
+    } else if ((unsigned char)p[0] == 0xE2 && (unsigned char)p[1] == 0x80 &&
+               ((unsigned char)p[2] == 0xAF || (unsigned char)p[2] == 0x89)) {
+      *w++ = ' ';
+      p += 3;
+    } else
+      *w++ = *p++;
+  }
+  *w = 0;
+}
+
 /* Renders subject/text/html/sms of template name (or the built-in for audience). */
 static int render_parts(struct render *rd, const char *name, bool ops_alert, enum audience audience,
                         enum notify_kind kind, struct message *m, char *err, size_t errlen) {
@@ -573,6 +617,7 @@ static int render_parts(struct render *rd, const char *name, bool ops_alert, enu
     size_t n = strlen(m->sms);
     while (n > 0 && (m->sms[n - 1] == '\n' || m->sms[n - 1] == '\r'))
       m->sms[--n] = 0;
+    sms_plain_spaces(m->sms);
   }
   return 0;
 }
@@ -842,7 +887,38 @@ struct history_ctx {
   struct buf text;
   int64_t self_id;
   int r;
+  struct locfmt *lf;        /* for "when": the local date and time of "at" */
+  const struct cal_zone *z; /* the reader's zone */
+  const char *locale;       /* the reader's locale */
+  struct templates *tmpl;   /* for the words of alerts.po, or NULL */
 };
+
+/* Sets key of o to the words for prefix + value in alerts.po of the
+ * reader's locale ("status_sent" -> "gesendet"), else to value itself. */
+static int set_label(struct history_ctx *h, json_t *o, const char *key, const char *prefix,
+                     const char *value) {
+  if (isempty(value))
+    return 0;
+  _cleanup_free_ char *id = strprintf("%s%s", prefix, value), *words = NULL;
+  if (!id)
+    return -ENOMEM;
+  if (!h->tmpl ||
+      templates_string(h->tmpl, h->locale, "alerts", id, NULL, &words, NULL, NULL, 0) < 0)
+    return jset_str(o, key, value);
+  return jset_str(o, key, words);
+}
+
+/* Sets key of o ("when", "until_when") to t as a local date and time in the reader's zone and
+ * language ("October 20, 2027 at 2:30 PM"). */
+static int set_when(struct history_ctx *h, json_t *o, const char *key, int64_t t) {
+  char when[LOCFMT_MAX];
+  struct cal_local l;
+  if (!h->lf || !h->z)
+    return 0;
+  cal_to_local(h->z, t, &l);
+  locfmt_datetime(h->lf, h->locale, &l, when, sizeof when);
+  return jset_str(o, key, when);
+}
 
 static int history_cb(const struct reminder *m, void *ud) {
   struct history_ctx *h = ud;
@@ -855,7 +931,9 @@ static int history_cb(const struct reminder *m, void *ud) {
       jset_int(o, "step", m->step) < 0 || jset_int(o, "repeat", (int64_t)m->step + 1) < 0 ||
       jset_str(o, "channel", m->channel) < 0 || jset_str(o, "audience", m->audience) < 0 ||
       jset_str(o, "status", reminder_status_to_string(m->status)) < 0 ||
-      jset_str(o, "at", format_rfc3339(when, at)) < 0)
+      jset_str(o, "at", format_rfc3339(when, at)) < 0 || set_when(h, o, "when", when) < 0 ||
+      set_label(h, o, "status_label", "status_", reminder_status_to_string(m->status)) < 0 ||
+      set_label(h, o, "audience_label", "audience_", m->audience) < 0)
     return -ENOMEM;
   if (buf_printf(&h->text, "- %s: %s #%d via %s (%s): %s\n", at, m->tier, m->step + 1, m->channel,
                  m->audience, reminder_status_to_string(m->status)) < 0)
@@ -870,6 +948,10 @@ static int response_cb(const struct response *p, void *ud) {
   if (!o || json_array_append_new(h->arr, o) < 0 || jset_str(o, "kind", p->kind) < 0 ||
       jset_str(o, "source", p->source) < 0 || jset_str(o, "reason", p->reason) < 0 ||
       jset_str(o, "at", format_rfc3339(p->created_at, at)) < 0 || jset_int(o, "id", p->id) < 0 ||
+      set_when(h, o, "when", p->created_at) < 0 ||
+      set_label(h, o, "kind_label", "kind_", p->kind) < 0 ||
+      set_label(h, o, "reason_label", "reason_", p->reason) < 0 ||
+      (p->until_at && set_when(h, o, "until_when", p->until_at) < 0) ||
       jset_str(o, "detail", p->detail) < 0 || /* smtp helper: message text, callback time */
       (p->until_at && jset_str(o, "until", format_rfc3339(p->until_at, at)) < 0))
     return -ENOMEM;
@@ -1001,7 +1083,7 @@ static int finish_message(struct render *rd, struct facts *f, const char *templa
                           struct message *ret, char *err, size_t errlen) {
   struct message m = {0};
   int r;
-  if (!(m.locale = strdup(f->locale ? f->locale : TEMPLATES_FALLBACK_LOCALE))) {
+  if (!(m.locale = strdup(f->locale ? f->locale : default_locale(rd)))) {
     r = -ENOMEM;
     goto fail;
   }
@@ -1104,16 +1186,21 @@ int render_message(struct render *rd, struct store *store, const struct reminder
   else if (have_cu && !isempty(cu.tz))
     zone = cu.tz;
   f.zone = zone ? zone : rd->cfg->daemon.time_zone;
+  f.contract_zone = have_cu && !isempty(cu.tz) ? cu.tz : rd->cfg->daemon.time_zone;
   f.locale = rd->locale ? rd->locale
              : f.audience == AUDIENCE_CUSTOMER && have_cu && !isempty(cu.locale)
                  ? cu.locale
-                 : TEMPLATES_FALLBACK_LOCALE;
+                 : default_locale(rd);
   const char *template_name = ops_alert               ? RENDER_OPS_TIER
                               : t && t->template_name ? t->template_name
                                                       : row->tier;
   f.template_name = template_name;
 
   if (audience == AUDIENCE_OWNER && !ops_alert) {
+    h.lf = rd->lf;
+    h.z = zone_or_utc(rd, f.zone);
+    h.locale = f.locale;
+    h.tmpl = rd->tmpl;
     if (!(h.arr = json_array())) {
       r = -ENOMEM;
       goto out;
@@ -1202,7 +1289,7 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
       .email =
           (char *)(kind == NOTIFY_EMAIL && recipient ? recipient : "max.mustermann@example.com"),
       .phone = (char *)(kind == NOTIFY_SMS && recipient ? recipient : "+4915112345678"),
-      .locale = (char *)"en",
+      .locale = (char *)(rd->locale ? rd->locale : "en"),
       .segment = (char *)"smb",
   };
   struct owner ow = {
@@ -1229,7 +1316,10 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
       .kind = kind,
       .template_name = template_name,
       .zone = rd->cfg->daemon.time_zone,
-      .locale = "en",
+      .contract_zone = rd->cfg->daemon.time_zone,
+      .locale = rd->locale                                ? rd->locale
+                : audience == AUDIENCE_OWNER || ops_alert ? default_locale(rd)
+                                                          : "en",
       .alert = alert,
       .history_text = (char *)"- 2027-01-01T09:00:00Z: notice #1 via email (customer): sent\n",
   };

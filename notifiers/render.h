@@ -5,7 +5,8 @@
  * answers, for ops alerts the dead row), assembles the template context as a
  * jansson object, renders the tier's template (Template=, default the tier
  * name) with the parts subject, text, html and sms through
- * notifiers/templates.h in the recipient's locale, and, for webhook rows,
+ * notifiers/templates.h in the recipient's locale (customers: their own;
+ * owners and ops: [Daemon] Locale=), and, for webhook rows,
  * builds the event body (JSON). Built-in English templates stand in when the template
  * directory has no template of that name, so a fresh install and the demo
  * work without a template directory. The email itself is built from the
@@ -13,10 +14,15 @@
  *
  * Template context (every string may be missing when unknown):
  *   customer: id name email phone locale segment
- *   contract: id product currency value (formatted, e.g. "1,200.00 EUR")
- *             value_minor term expiry (last valid local day, formatted for
- *             the locale) expiry_iso (YYYY-MM-DD) expires_at (RFC 3339)
- *             days_left
+ *   contract: id product currency value (ICU currency format, "€1,200.00")
+ *             value_minor term expiry (last valid day in the customer's
+ *             zone, ICU long date of the locale) expiry_iso (YYYY-MM-DD)
+ *             expires_at (RFC 3339) sent_on (send day, reader's zone)
+ *             days_left (core/locfmt.h: calendar days from the send day in
+ *             the reader's zone to the last valid day) days_left_text
+ *             ("1 day") days_left_in ("in 1 day") days_left_plural ("one")
+ *             days_left_is ({"one": true}); after the last day also
+ *             days_ago and its _text/_in/_plural/_is
  *   tier:     name step (0-based) repeat (step + 1) audience template
  *             escalated (true when an owner row went up to EscalateTo=)
  *   owner:    id name email phone of the owner the message goes to: the

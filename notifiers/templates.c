@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "core/util.h"
+#include "notifiers/catalogue.h"
 #include "notifiers/tmpl.h"
 
 #define MAX_NAME 128  /* longest template, part or partial name */
@@ -36,8 +37,21 @@ struct entry {
   struct entry *next; /* next entry in the same bucket */
 };
 
+/* A catalogue file (DIR/<locale>/NAME.po) or a built-in one, as loaded. */
+struct cat_entry {
+  char *key;              /* "<locale dir>/NAME.po", or "builtin:NAME" (owned) */
+  int r;                  /* 0 loaded, -ENOENT missing, other -errno broken */
+  struct catalogue *c;    /* when r == 0 (owned) */
+  char *error;            /* "KEY: line N: message" when broken (owned) */
+  struct cat_entry *next; /* next loaded catalogue */
+};
+
 struct templates {
-  char *dir;                  /* the template directory (owned) */
+  char *dir;                     /* the template directory (owned); NULL: built-in strings only */
+  char fallback[MAX_LOCALE + 1]; /* normalized default locale, end of every chain */
+  struct cat_entry *cats;        /* loaded catalogues (list: a few per locale) */
+  void (*missing)(void *ud, const char *key, const char *name); /* templates_set_missing_hook() */
+  void *missing_ud;
   struct locale_dir *locales; /* its locale subdirectories, sorted by name (owned) */
   size_t n_locales;           /* entries in locales */
   struct entry **buckets;     /* hash table of loaded files (owned) */
@@ -111,6 +125,13 @@ struct templates *templates_free(struct templates *t) {
     free(t->locales[i].norm);
   }
   free(t->locales);
+  for (struct cat_entry *c = t->cats, *next; c; c = next) {
+    next = c->next;
+    free(c->key);
+    catalogue_free(c->c);
+    free(c->error);
+    free(c);
+  }
   free(t->dir);
   free(t);
   return NULL;
@@ -128,6 +149,7 @@ int templates_open(const char *dir, struct templates **ret, char *err, size_t er
   if (!(t->buckets = calloc(64, sizeof *t->buckets)))
     return -ENOMEM; /* n_buckets still 0: templates_free() walks no bucket */
   t->n_buckets = 64;
+  strcpy(t->fallback, TEMPLATES_FALLBACK_LOCALE);
 
   _cleanup_(closedirp) DIR *d = opendir(dir);
   if (!d) {
@@ -176,8 +198,11 @@ static size_t locale_chain(const struct templates *t, const char *locale,
   char norm[MAX_LOCALE + 1];
   size_t n = 0;
   if (isempty(locale) || !normalize_locale(locale, norm))
-    strcpy(norm, TEMPLATES_FALLBACK_LOCALE);
-  for (int pass = 0; pass < 2; pass++) {
+    strcpy(norm, t->fallback);
+  /* the locale, then the default locale, then TEMPLATES_FALLBACK_LOCALE (the
+   * reference set every other locale is translated from: it holds the
+   * shared partials, and whatever a default locale of an install lacks) */
+  for (int pass = 0; pass < 3; pass++) {
     for (;;) {
       for (size_t i = 0; i < t->n_locales && n < MAX_CHAIN; i++) {
         if (!streq(t->locales[i].norm, norm))
@@ -194,7 +219,7 @@ static size_t locale_chain(const struct templates *t, const char *locale,
         break;
       *dash = 0;
     }
-    strcpy(norm, TEMPLATES_FALLBACK_LOCALE);
+    strcpy(norm, pass == 0 ? t->fallback : TEMPLATES_FALLBACK_LOCALE);
   }
   return n;
 }
@@ -289,7 +314,17 @@ struct partial_ctx {
   struct templates *t;                   /* the directory */
   const struct locale_dir *const *chain; /* the locale chain of the render */
   size_t n_chain;                        /* entries in chain */
+  const char *key;                       /* the file or string rendered (for the missing hook) */
 };
+
+static void missing_cb(void *ud, const char *name, size_t len) {
+  struct partial_ctx *c = ud;
+  char n[MAX_NAME + 1];
+  if (!c->t->missing)
+    return;
+  snprintf(n, sizeof n, "%.*s", (int)MIN(len, (size_t)MAX_NAME), name);
+  c->t->missing(c->t->missing_ud, c->key, n);
+}
 
 static int get_partial(void *ud, const char *name, const struct tmpl **ret, char *err,
                        size_t errlen) {
@@ -328,7 +363,7 @@ int templates_render(struct templates *t, const char *locale, const char *name, 
   int r = find(t, chain, n_chain, "", name, suffix, &e, &used);
   if (r == -ENOENT) {
     seterr(err, errlen, "no template %s.%s for locale '%s' in %s", name, part,
-           isempty(locale) ? TEMPLATES_FALLBACK_LOCALE : locale, t->dir);
+           isempty(locale) ? t->fallback : locale, t->dir);
     return r;
   }
   if (r < 0) {
@@ -340,8 +375,8 @@ int templates_render(struct templates *t, const char *locale, const char *name, 
   size_t skip = 0;
   while (chain[skip] != used)
     skip++;
-  struct partial_ctx pc = {.t = t, .chain = chain + skip, .n_chain = n_chain - skip};
-  struct tmpl_partials p = {.get_compiled = get_partial, .ud = &pc};
+  struct partial_ctx pc = {.t = t, .chain = chain + skip, .n_chain = n_chain - skip, .key = e->key};
+  struct tmpl_partials p = {.get_compiled = get_partial, .ud = &pc, .missing = missing_cb};
   char msg[256] = "";
   char *out = NULL;
   r = tmpl_render_compiled(e->t, data, &p, streq(part, "html"), &out, msg, sizeof msg);
@@ -366,6 +401,270 @@ bool templates_exists(struct templates *t, const char *locale, const char *name,
     return false;
   int r = find(t, chain, n_chain, "", name, suffix, &e, NULL);
   return r != -ENOENT && r != -ENOMEM;
+}
+
+/* ---- settings --------------------------------------------------------------------- */
+
+int templates_new_empty(struct templates **ret) {
+  if (!ret)
+    return -EINVAL;
+  struct templates *t = calloc(1, sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  if (!(t->buckets = calloc(8, sizeof *t->buckets))) {
+    free(t);
+    return -ENOMEM;
+  }
+  t->n_buckets = 8;
+  strcpy(t->fallback, TEMPLATES_FALLBACK_LOCALE);
+  *ret = t;
+  return 0;
+}
+
+int templates_set_default_locale(struct templates *t, const char *locale) {
+  char norm[MAX_LOCALE + 1];
+  if (!t || isempty(locale) || !normalize_locale(locale, norm))
+    return -EINVAL;
+  strcpy(t->fallback, norm);
+  return 0;
+}
+
+const char *templates_default_locale(const struct templates *t) {
+  return t ? t->fallback : TEMPLATES_FALLBACK_LOCALE;
+}
+
+void templates_set_missing_hook(struct templates *t,
+                                void (*fn)(void *ud, const char *key, const char *name), void *ud) {
+  if (!t)
+    return;
+  t->missing = fn;
+  t->missing_ud = ud;
+}
+
+size_t templates_locales(const struct templates *t, const char **names, size_t max) {
+  size_t n = 0;
+  for (size_t i = 0; t && i < t->n_locales; i++) {
+    if (names && n < max)
+      names[n] = t->locales[i].name;
+    n++;
+  }
+  return n;
+}
+
+/* ---- catalogues ------------------------------------------------------------------- */
+
+static struct cat_entry *cat_find(struct templates *t, const char *key) {
+  for (struct cat_entry *c = t->cats; c; c = c->next)
+    if (streq(c->key, key))
+      return c;
+  return NULL;
+}
+
+static struct cat_entry *cat_add(struct templates *t, const char *key, const char *text) {
+  struct cat_entry *c = calloc(1, sizeof *c);
+  if (!c || !(c->key = strdup(key))) {
+    free(c);
+    return NULL;
+  }
+  char msg[256] = "";
+  c->r = text ? catalogue_parse(text, &c->c, msg, sizeof msg) : -ENOENT;
+  if (c->r == -ENOMEM) {
+    free(c->key);
+    free(c);
+    return NULL;
+  }
+  if (c->r == -EINVAL && !(c->error = strprintf("%s: %s", key, msg))) {
+    free(c->key);
+    free(c);
+    return NULL;
+  }
+  c->next = t->cats;
+  t->cats = c;
+  return c;
+}
+
+int templates_add_builtin_catalogue(struct templates *t, const char *name, const char *po_text,
+                                    char *err, size_t errlen) {
+  if (!t || !valid_name(name) || !po_text)
+    return -EINVAL;
+  _cleanup_free_ char *key = strprintf("builtin:%s", name);
+  if (!key)
+    return -ENOMEM;
+  if (cat_find(t, key))
+    return 0;
+  struct cat_entry *c = cat_add(t, key, po_text);
+  if (!c)
+    return -ENOMEM;
+  if (c->r < 0)
+    seterr(err, errlen, "%s", c->error ? c->error : strerror(-c->r));
+  return c->r;
+}
+
+/* The catalogue DIR/<l>/NAME.po, loaded on first use (a missing or broken
+ * file is remembered as such). NULL only on OOM. */
+static struct cat_entry *cat_load(struct templates *t, const struct locale_dir *l,
+                                  const char *name) {
+  _cleanup_free_ char *key = strprintf("%s/%s.po", l->name, name);
+  if (!key)
+    return NULL;
+  struct cat_entry *c = cat_find(t, key);
+  if (c)
+    return c;
+  _cleanup_free_ char *path = strprintf("%s/%s", t->dir, key), *text = NULL;
+  if (!path)
+    return NULL;
+  int r = read_full_file(path, TEMPLATES_MAX_FILE_SIZE, &text, NULL);
+  if (r == -ENOMEM)
+    return NULL;
+  c = cat_add(t, key, r < 0 ? NULL : text);
+  if (c && r < 0 && r != -ENOENT) {
+    c->r = r;
+    if (!(c->error = strprintf("%s: %s", key, strerror(-r))))
+      return NULL;
+  }
+  return c;
+}
+
+int templates_string(struct templates *t, const char *locale, const char *catalogue,
+                     const char *key, json_t *data, char **ret, const char **ret_locale, char *err,
+                     size_t errlen) {
+  if (!t || !ret || !valid_name(catalogue) || isempty(key))
+    return -EINVAL;
+  const struct locale_dir *chain[MAX_CHAIN];
+  size_t n_chain = t->dir ? locale_chain(t, locale, chain) : 0;
+  const struct tmpl *found = NULL;
+  const char *used = NULL, *file = NULL;
+  for (size_t i = 0; i < n_chain && !found; i++) {
+    struct cat_entry *c = cat_load(t, chain[i], catalogue);
+    if (!c)
+      return -ENOMEM;
+    if (c->r < 0 && c->r != -ENOENT) {
+      seterr(err, errlen, "%s", c->error ? c->error : strerror(-c->r));
+      return c->r;
+    }
+    if ((found = catalogue_get(c->c, key)))
+      used = chain[i]->name, file = c->key;
+  }
+  if (!found) {
+    _cleanup_free_ char *bkey = strprintf("builtin:%s", catalogue);
+    if (!bkey)
+      return -ENOMEM;
+    struct cat_entry *c = cat_find(t, bkey);
+    if (c && (found = catalogue_get(c->c, key)))
+      used = TEMPLATES_FALLBACK_LOCALE, file = c->key;
+  }
+  if (!found) {
+    seterr(err, errlen, "no string '%s' in %s.po for locale '%s'", key, catalogue,
+           isempty(locale) ? t->fallback : locale);
+    return -ENOENT;
+  }
+  struct partial_ctx pc = {.t = t, .key = file};
+  struct tmpl_partials p = {.ud = &pc, .missing = missing_cb};
+  char msg[256] = "";
+  char *out = NULL;
+  int r = tmpl_render_compiled(found, data, &p, false, &out, msg, sizeof msg);
+  if (r < 0) {
+    seterr(err, errlen, "%s: %s: %s", file, key, msg);
+    return r;
+  }
+  *ret = out;
+  if (ret_locale)
+    *ret_locale = used;
+  return 0;
+}
+
+int templates_catalogue_keys(struct templates *t, const char *locale_dir, const char *catalogue,
+                             int (*fn)(void *ud, const char *key), void *ud) {
+  if (!t || !valid_name(catalogue) || !fn)
+    return -EINVAL;
+  struct cat_entry *c = NULL;
+  if (!locale_dir) {
+    _cleanup_free_ char *bkey = strprintf("builtin:%s", catalogue);
+    if (!bkey)
+      return -ENOMEM;
+    c = cat_find(t, bkey);
+  } else
+    for (size_t i = 0; i < t->n_locales && !c; i++)
+      if (streq(t->locales[i].name, locale_dir) && !(c = cat_load(t, &t->locales[i], catalogue)))
+        return -ENOMEM;
+  if (!c || c->r == -ENOENT)
+    return -ENOENT;
+  if (c->r < 0)
+    return c->r;
+  for (size_t i = 0; i < catalogue_size(c->c); i++) {
+    int r = fn(ud, catalogue_key(c->c, i));
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* ---- Accept-Language ---------------------------------------------------------------- */
+
+int templates_negotiate(struct templates *t, const char *accept_language, char *out, size_t n) {
+  if (!t || !out || n == 0)
+    return -EINVAL;
+  /* the language ranges with their q (RFC 9110 §12.5.4), best first; ties
+   * keep their order */
+  struct {
+    char tag[MAX_LOCALE + 1];
+    int q;
+  } ranges[16];
+  size_t nr = 0;
+  const char *p = accept_language ? accept_language : "";
+  while (*p && nr < ELEMENTSOF(ranges)) {
+    while (*p == ' ' || *p == ',')
+      p++;
+    size_t len = strcspn(p, ",;");
+    char tag[MAX_LOCALE + 1];
+    bool ok = len > 0 && len <= MAX_LOCALE;
+    if (ok) {
+      memcpy(tag, p, len);
+      while (len > 0 && tag[len - 1] == ' ')
+        len--;
+      tag[len] = 0;
+    }
+    p += strcspn(p, ",;");
+    int q = 1000;
+    if (*p == ';') {
+      const char *qs = strstr(p, "q=");
+      const char *next = p + strcspn(p, ",");
+      if (qs && qs < next) {
+        double v = strtod(qs + 2, NULL);
+        q = v < 0 ? 0 : v > 1 ? 1000 : (int)(v * 1000 + 0.5);
+      }
+      p = next;
+    }
+    char norm[MAX_LOCALE + 1];
+    if (ok && q > 0 && !streq(tag, "*") && normalize_locale(tag, norm)) {
+      size_t k = nr++;
+      while (k > 0 && ranges[k - 1].q < q) {
+        ranges[k] = ranges[k - 1];
+        k--;
+      }
+      strcpy(ranges[k].tag, norm);
+      ranges[k].q = q;
+    }
+  }
+  /* the first range with a locale directory along its own chain (not the
+   * default's): "de-AT" finds de/ */
+  for (size_t i = 0; i < nr; i++) {
+    char norm[MAX_LOCALE + 1];
+    strcpy(norm, ranges[i].tag);
+    for (;;) {
+      for (size_t k = 0; k < t->n_locales; k++)
+        if (streq(t->locales[k].norm, norm)) {
+          snprintf(out, n, "%s", ranges[i].tag);
+          return 0;
+        }
+      char *dash = strrchr(norm, '-');
+      if (!dash)
+        break;
+      *dash = 0;
+    }
+  }
+  snprintf(out, n, "%s", t->fallback);
+  return -ENOENT;
 }
 
 /* ---- whole-directory check ----------------------------------------------------------- */
@@ -432,7 +731,33 @@ static int check_file(struct check_ctx *c, const char *key) {
   return tmpl_foreach_partial(e->t, check_partial_ref, c);
 }
 
-/* Checks every *.mustache of DIR/locale/sub ("" or "partials/"). */
+/* Loads catalogue file n (NAME.po) of locale l and reports its problems. */
+static int check_catalogue(struct check_ctx *c, const struct locale_dir *l, const char *n) {
+  _cleanup_free_ char *name = strndup(n, strlen(n) - 3), *key = strprintf("%s/%s", l->name, n);
+  if (!name || !key)
+    return -ENOMEM;
+  if (!valid_name(name)) {
+    check_report(c, key, 0, "not a valid catalogue name (letters, digits, '_', '-', '.')");
+    return 0;
+  }
+  struct cat_entry *e = cat_load(c->t, l, name);
+  if (!e)
+    return -ENOMEM;
+  if (e->r < 0 && e->r != -ENOENT) {
+    const char *msg = e->error ? e->error : strerror(-e->r);
+    size_t kl = strlen(key);
+    unsigned line = 0;
+    int used = 0;
+    if (strncmp(msg, key, kl) == 0 && strncmp(msg + kl, ": ", 2) == 0)
+      msg += kl + 2;
+    if (sscanf(msg, "line %u: %n", &line, &used) == 1 && used > 0)
+      msg += used;
+    check_report(c, key, line, msg);
+  }
+  return 0;
+}
+
+/* Checks every *.mustache (and NAME.po) of DIR/locale/sub ("" or "partials/"). */
 static int check_dir(struct check_ctx *c, const struct locale_dir *l, const char *sub) {
   _cleanup_free_ char *path = strprintf("%s/%s/%s", c->t->dir, l->name, sub);
   if (!path)
@@ -449,6 +774,12 @@ static int check_dir(struct check_ctx *c, const struct locale_dir *l, const char
   while ((de = readdir(d))) {
     const char *n = de->d_name;
     size_t len = strlen(n);
+    if (!*sub && n[0] != '.' && len > 3 && streq(n + len - 3, ".po")) {
+      int r = check_catalogue(c, l, n);
+      if (r < 0)
+        return r;
+      continue;
+    }
     if (n[0] == '.' || len <= 9 || !streq(n + len - 9, ".mustache"))
       continue;
     _cleanup_free_ char *key = strprintf("%s/%s%s", l->name, sub, n);

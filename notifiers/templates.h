@@ -4,11 +4,15 @@
  *   DIR/en/notice.text.mustache
  *   DIR/en/notice.html.mustache
  *   DIR/en/partials/footer.mustache     partials ({{>footer}}, {{<footer}})
+ *   DIR/en/pages.po                     a catalogue (templates_string())
  *   DIR/zh/notice.text.mustache
  *   DIR/zh_CN/...
  *
- * A locale falls back from the most to the least specific and then to
- * TEMPLATES_FALLBACK_LOCALE: "zh-Hant-TW" tries zh-hant-tw, zh-hant, zh, en.
+ * A locale falls back from the most to the least specific and then to the
+ * default locale (templates_set_default_locale()), then to
+ * TEMPLATES_FALLBACK_LOCALE, the reference set: "zh-Hant-TW" tries
+ * zh-hant-tw, zh-hant, zh, en; with default de, "fr-CA" tries fr-ca, fr, de,
+ * en.
  * Locale names match directory names case-insensitively with '_' and '-'
  * equivalent, and an encoding or modifier suffix is ignored
  * ("zh_CN.UTF-8" = "zh-cn" = directory "zh_CN"); a locale that is not a
@@ -69,8 +73,62 @@ int templates_render(struct templates *t, const char *locale, const char *name, 
  * fails to compile: rendering it then says why). False for invalid names. */
 bool templates_exists(struct templates *t, const char *locale, const char *name, const char *part);
 
+/* The shipped en/pages.po, built in (notifiers/embed.cmake): the last
+ * resort of the answer pages' strings. */
+extern const char templates_builtin_pages_po[];
+
+/* A handle without a directory: only built-in catalogues (templates_render()
+ * then finds nothing). For pages when Templates= does not exist. */
+int templates_new_empty(struct templates **ret);
+
+/* Sets the default locale, the last step of every fallback chain (default
+ * TEMPLATES_FALLBACK_LOCALE). -EINVAL when it is not a locale tag. */
+int templates_set_default_locale(struct templates *t, const char *locale);
+/* The default locale, normalized ("en", "zh-cn"). */
+const char *templates_default_locale(const struct templates *t);
+
+/* Calls fn(ud, file, name) for each {{name}} that a render of this handle
+ * finds missing from the data (file: the template's path relative to the
+ * directory, or the catalogue). NULL turns it off. For template checks. */
+void templates_set_missing_hook(struct templates *t,
+                                void (*fn)(void *ud, const char *file, const char *name), void *ud);
+
+/* The names of the locale directories (sorted) into names (up to max);
+ * returns how many there are. Valid until templates_free(). */
+size_t templates_locales(const struct templates *t, const char **names, size_t max);
+
+/* Catalogues: DIR/<locale>/NAME.po (see notifiers/catalogue.h), strings
+ * whose values are Mustache templates. templates_string() renders string
+ * key of catalogue NAME for locale with data, looking the key up along the
+ * locale's fallback chain (key by key: a catalogue may translate only some
+ * strings), then in the built-in catalogue of that name. {{x}} is never
+ * HTML-escaped (the caller escapes the result). Returns 0 with *ret (caller
+ * frees) and the locale directory used in *ret_locale ("en" for the
+ * built-in; valid until templates_free()), -ENOENT when no catalogue has
+ * the key, -EINVAL for a broken catalogue file (err says which line), or
+ * -ENOMEM. Catalogue files are read on first use and cached, like
+ * templates. */
+int templates_string(struct templates *t, const char *locale, const char *catalogue,
+                     const char *key, json_t *data, char **ret, const char **ret_locale, char *err,
+                     size_t errlen);
+/* Adds the built-in catalogue NAME from PO text (copied), the last resort
+ * of templates_string(). -EINVAL with err on a syntax error. */
+int templates_add_builtin_catalogue(struct templates *t, const char *name, const char *po_text,
+                                    char *err, size_t errlen);
+/* Calls fn for each key of catalogue NAME of locale directory locale_dir
+ * (NULL: the built-in one), in sorted order. -ENOENT when there is no such
+ * catalogue; stops at fn's first negative return. */
+int templates_catalogue_keys(struct templates *t, const char *locale_dir, const char *catalogue,
+                             int (*fn)(void *ud, const char *key), void *ud);
+
+/* The best locale for an HTTP Accept-Language value: the first language
+ * range (by q, then order) whose fallback chain reaches a locale directory
+ * before the default ("de-AT" finds de/), written to out as the range
+ * normalized ("de-at"). Returns 0, or -ENOENT with the default locale in out. */
+int templates_negotiate(struct templates *t, const char *accept_language, char *out, size_t n);
+
 /* Checks the whole directory, for --check-config: every NAME.PART.mustache
- * and partials/NAME.mustache of every locale directory is read and
+ * and partials/NAME.mustache (and NAME.po catalogue) of every locale directory is read and
  * compiled, and every partial or parent a file names statically ({{>x}},
  * {{<x}}) exists along that locale's fallback chain. Each problem is passed
  * to problem() with the file's full path, a 1-based line (0 = the whole

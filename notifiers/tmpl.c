@@ -998,6 +998,8 @@ static int render_nodes(struct render *r, const struct node *kids, size_t n, con
       json_t *v = lookup(r, k->s, k->len);
       if (v)
         rr = append_value(r, v, k->escape && r->escape);
+      else if (r->partials && r->partials->missing)
+        r->partials->missing(r->partials->ud, k->s, k->len);
       break;
     }
     case N_SECTION:

@@ -49,6 +49,9 @@ struct tmpl_partials {
   int (*get_compiled)(void *ud, const char *name, const struct tmpl **ret_tmpl, char *err,
                       size_t errlen);
   void *ud; /* passed to get/get_compiled */
+  /* Optional: called with the (dotted) name of every {{var}} that is missing
+   * from the context (it renders empty). For template checks. */
+  void (*missing)(void *ud, const char *name, size_t len);
 };
 
 /* Compiles template text. On success stores a new template in *ret (caller

@@ -4,7 +4,8 @@
 Usage: gen-contracts.py COUNT [--start YYYY-MM-DD] [--days N] [--seed S] > contracts.csv
 
 Contracts expire on dates spread over --days days from --start, across segments,
-time zones on every continent, English and Chinese locales, with owners.
+time zones on every continent, English, Chinese (zh-CN) and German (de, the
+customers in Europe/Berlin) locales, with owners.
 Deterministic for a given seed.
 """
 import argparse
@@ -49,7 +50,7 @@ def main():
         seg = rnd.choice(SEGMENTS)
         phone = f"+{rnd.choice([1, 44, 49, 61, 81, 86, 91])}{rnd.randrange(10**9, 10**10)}" if rnd.random() < 0.7 else ""
         w.writerow([f"C-{i:07d}", f"K-{i:07d}", name, f"customer{i}@example.com", phone, zone,
-                    "zh-CN" if chinese else "en", seg, rnd.choice(OWNERS), rnd.choice(PRODUCTS),
+                    "zh-CN" if chinese else "de" if zone == "Europe/Berlin" else "en", seg, rnd.choice(OWNERS), rnd.choice(PRODUCTS),
                     starts.isoformat(), expires.isoformat(),
                     f"{rnd.randrange(100, 100000)}.{rnd.randrange(100):02d}",
                     rnd.choice(["EUR", "USD", "CNY", "GBP"])])

@@ -9,6 +9,7 @@ packages=(
   libsystemd-dev systemd libmicrohttpd-dev libjansson-dev libssl-dev
   libgmime-3.0-dev
   libcmocka-dev tzdata
+  libicu-dev gettext
   python3 python3-aiosmtpd openssl
   chromium
   nginx-light postfix

@@ -99,7 +99,7 @@ check(ics.get_content_type() == "text/calendar" and "BEGIN:VCALENDAR" in ics.get
       "text/calendar deadline part, as over SMTP")
 parts = {p.get_content_type(): p.get_content() for p in alt.iter_parts()}
 check(set(parts) == {"text/plain", "text/html"}, "text/plain + text/html")
-check("renew by 14 February 2031: https://renew.test/r/" in parts["text/plain"],
+check("renew by February 14, 2031: https://renew.test/r/" in parts["text/plain"],
       "text part: English date of the last valid day, renew link")
 check("Customer 1 &amp; co" in parts["text/html"], "html part")
 raw_subject = [l for l in raws["C-0002"].split(b"\r\n") if l.startswith(b"Subject:")][0]

@@ -527,9 +527,9 @@ static void test_shipped_render(void **state) {
     bool owner, html, sms;
     const char *en, *zh; /* a phrase of the text part */
   } tpl[] = {
-      {"early-notice", false, true, false, "an early heads-up", "提前告知"},
+      {"early-notice", false, true, false, "An early heads-up", "提前告知"},
       {"notice", false, true, false, "expires on 14 February 2031", "将于14 February 2031到期"},
-      {"reminder", false, true, true, "a reminder that your", "提醒您"},
+      {"reminder", false, true, true, "A reminder that your", "提醒您"},
       {"final", false, true, true, "After that date the service stops", "到期后服务将停止"},
       {"lapsed-notice", false, true, false, "It is not too late", "现在续约仍不晚"},
       {"escalation", true, true, false, "has not renewed yet", "尚未续约"},

@@ -604,11 +604,11 @@ def answers_window1(L, reminder1):
     before, counts = L.show("C-A"), L.store_counts()
     form, page = L.open_form(renew)
     check("Renew your contract" in page and "C-A" in page and
-          "Your Cloud Backup will be renewed until 31 March 2032." in page,
+          "Your Cloud Backup will be renewed until March 31, 2032." in page,
           f"A's renew page does not state the new end date:\n{page[-1500:]}")
     check(L.show("C-A") == before and L.store_counts() == counts, "GET of the renew link changed the store")
     done = L.submit(renew, form)
-    check("Your Cloud Backup is renewed until 31 March 2032." in done and "invoice" in done,
+    check("Your Cloud Backup is renewed until March 31, 2032." in done and "invoice" in done,
           f"A's thank-you page:\n{done[-1500:]}")
     a = L.show("C-A")
     c = a["contract"]
@@ -629,7 +629,7 @@ def answers_window1(L, reminder1):
     text = next(p.get_content() for p in alert.walk() if p.get_content_type() == "text/plain")
     check(meta["rcpt_tos"] == ["olivia@sales.example.com"] and
           str(alert["Subject"]) == "Anna Renew renewed Cloud Backup (C-A)" and
-          "until 31 March 2032" in text and "send the invoice" in text,
+          "until March 31, 2032" in text and "send the invoice" in text,
           f"customer-renewed alert: {meta['rcpt_tos']} {alert['Subject']!r}\n{text}")
     hooks = L.new_hooks()
     check(len(hooks) == 1 and hooks[0]["path"] == "/owners/olivia" and hooks[0]["sig_ok"] is True and

@@ -122,10 +122,10 @@ def renewal(zone, expires_on, months):
 
 
 def long_date(d, zh=False):
-    """'4 May 2027' / '2027年5月4日', as renewd's pages write dates."""
+    """'May 4, 2027' / '2027年5月4日', as renewd's pages write dates (CLDR long date of en / zh)."""
     months = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
               "October", "November", "December"]
-    return f"{d.year}年{d.month}月{d.day}日" if zh else f"{d.day} {months[d.month - 1]} {d.year}"
+    return f"{d.year}年{d.month}月{d.day}日" if zh else f"{months[d.month - 1]} {d.day}, {d.year}"
 
 
 def tamper(url):

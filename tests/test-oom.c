@@ -36,6 +36,7 @@
 #include "notifiers/mime.h"
 #include "notifiers/sign.h"
 #include "notifiers/smstext.h"
+#include "notifiers/catalogue.h"
 #include "notifiers/templates.h"
 #include "notifiers/tmpl.h"
 #include "oom.h"
@@ -1858,6 +1859,37 @@ static void test_util(void **state) {
   oom_run("util", run_util, NULL);
 }
 
+/* A PO catalogue of Mustache strings: -ENOMEM and nothing handed out, or
+ * every key. */
+static int run_catalogue(void *ud) {
+  (void)ud;
+  static const char po[] =
+      "# pages\nmsgid \"\"\nmsgstr \"\"\n\"Language: de\\n\"\n\n"
+      "msgid \"renew_p\"\nmsgstr \"Ihr {{product}} wird bis zum \"\n"
+      "\"{{date}} verl\xc3\xa4ngert.\"\n\n#, fuzzy\nmsgid \"x\"\nmsgstr \"y\"\n\n"
+      "msgid \"b\"\nmsgstr \"{{#a}}A{{/a}}\"\n# end\n";
+  struct catalogue *c = UNTOUCHED;
+  char err[128] = "";
+  oom_resume();
+  int r = catalogue_parse(po, &c, err, sizeof err);
+  oom_pause();
+  if (r < 0) {
+    assert_int_equal(r, -ENOMEM);
+    assert_ptr_equal(c, UNTOUCHED);
+    return r;
+  }
+  assert_int_equal(catalogue_size(c), 2);
+  assert_non_null(catalogue_get(c, "renew_p"));
+  assert_null(catalogue_get(c, "x"));
+  catalogue_free(c);
+  return 0;
+}
+
+static void test_catalogue(void **state) {
+  (void)state;
+  oom_run("catalogue_parse", run_catalogue, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_util),
@@ -1876,6 +1908,7 @@ int main(void) {
       cmocka_unit_test(test_sign),
       cmocka_unit_test(test_mime),
       cmocka_unit_test(test_smstext_no_alloc),
+      cmocka_unit_test(test_catalogue),
   };
   if (getenv("TEST_FILTER")) /* e.g. TEST_FILTER=test_store */
     cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -7,8 +7,10 @@ RFC 6455: handshake, masked client frames, fragmented server messages). The
 pages themselves have no JavaScript; the test clicks with real mouse events
 (Input.dispatchMouseEvent at the element's box), like a person on a phone.
 
-For the decline link of a reminder actually sent (Maildir) and a snooze link
-(Simplified Chinese customer):
+For the decline link of a reminder actually sent (Maildir, English customer),
+a snooze link of a Simplified Chinese (zh-CN) and of an Austrian German (de-AT,
+served by de/) customer, each page in the customer's language (<html lang>, a
+phrase, the date written as that language writes it):
   * the page renders on a phone-sized viewport (390x844, mobile) without
     horizontal scrolling; a screenshot is saved to ARTIFACT_DIR;
   * loading it changed nothing in the store;
@@ -16,6 +18,10 @@ For the decline link of a reminder actually sent (Maildir) and a snooze link
     page appears (screenshot saved), and the store shows the response with
     the reason chosen in the browser;
   * reloading the thank-you page's URL (a GET) shows "already recorded".
+An owner link opened with Accept-Language de, zh-CN (after an unknown fr-CH)
+and fr (none shipped: the default, English) shows the owner page in de, zh-CN
+and en (screenshots owner-snooze-LANG.png); a customer's page keeps the
+customer's locale whatever the browser asks for.
 
 Skips (77) when chromium is not installed.
 
@@ -24,6 +30,7 @@ Usage: test-pages-chromium.py RENEWD RENEWCTL ARTIFACT_DIR
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -43,7 +50,18 @@ CONTRACTS = [
          expires_on=day(20), value="1200.00", currency="EUR"),
     dict(contract_id="C-301", customer_id="K-301", customer_name="王芳", email="wang@example.com",
          timezone="Asia/Shanghai", locale="zh-CN", owner="O-1", product="支持计划", expires_on=day(30)),
+    dict(contract_id="C-302", customer_id="K-302", customer_name="Jürgen Weiß", email="jw@example.de",
+         timezone="Europe/Vienna", locale="de-AT", owner="O-1", product="Wartungsvertrag",
+         expires_on=day(40), value="1200.50", currency="EUR"),
+    dict(contract_id="C-303", customer_id="K-303", customer_name="Bob Quiet", email="bob@example.com",
+         timezone="America/New_York", locale="en", owner="O-1", product="Backup", expires_on=day(50)),
 ]
+# what each locale's pages must show: <html lang>, a phrase, a date in that language
+LANG = {
+    "en": ("en", "Remind me later", r"[A-Z][a-z]+ \d{1,2}, \d{4}"),
+    "de": ("de", "Später erinnern", r"\d{1,2}\. (Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember) \d{4}"),
+    "zh-CN": ("zh-CN", "稍后提醒我", r"\d{4}年\d{1,2}月\d{1,2}日"),
+}
 OWNERS = [dict(id="O-1", name="Olivia Owner", email="olivia@example.com", timezone="UTC")]
 
 
@@ -136,6 +154,7 @@ class Browser:
         self.events = []
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Network.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2,
                   mobile=True)
 
@@ -214,9 +233,23 @@ class Browser:
         self.log.close()
 
 
-def answer(b, d, url, artifacts, name, choose, reason_check):
+def check_language(b, name, lang, phrase=None):
+    """The page is in lang: <html lang>, a phrase of it (default: LANG's) and its date format."""
+    want_lang, want_phrase, date_re = LANG[lang]
+    text = b.eval("document.body.innerText")
+    check(b.eval("document.documentElement.lang") == want_lang,
+          f"{name}: <html lang={b.eval('document.documentElement.lang')!r}>, expected {want_lang}")
+    check((phrase or want_phrase) in text, f"{name}: no {phrase or want_phrase!r} on the page:\n{text[:500]}")
+    check(re.search(date_re, text), f"{name}: no date written as in {lang}:\n{text[:500]}")
+    check("{{" not in b.eval("document.documentElement.outerHTML"), f"{name}: an unrendered tag")
+
+
+def answer(b, d, url, artifacts, name, choose, reason_check, lang=None):
     before = d.snapshot()
     b.navigate(url)
+    if lang:
+        check_language(b, name, lang, {"en": "Not renewing", "de": "Später erinnern",
+                                       "zh-CN": "稍后提醒我"}[lang])
     check(b.eval("document.getElementById('page').dataset.page") == "form",
           f"{name}: not a form page: {b.eval('document.body.innerText')[:300]}")
     check(b.eval("document.documentElement.scrollWidth") <= 390,
@@ -234,6 +267,9 @@ def answer(b, d, url, artifacts, name, choose, reason_check):
     check(page == "done", f"{name}: after the click the page is {page!r}: "
                           f"{b.eval('document.body.innerText')[:400]}")
     b.screenshot(os.path.join(artifacts, f"{name}-done.png"))
+    if lang:
+        check_language(b, f"{name} (done)", lang, {"en": "Thank you", "de": "Vielen Dank",
+                                                   "zh-CN": "谢谢"}[lang])
     reason_check()
     b.navigate(url)
     check(b.eval("document.getElementById('page').dataset.page") == "already",
@@ -262,14 +298,39 @@ def body(wd):
             check(len(r) == 1 and r[0]["kind"] == "declined" and r[0]["reason"] == "switched-provider" and
                   r[0]["source"] == "link", f"C-300 responses after the click: {r}")
             check(d.contract("C-300")["state"] == "declined", f"C-300: {d.contract('C-300')}")
-        answer(b, d, decline, artifacts, "decline-en", "input[name=reason][value=switched-provider]", declined)
+        answer(b, d, decline, artifacts, "decline-en", "input[name=reason][value=switched-provider]", declined,
+               "en")
 
         def snoozed():
             r = d.responses("C-301")
             check(len(r) == 1 and r[0]["kind"] == "snoozed", f"C-301 responses after the click: {r}")
             check(d.contract("C-301")["state"] == "snoozed", f"C-301: {d.contract('C-301')}")
-        answer(b, d, d.link("C-301", "snooze"), artifacts, "snooze-zh", "input[name=snooze][value='14d']",
-               snoozed)
+        answer(b, d, d.link("C-301", "snooze"), artifacts, "snooze-zh-CN", "input[name=snooze][value='14d']",
+               snoozed, "zh-CN")
+
+        # a de-AT customer: the de pages (fallback de-AT -> de), German dates
+        def snoozed_de():
+            r = d.responses("C-302")
+            check(len(r) == 1 and r[0]["kind"] == "snoozed", f"C-302 responses after the click: {r}")
+        answer(b, d, d.link("C-302", "snooze"), artifacts, "snooze-de", "input[name=snooze][value='7d']",
+               snoozed_de, "de")
+
+        # owner pages follow Accept-Language (the owner has no locale of their own);
+        # a customer's page does not (their locale wins)
+        owner_link = d.link("C-303", "owner-snooze")
+        for accept, lang, phrase in (("de-DE,de;q=0.9,en;q=0.5", "de", "Erinnerungen pausieren"),
+                                     ("fr-CH, zh-CN;q=0.8, en;q=0.3", "zh-CN", "暂停提醒"),
+                                     ("fr-FR,fr;q=0.9", "en", "Pause the reminders")):
+            b.call("Network.setExtraHTTPHeaders", headers={"Accept-Language": accept})
+            before = d.snapshot()
+            b.navigate(owner_link)
+            check_language(b, f"owner page, Accept-Language: {accept}", lang, phrase)
+            b.screenshot(os.path.join(artifacts, f"owner-snooze-{lang}.png"))
+            check(d.snapshot() == before, "loading the owner page changed the store")
+        b.call("Network.setExtraHTTPHeaders", headers={"Accept-Language": "de"})
+        b.navigate(d.link("C-301", "decline"))
+        check_language(b, "zh-CN customer's page with Accept-Language: de", "zh-CN", "不再续约")
+        b.screenshot(os.path.join(artifacts, "decline-zh-CN-form.png"))
         print(f"screenshots in {artifacts}")
     except TestFailure as e:
         raise TestFailure(f"{e}\n--- renewd log (tail) ---\n{d.log_text()[-4000:]}")

@@ -240,7 +240,7 @@ def case_plain(wd):
             by[(m["X-Renewd-Contract"], m["X-Renewd-Tier"])] = (raw, meta)
         rowby = {(r["contract_id"], r["tier"]): r for r in rs}
         check_customer_message(*by[("C-EN", "notice")], rowby[("C-EN", "notice")], "C-EN",
-                               "Your Cloud Backup expires on 14 February 2031", "14 February 2031", "en")
+                               "Your Cloud Backup expires on February 14, 2031", "February 14, 2031", "en")
         mzh = check_customer_message(*by[("C-ZH", "notice")], rowby[("C-ZH", "notice")], "C-ZH",
                                      "您的企业支持计划将于2031年2月14日到期", "2031年2月14日", "zh-Hans")
         raw_zh = by[("C-ZH", "notice")][0]
@@ -258,8 +258,8 @@ def case_plain(wd):
         check(m["Auto-Submitted"] == "auto-generated", "owner alert: Auto-Submitted: auto-generated")
         check(m["List-Unsubscribe"] is None, "owner alert: no List-Unsubscribe")
         text = m.get_body(preferencelist=("plain",)).get_content()
-        for needle in ("Jane Doe", "1,200.50 EUR", "14 February 2031", "Renewed:", "https://renew.test/r/v1.",
-                       "notice #1 via email (customer): sent"):
+        for needle in ("Jane Doe", "€1,200.50", "February 14, 2031", "Renewed:", "https://renew.test/r/v1.",
+                       "notice #1 via email (to the customer): sent"):
             check(needle in text, f"escalation text contains {needle!r}")
         check(m["Message-ID"] == f"<{rowby[('C-EN', 'escalation')]['idem_key']}@example.com>",
               "escalation Message-ID = its outbox key")
@@ -276,7 +276,7 @@ def case_plain(wd):
         pv = parse(p.stdout)
         check(pv["Message-ID"] == mzh["Message-ID"], "preview: same Message-ID")
         p = run([RENEWCTL, "--config", conf, "preview", "C-ZH", "notice", "--locale", "en"])
-        check(parse(p.stdout.encode())["Subject"].startswith("Your 企业支持计划 expires on 14 February 2031"),
+        check(parse(p.stdout.encode())["Subject"].startswith("Your 企业支持计划 expires on February 14, 2031"),
               "preview --locale en renders the English template")
     finally:
         srv.stop()

@@ -269,11 +269,97 @@ static void test_cache(void **state) {
   templates_free(t);
 }
 
+static char *str(struct templates *t, const char *locale, const char *key, const char **used) {
+  json_t *d = data();
+  char *out = NULL, err[256] = "";
+  int r = templates_string(t, locale, "pages", key, d, &out, used, err, sizeof err);
+  json_decref(d);
+  if (r < 0)
+    fail_msg("%s %s: %d %s", locale, key, r, err);
+  return out;
+}
+
+/* Catalogues: PO parsing, key-by-key fallback (fr-CA -> fr -> default),
+ * fuzzy and empty entries untranslated, the built-in last resort, errors
+ * with lines, the default locale, Accept-Language. */
+static void test_catalogue(void **state) {
+  assert_int_equal(write_file("en/pages.po",
+                              "# header\nmsgid \"\"\nmsgstr \"\"\n\"Language: en\\n\"\n\n"
+                              "msgid \"hello\"\nmsgstr \"Hello {{name}}\"\n\n"
+                              "msgid \"bye\"\nmsgstr \"Bye\"\n\"\\n\\\"now\\\"\"\n"),
+                   0);
+  assert_int_equal(write_file("fr/pages.po", "msgid \"hello\"\nmsgstr \"Bonjour {{name}}\"\n\n"
+                                             "#, fuzzy\nmsgid \"bye\"\nmsgstr \"Salut\"\n"),
+                   0);
+  assert_int_equal(write_file("zh/pages.po", "msgid \"bye\"\nmsgstr \"\"\n"), 0);
+  struct templates *t = NULL;
+  assert_int_equal(templates_open(dir, &t, NULL, 0), 0);
+  const char *used = NULL;
+  char *s = str(t, "fr-CA", "hello", &used);
+  assert_string_equal(s, "Bonjour <Bob & Co>"); /* never HTML-escaped */
+  assert_string_equal(used, "fr");
+  free(s);
+  s = str(t, "fr-CA", "bye", &used); /* fuzzy: untranslated */
+  assert_string_equal(s, "Bye\n\"now\"");
+  assert_string_equal(used, "en");
+  free(s);
+  s = str(t, "zh", "bye", &used); /* empty msgstr: untranslated */
+  assert_string_equal(used, "en");
+  free(s);
+  char *out = NULL, err[256] = "";
+  assert_int_equal(templates_string(t, "fr", "pages", "nope", NULL, &out, NULL, err, sizeof err),
+                   -ENOENT);
+  /* the built-in catalogue is the last resort */
+  assert_int_equal(
+      templates_add_builtin_catalogue(t, "pages", "msgid \"nope\"\nmsgstr \"built in\"\n", NULL, 0),
+      0);
+  s = str(t, "fr", "nope", &used);
+  assert_string_equal(s, "built in");
+  free(s);
+  /* the default locale ends every chain */
+  assert_int_equal(templates_set_default_locale(t, "fr"), 0);
+  s = str(t, "de", "hello", &used);
+  assert_string_equal(used, "fr");
+  free(s);
+  assert_int_equal(templates_set_default_locale(t, "bad tag"), -EINVAL);
+  /* Accept-Language: by q, then order; ranges without a directory skipped */
+  char best[64];
+  assert_int_equal(templates_negotiate(t, "de-DE, fr-CA;q=0.5, zh;q=0.8", best, sizeof best), 0);
+  assert_string_equal(best, "zh");
+  assert_int_equal(templates_negotiate(t, "fr-CA;q=0.5,*;q=0.1", best, sizeof best), 0);
+  assert_string_equal(best, "fr-ca");
+  assert_int_equal(templates_negotiate(t, "de, ja;q=0", best, sizeof best), -ENOENT);
+  assert_string_equal(best, "fr"); /* the default */
+  assert_int_equal(templates_negotiate(t, NULL, best, sizeof best), -ENOENT);
+  templates_free(t);
+
+  /* a broken catalogue: the error names file and line */
+  static const char *const bad[] = {"msgid \"a\"\nmsgid \"b\"\n",
+                                    "msgid \"a\"\nmsgstr \"{{#x}}\"\n",
+                                    "msgid \"a\"\nmsgid_plural \"as\"\n",
+                                    "msgstr \"x\"\n",
+                                    "msgid \"a\"\nmsgstr \"\\q\"\n",
+                                    "msgid \"a\"\nmsgstr \"1\"\n\n"
+                                    "msgid \"a\"\nmsgstr \"2\"\n"};
+  for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+    assert_int_equal(write_file("fr/pages.po", bad[i]), 0);
+    assert_int_equal(templates_open(dir, &t, NULL, 0), 0);
+    err[0] = 0;
+    int r = templates_string(t, "fr", "pages", "a", NULL, &out, NULL, err, sizeof err);
+    if (r != -EINVAL || !strstr(err, "fr/pages.po: line "))
+      fail_msg("bad catalogue %zu: %d '%s'", i, r, err);
+    templates_free(t);
+  }
+  _cleanup_free_ char *path = strprintf("%s/fr/pages.po", dir);
+  assert_int_equal(remove(path), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_fallback), cmocka_unit_test(test_escaping),
-      cmocka_unit_test(test_missing),  cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_partials), cmocka_unit_test(test_cache),
+      cmocka_unit_test(test_catalogue), cmocka_unit_test(test_fallback),
+      cmocka_unit_test(test_escaping),  cmocka_unit_test(test_missing),
+      cmocka_unit_test(test_errors),    cmocka_unit_test(test_partials),
+      cmocka_unit_test(test_cache),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
