@@ -53,6 +53,7 @@ struct http_reply {
     char *value;      /* owned */
   } headers[HTTP_MAX_HEADERS];
   size_t n_headers;
+  bool suspend; /* nothing to send yet: suspend the connection (http_report.c) */
 };
 
 /* ---- replies (http.c) ---- */
@@ -72,6 +73,8 @@ const char *http_header(struct MHD_Connection *c, const char *name);
 /* The media type of Content-Type without parameters, lower-case, in out
  * ("" when absent). */
 void http_content_type(struct MHD_Connection *c, char *out, size_t n);
+/* Lets MHD process now (after connections were resumed) and re-arms its timer. */
+void http_run(struct http *h);
 /* Tells the daemon contract_id changed (re-plan, kick the dispatcher). */
 void http_changed(struct http *h, const char *contract_id);
 
@@ -123,8 +126,12 @@ struct http_report_cache;
 /* GET|HEAD /report?from=&to=&by=: the HTML report page, bearer token required. */
 void http_report_handle(struct http *h, struct MHD_Connection *c, const char *method,
                         struct http_reply *rep);
-/* Frees the cached pages. Accepts NULL; returns NULL. */
+/* Stops the report worker, resumes the requests it suspended, frees the
+ * cached pages. Accepts NULL; returns NULL. */
 struct http_report_cache *http_report_cache_free(struct http_report_cache *rc);
+/* A reload: the worker reads policy names from cfg from now on, and cached
+ * pages are recomputed. */
+void http_report_set_config(struct http *h, const struct config *cfg);
 
 /* ---- pure helpers with unit tests ---- */
 /* SMS keywords (http_sms.c). */
