@@ -40,7 +40,7 @@
 /* Back-off after the store was locked by another writer (-EBUSY; the loop's
  * connection never waits in SQLite's busy handler): doubling up to the max. */
 #define BUSY_BACKOFF_MIN_MS 10
-#define BUSY_BACKOFF_MAX_MS 1000
+#define BUSY_BACKOFF_MAX_MS 100
 /* A loop iteration longer than this is logged at warning (at most once per
  * LOOP_WARN_INTERVAL_S, with the number not logged). */
 #define LOOP_WARN_US 50000
