@@ -12,8 +12,9 @@
  *   else -EIO.
  * store_last_error() gives SQLite's message for the last failure.
  *
- * Blocking: every call does file I/O and may wait up to the busy timeout (5 s)
- * for another writer. Keep transactions short. Not thread-safe: one struct
+ * Blocking: every call does file I/O and may wait up to the busy timeout (5 s,
+ * or none on an event loop's connection: store_set_busy_timeout()) for
+ * another writer. Keep transactions short. Not thread-safe: one struct
  * store per thread.
  *
  * Invariants:

@@ -27,8 +27,9 @@ struct ckpt {
   pthread_cond_t wake;
   bool stop;               /* under lock: the thread ends after a last checkpoint */
   struct ckpt_stats stats; /* under lock */
-  struct timespec seen;    /* the -wal file's mtime at the last checkpoint (thread only) */
+  struct timespec seen;    /* the -wal file's mtime at the last look (thread only) */
   off_t seen_size;         /* and its size */
+  bool pending;            /* it changed since the last checkpoint (thread only) */
 };
 
 static int64_t mono_us(void) {
@@ -37,8 +38,13 @@ static int64_t mono_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Whether the WAL changed since the last checkpoint (a missing file: no). */
-static bool wal_changed(struct ckpt *c) {
+/* Whether to checkpoint now: the WAL changed since the last checkpoint and
+ * has been quiet since the last look, or it is larger than CKPT_MAX_BYTES. A
+ * WAL that keeps changing belongs to a long writer (renewctl import, which
+ * checkpoints its own WAL); checkpointing under it makes new readers (the
+ * loop's) spin in SQLite's WAL retry loop for seconds, measured with
+ * bench-loop. */
+static bool wal_due(struct ckpt *c) {
   struct stat st;
   if (stat(c->wal_path, &st) < 0)
     return false;
@@ -46,7 +52,12 @@ static bool wal_changed(struct ckpt *c) {
                  st.st_mtim.tv_nsec != c->seen.tv_nsec;
   c->seen = st.st_mtim;
   c->seen_size = st.st_size;
-  return changed;
+  if (changed)
+    c->pending = true;
+  if (!c->pending || (changed && st.st_size < CKPT_MAX_BYTES))
+    return false;
+  c->pending = false;
+  return true;
 }
 
 static void checkpoint(struct ckpt *c) {
@@ -79,7 +90,7 @@ static void *run(void *ud) {
     pthread_cond_timedwait(&c->wake, &c->lock, &until);
     bool stop = c->stop;
     pthread_mutex_unlock(&c->lock);
-    if (wal_changed(c) || stop)
+    if (wal_due(c) || stop)
       checkpoint(c);
     pthread_mutex_lock(&c->lock);
   }

@@ -3,8 +3,8 @@
  * the database can take longer than a loop iteration may (a large commit, an
  * import's WAL). Instead this thread, with its own connection to the same
  * file, runs a PASSIVE checkpoint (never waits for readers or writers, never
- * blocks them) whenever the -wal file changed since its last look, at most
- * every CKPT_INTERVAL_MS.
+ * blocks them) once the -wal file changed and then stayed quiet for one
+ * CKPT_INTERVAL_MS look (or grew past CKPT_MAX_BYTES while changing).
  *
  * Owns the thread, its store connection, a mutex and a condition variable.
  * The figures (ckpt_stats()) are read by the loop thread under the mutex.
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define CKPT_INTERVAL_MS 500
+#define CKPT_MAX_BYTES (256 * 1024 * 1024)
 
 struct ckpt;
 
