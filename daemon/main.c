@@ -41,6 +41,11 @@
  * connection never waits in SQLite's busy handler): doubling up to the max. */
 #define BUSY_BACKOFF_MIN_MS 10
 #define BUSY_BACKOFF_MAX_MS 100
+/* After READY, a slice of scheduler work that leaves more to do is followed
+ * by this pause: back-to-back planning transactions would keep the write
+ * lock nearly all the time, and another writer (renewctl import, whose busy
+ * handler polls) would starve past its busy timeout. */
+#define WORK_GAP_MS 10
 /* A loop iteration longer than this is logged at warning (at most once per
  * LOOP_WARN_INTERVAL_S, with the number not logged). */
 #define LOOP_WARN_US 50000
@@ -197,22 +202,27 @@ static void enable_work(struct daemon *d) {
     sd_event_source_set_enabled(d->work_source, SD_EVENT_ON);
 }
 
-/* The store was locked by another writer (-EBUSY): scheduler work stops and
- * is tried again from busy_timer after a back-off, never by sleeping. */
-static void store_busy(struct daemon *d) {
-  d->busy_ms = d->busy_ms ? MIN(d->busy_ms * 2, BUSY_BACKOFF_MAX_MS) : BUSY_BACKOFF_MIN_MS;
+/* Scheduler work stops for ms and resumes from busy_timer. */
+static void work_pause(struct daemon *d, unsigned ms) {
   d->busy = true;
-  metrics_store_busy(d->metrics);
   sd_event_source_set_enabled(d->work_source, SD_EVENT_OFF);
-  sd_event_source_set_time_relative(d->busy_timer, (uint64_t)d->busy_ms * 1000ull);
+  sd_event_source_set_time_relative(d->busy_timer, (uint64_t)ms * 1000ull);
   sd_event_source_set_enabled(d->busy_timer, SD_EVENT_ONESHOT);
   if (d->simulate)
     sd_event_source_set_enabled(d->sim_source, SD_EVENT_OFF); /* no clock jump meanwhile */
 }
 
+/* The store was locked by another writer (-EBUSY): scheduler work stops and
+ * is tried again from busy_timer after a back-off, never by sleeping. */
+static void store_busy(struct daemon *d) {
+  d->busy_ms = d->busy_ms ? MIN(d->busy_ms * 2, BUSY_BACKOFF_MAX_MS) : BUSY_BACKOFF_MIN_MS;
+  metrics_store_busy(d->metrics);
+  work_pause(d, d->busy_ms);
+}
+
 static int on_busy_timer(sd_event_source *s, uint64_t usec, void *userdata) {
   struct daemon *d = userdata;
-  d->running = "retry after a locked store";
+  d->running = "scheduler resume (after a pause or a locked store)";
   d->busy = false;
   enable_work(d);
   arm_wake(d);
@@ -319,6 +329,10 @@ static int on_work(sd_event_source *s, void *userdata) {
   }
   if (r >= 0)
     d->busy_ms = 0;
+  if (r > 0 && d->ready && !d->simulate) {
+    work_pause(d, WORK_GAP_MS); /* more to do: the write lock is free meanwhile */
+    return 0;
+  }
   if (r < 0)
     log_error(&d->log, "scheduler work failed: %s", strerror(-r));
   if (r <= 0) {
