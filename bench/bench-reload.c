@@ -12,7 +12,7 @@
  *       first tier, SQL date arithmetic with a send-window correction> on every
  *       row (the indexed due column), on a copy of the same store: what a cron
  *       job recomputing a due column after a policy change does;
- *   (b) renewd (RENEWD_BENCH_LOOP_STATS=1) reloading a config whose tier
+ *   (b) renewd reloading a config whose tier
  *       offsets all differ (-P60D/-P30D/-P7D/-P3D become -P90D/-P45D/-P20D/-P5D):
  *       from kill(SIGHUP) to its "refill done in N ms (M contracts planned)"
  *       log line, and the longest event-loop iteration after READY (the
@@ -171,8 +171,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   /* (b) the reload */
-  static const char *const env[] = {"RENEWD_BENCH_LOOP_STATS=1", NULL};
-  renewd_start(&d, RENEWD_PATH, conf, log_path, env);
+  renewd_start(&d, RENEWD_PATH, conf, log_path, NULL);
   renewd_wait_line(&d, "ready:", 3600e3, NULL, 0);
   if (rename(conf_b, conf) < 0)
     die("rename: %m");

@@ -9,7 +9,10 @@
  *     its first) and every contract. Into a store without contracts (a first
  *     import) this is one bulk transaction (store_bulk_begin: secondary
  *     indexes built at the end, records handed over BULK_HANDOFF at a time
- *     for multi-row inserts); otherwise transactions of IMPORT_BATCH rows.
+ *     for multi-row inserts); otherwise transactions of IMPORT_BATCH rows
+ *     with a short pause between them (other writers get the lock). Upserts
+ *     are idempotent, so a re-run after an import killed between batches
+ *     converges (docs/import.md).
  *     --dry-run runs pass 2 read-only, comparing with the store instead of
  *     writing.
  *
@@ -36,7 +39,13 @@
 #include "core/csv.h"
 #include "core/validate.h"
 
-#define IMPORT_BATCH 10000       /* rows per write transaction */
+#define IMPORT_BATCH 5000 /* rows per write transaction */
+/* Between two batches the write lock is left free for 1/BATCH_YIELD_DIV of
+ * the last batch's time (at least BATCH_YIELD_MIN_MS): the daemon's loop
+ * connection never waits for the lock, it retries from a timer, and must
+ * find it free now and then. */
+#define BATCH_YIELD_DIV 8
+#define BATCH_YIELD_MIN_MS 2
 #define PROGRESS_INTERVAL_MS 100 /* at most ~10 updates per second */
 #define MAX_PROBLEMS 32          /* per row */
 #define BULK_HANDOFF 256         /* records handed to the store at once in a bulk load */
@@ -821,10 +830,18 @@ static int write_row(struct import *im, const struct csv_record *rec, uint32_t o
   return 0;
 }
 
+/* Leaves the write lock free for a while after a batch that took ms. */
+static void batch_yield(int64_t ms) {
+  int64_t pause = MAX(ms / BATCH_YIELD_DIV, (int64_t)BATCH_YIELD_MIN_MS);
+  struct timespec ts = {.tv_sec = pause / 1000, .tv_nsec = (pause % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
 static int pass_write(struct import *im) {
   struct csv_record rec;
   unsigned line = 0;
   size_t in_txn = 0;
+  int64_t batch_ms = 0;
   int r = 0, ex;
 
   if (im->rows.n == 0)
@@ -873,14 +890,18 @@ static int pass_write(struct import *im) {
     im->n_rows++;
     if (rows_rejected(&im->rows, ord))
       continue;
-    if (!im->dry_run && in_txn == 0 && (r = store_begin(im->store)) < 0)
-      goto fail;
+    if (!im->dry_run && in_txn == 0) {
+      if ((r = store_begin(im->store)) < 0)
+        goto fail;
+      batch_ms = mono_ms();
+    }
     if ((r = write_row(im, &rec, ord)) < 0)
       goto fail;
     if (!im->dry_run && !im->bulk && ++in_txn == IMPORT_BATCH) {
       if ((r = store_commit(im->store)) < 0)
         goto fail;
       in_txn = 0;
+      batch_yield(mono_ms() - batch_ms);
     }
     if ((im->n_rows & 255) == 0)
       progress_update(im, false);

@@ -4,7 +4,9 @@
  * Owns the sqlite3 connection and its cached statements (struct store in
  * store_internal.h). Contracts/customers/owners live in store_contracts.c, the
  * reminder outbox and responses in store_outbox.c. Every call may block on file
- * I/O and, for writes, up to the busy timeout.
+ * I/O and, for writes, up to the busy timeout (store_set_busy_timeout(): an
+ * event loop's connection sets 0 and gets -EBUSY at once). PASSIVE
+ * checkpoints for a checkpoint thread: store_checkpoint().
  *
  * Schema history (PRAGMA user_version), applied forward in one transaction:
  *   1  base tables, indexes and change_seq triggers
@@ -330,6 +332,27 @@ const char *const store_stmt_sql[_STMT_MAX] = {
     [STMT_CONTRACT_FOREACH_DUE] = CONTRACT_SELECT "WHERE c.next_due_at > 0 AND c.next_due_at < ?1 "
                                                   "ORDER BY c.next_due_at, c.rowid LIMIT ?2",
     [STMT_CONTRACT_COUNT] = "SELECT count(*) FROM contracts WHERE ?1 IS NULL OR state = ?1",
+    /* paged scans: keyset conditions a range on the index can serve */
+    [STMT_CONTRACT_FOREACH_AFTER] =
+        CONTRACT_JOIN "AND (c.expires_at > ?1 OR c.id > ?6) ORDER BY c.expires_at, c.id LIMIT ?5",
+    [STMT_CONTRACT_CHANGED_PAGE] =
+        CONTRACT_SELECT "WHERE c.change_seq >= ?1 AND (c.change_seq > ?1 OR c.rowid > ?2) "
+                        "ORDER BY c.change_seq, c.rowid LIMIT ?3",
+    [STMT_CONTRACT_DUE_PAGE] = CONTRACT_SELECT
+    "WHERE c.next_due_at > 0 AND c.next_due_at >= ?1 AND c.next_due_at < ?3 "
+    "AND (c.next_due_at > ?1 OR c.rowid > ?2) ORDER BY c.next_due_at, c.rowid LIMIT ?4",
+    [STMT_COUNT_PAGE_REMINDERS] =
+        "SELECT channel, tier, audience, status, count(*), max(id) FROM (SELECT id, channel, "
+        "tier, audience, status FROM reminders WHERE id > ?1 ORDER BY id LIMIT ?2) "
+        "GROUP BY channel, tier, audience, status",
+    [STMT_COUNT_PAGE_RESPONSES] =
+        "SELECT kind, coalesce(source, ''), count(*), max(id) FROM (SELECT id, kind, source "
+        "FROM responses WHERE id > ?1 ORDER BY id LIMIT ?2) GROUP BY 1, 2",
+    [STMT_COUNT_PAGE_CONTRACTS] =
+        "SELECT state, count(*), max(rid) FROM (SELECT rowid AS rid, state FROM contracts "
+        "WHERE rowid > ?1 ORDER BY rowid LIMIT ?2) GROUP BY state",
+    [STMT_REMINDER_NEXT_RETRY] = "SELECT next_attempt_at FROM reminders WHERE status = 'retry' "
+                                 "AND channel = ?1 ORDER BY next_attempt_at LIMIT 1",
 
     [STMT_REMINDER_INSERT] =
         "INSERT INTO reminders(contract_rowid, contract_id, term, tier, step, channel, audience, "
@@ -719,6 +742,42 @@ int store_data_version(struct store *s, int64_t *ret) {
 
 const char *store_last_error(struct store *s) {
   return s ? s->errmsg : "";
+}
+
+const char *store_path(const struct store *s) {
+  return s ? s->path : "";
+}
+
+/* ---- an event loop's connection -------------------------------------------- */
+
+int store_set_busy_timeout(struct store *s, int ms) {
+  if (!s || ms < 0)
+    return -EINVAL;
+  int rc = sqlite3_busy_timeout(s->db, ms);
+  return rc == SQLITE_OK ? 0 : store_error(s, rc);
+}
+
+int store_set_autocheckpoint(struct store *s, int pages) {
+  if (!s || pages < 0)
+    return -EINVAL;
+  int rc = sqlite3_wal_autocheckpoint(s->db, pages);
+  return rc == SQLITE_OK ? 0 : store_error(s, rc);
+}
+
+int store_checkpoint(struct store *s, int *ret_wal_pages, int *ret_copied) {
+  if (!s)
+    return -EINVAL;
+  if (!sqlite3_get_autocommit(s->db))
+    return -EBUSY;
+  int nlog = 0, nckpt = 0;
+  int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+  if (rc != SQLITE_OK)
+    return store_error(s, rc);
+  if (ret_wal_pages)
+    *ret_wal_pages = nlog;
+  if (ret_copied)
+    *ret_copied = nckpt;
+  return 0;
 }
 
 /* ---- open, migrate, free -------------------------------------------------- */

@@ -12,8 +12,9 @@
  *   else -EIO.
  * store_last_error() gives SQLite's message for the last failure.
  *
- * Blocking: every call does file I/O and may wait up to the busy timeout (5 s)
- * for another writer. Keep transactions short. Not thread-safe: one struct
+ * Blocking: every call does file I/O and may wait up to the busy timeout (5 s,
+ * or none on an event loop's connection: store_set_busy_timeout()) for
+ * another writer. Keep transactions short. Not thread-safe: one struct
  * store per thread.
  *
  * Invariants:
@@ -85,6 +86,25 @@ int store_rollback(struct store *s);
 int store_data_version(struct store *s, int64_t *ret);
 /* SQLite's message for the last failure ("" if none). Valid until the next call. */
 const char *store_last_error(struct store *s);
+/* The path the store was opened with; valid until store_free(). */
+const char *store_path(const struct store *s);
+
+/* ---- an event loop's connection (core/store.c) ---------------------------- */
+
+/* How long a call waits for another connection's write lock before failing
+ * with -EBUSY: STORE_BUSY_TIMEOUT_MS after store_open(); 0 = never wait (an
+ * event loop's connection: it retries from a timer instead of sleeping). */
+int store_set_busy_timeout(struct store *s, int ms);
+/* WAL pages after which a commit on this connection checkpoints (SQLite's
+ * default 1000); 0 = never (a checkpoint thread with its own connection
+ * does it, store_checkpoint()). */
+int store_set_autocheckpoint(struct store *s, int pages);
+/* One PASSIVE checkpoint: copies what it can of the WAL into the database
+ * without waiting for (or blocking) readers and writers, and never calls the
+ * busy handler. *ret_wal_pages / *ret_copied (optional): frames in the WAL
+ * and how many are now in the database. 0 or -errno (-EBUSY: another
+ * checkpoint runs). Outside a transaction only (-EBUSY otherwise). */
+int store_checkpoint(struct store *s, int *ret_wal_pages, int *ret_copied);
 
 /* ---- bulk loading (renewctl import; core/store_bulk.c) ------------------- */
 
@@ -317,6 +337,11 @@ struct store_contract_filter {
   int64_t expires_until;
   const char *customer_id; /* NULL = any */
   size_t limit;            /* 0 = no limit */
+  /* Paging (keyset on the walk's order): when not NULL, only contracts after
+   * (expires_from, after_id) are visited, i.e. expiring later than
+   * expires_from, or at expires_from with a greater id. Not with customer_id
+   * (-EINVAL). */
+  const char *after_id;
 };
 /* Calls cb for each matching contract ordered by expires_at, id, with its
  * customer (cu is NULL when the contract has none). f NULL = everything.
@@ -335,6 +360,28 @@ int store_contract_foreach_changed(struct store *s, int64_t since, size_t limit,
  * refill). Returns the number visited or cb's negative value. */
 int store_contract_foreach_due(struct store *s, int64_t until, size_t limit,
                                int (*cb)(const struct contract *c, void *ud), void *ud);
+
+/* A keyset cursor: the (key, rowid) of the last row a paged walk visited;
+ * the next page starts after it. {0, 0} before the first page. */
+struct store_cursor {
+  int64_t key;   /* the walk's ordering column of that row */
+  int64_t rowid; /* its rowid (ties on key) */
+};
+/* One page of the change scan: at most limit (>= 1) contracts ordered by
+ * (change_seq, rowid) after *cur (key = change_seq); *cur moves to the last
+ * one visited. Each page is its own read (rows committed between pages
+ * appear in later pages: change_seq only grows). Returns the number visited
+ * (< limit: the walk reached the end) or cb's negative value. */
+int store_contract_changed_page(struct store *s, struct store_cursor *cur, size_t limit,
+                                int (*cb)(const struct contract *c, void *ud), void *ud);
+/* One page of the due scan: contracts with next_due_at in [*cur, until)
+ * ordered by (next_due_at, rowid) after *cur (key = next_due_at; a cursor
+ * with key k and rowid 0 starts at next_due_at >= k), at most limit (>= 1).
+ * Uses the partial next_due index; rows before the cursor (already on the
+ * caller's wheel) are not read again. Returns the number visited (< limit:
+ * done) or cb's negative value. */
+int store_contract_due_page(struct store *s, struct store_cursor *cur, int64_t until, size_t limit,
+                            int (*cb)(const struct contract *c, void *ud), void *ud);
 int store_contract_max_change_seq(struct store *s, int64_t *ret);
 /* Highest contract rowid: the number of contracts ever stored (renewd never
  * deletes one), in O(log n) where count(*) reads a whole index. */
@@ -502,6 +549,23 @@ enum store_group {
 int store_count_grouped(struct store *s, enum store_group g,
                         int (*cb)(const char *const *keys, size_t n_keys, int64_t count, void *ud),
                         void *ud);
+
+/* ---- paged recounts behind /metrics (core/store_scan.c) ---------------------- */
+
+/* One page of a recount of table g: the next limit (>= 1) rows by rowid
+ * after *after (0 before the first page), grouped as store_count_grouped()
+ * groups them; cb gets each group of the page. *after moves to the last
+ * rowid read. Returns the number of rows read (< limit: the table is done)
+ * or cb's negative value. Summing the pages of one pass counts every row
+ * that existed through the pass exactly once, with the values it had when
+ * its page was read. */
+int store_count_page(struct store *s, enum store_group g, int64_t *after, size_t limit,
+                     int (*cb)(const char *const *keys, size_t n_keys, int64_t count, void *ud),
+                     void *ud);
+/* The earliest next_attempt_at of channel's 'retry' rows (one index range
+ * read in order, stopping at the first row of that channel). -ENOENT when
+ * there is none. */
+int store_reminder_next_retry(struct store *s, const char *channel, int64_t *ret);
 
 /* ==== report rows (core/store_report.c; used by core/report.c) ============== */
 

@@ -7,8 +7,8 @@
  *    auto-checkpoint threshold of STORE_LOAD_CHECKPOINT_PAGES instead of
  *    SQLite's 1000, so that index pages rewritten by many batches are copied
  *    into the database once rather than at every other commit. load_end runs
- *    one wal_checkpoint(TRUNCATE) so that the daemon's next commit does not
- *    inherit a large WAL to copy, and restores the settings.
+ *    one wal_checkpoint(TRUNCATE), without waiting for readers, so that the
+ *    WAL does not stay large, and restores the settings.
  *
  *  - store_bulk_begin()/store_bulk_commit(): when the contracts and customers
  *    tables are empty (a first import), the whole load is ONE write
@@ -125,10 +125,15 @@ int store_load_end(struct store *s) {
     return -EBUSY;
   s->load = false;
   /* Copy the WAL back and empty it. BUSY (a reader still on an older
-   * snapshot past the busy timeout) is fine: what could be copied was, and
-   * the next checkpoint finishes the job. */
+   * snapshot) is fine: what could be copied was, and the next checkpoint
+   * finishes the job. Without waiting: a TRUNCATE checkpoint holds the
+   * WAL's reader locks while its busy handler waits for readers, and a
+   * reader that starts meanwhile (a running renewd's loop) spins in SQLite's
+   * own retry loop for up to 10 s. */
+  sqlite3_busy_timeout(s->db, 0);
   int nlog = 0, nckpt = 0;
   int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
+  sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
   int r = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : store_error(s, rc);
   int k = exec_pragma_int(s, "cache_size", s->load_saved_cache);
   if (k >= 0)

@@ -595,9 +595,15 @@ int store_contract_foreach(struct store *s, const struct store_contract_filter *
     f = &all;
   if (f->state >= _CONTRACT_STATE_MAX || f->state < -1)
     return -EINVAL;
-  bool by_customer = !isempty(f->customer_id);
+  bool by_customer = !isempty(f->customer_id), after = f->after_id != NULL;
+  if (by_customer && after)
+    return -EINVAL;
   _cleanup_stmt_ struct stmt_ref q = {0};
-  int r = stmt_acquire(s, by_customer ? STMT_CONTRACT_FOREACH_CUSTOMER : STMT_CONTRACT_FOREACH, &q);
+  int r = stmt_acquire(s,
+                       by_customer ? STMT_CONTRACT_FOREACH_CUSTOMER
+                       : after     ? STMT_CONTRACT_FOREACH_AFTER
+                                   : STMT_CONTRACT_FOREACH,
+                       &q);
   if (r < 0)
     return r;
   if ((r = bind_int64(&q, 1, f->expires_from ? f->expires_from : INT64_MIN)) < 0 ||
@@ -606,6 +612,12 @@ int store_contract_foreach(struct store *s, const struct store_contract_filter *
       (r = bind_text(&q, 4, f->segment)) < 0 || (r = bind_int64(&q, 5, limit_of(f->limit))) < 0 ||
       (by_customer && (r = bind_text(&q, 6, f->customer_id)) < 0))
     return r;
+  /* "" sorts before every id: bound as text, not as NULL */
+  if (after) {
+    int rc = sqlite3_bind_text(q.st, 6, f->after_id, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+      return store_error(s, rc);
+  }
   int n = 0;
   while ((r = stmt_step(&q)) > 0) {
     struct contract c;
@@ -668,6 +680,52 @@ int store_contract_foreach_due(struct store *s, int64_t until, size_t limit,
       (r = bind_int64(&q, 1, until)) < 0 || (r = bind_int64(&q, 2, limit_of(limit))) < 0)
     return r;
   return contract_walk(&q, cb, ud, NULL);
+}
+
+/* Walks a page and moves the cursor to its last row (keyed by change_seq or
+ * next_due_at). */
+static int contract_page_walk(struct stmt_ref *q, struct store_cursor *cur,
+                              int (*cb)(const struct contract *c, void *ud), void *ud,
+                              bool by_change_seq) {
+  int n = 0, r;
+  while ((r = stmt_step(q)) > 0) {
+    struct contract c;
+    if ((r = contract_from_row(q->st, 0, false, &c)) < 0)
+      return r;
+    *cur = (struct store_cursor){.key = by_change_seq ? c.change_seq : c.next_due_at,
+                                 .rowid = c.rowid};
+    int k = cb(&c, ud);
+    if (k < 0)
+      return k;
+    n++;
+  }
+  return r < 0 ? r : n;
+}
+
+int store_contract_changed_page(struct store *s, struct store_cursor *cur, size_t limit,
+                                int (*cb)(const struct contract *c, void *ud), void *ud) {
+  if (!s || !cur || !cb || limit == 0)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_CONTRACT_CHANGED_PAGE, &q)) < 0 ||
+      (r = bind_int64(&q, 1, cur->key)) < 0 || (r = bind_int64(&q, 2, cur->rowid)) < 0 ||
+      (r = bind_int64(&q, 3, limit_of(limit))) < 0)
+    return r;
+  return contract_page_walk(&q, cur, cb, ud, true);
+}
+
+int store_contract_due_page(struct store *s, struct store_cursor *cur, int64_t until, size_t limit,
+                            int (*cb)(const struct contract *c, void *ud), void *ud) {
+  if (!s || !cur || !cb || limit == 0)
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r;
+  if ((r = stmt_acquire(s, STMT_CONTRACT_DUE_PAGE, &q)) < 0 ||
+      (r = bind_int64(&q, 1, cur->key)) < 0 || (r = bind_int64(&q, 2, cur->rowid)) < 0 ||
+      (r = bind_int64(&q, 3, until)) < 0 || (r = bind_int64(&q, 4, limit_of(limit))) < 0)
+    return r;
+  return contract_page_walk(&q, cur, cb, ud, false);
 }
 
 int store_contract_max_rowid(struct store *s, int64_t *ret) {

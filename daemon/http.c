@@ -662,6 +662,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!rq->body.data && buf_puts(&rq->body, "") < 0) /* body.data is never NULL for handlers */
     return MHD_NO;
   route(h, c, url, method, rq, &rep);
+  if (rep.suspend) { /* the handler resumes it; MHD then calls us again */
+    http_reply_clear(&rep);
+    MHD_suspend_connection(c);
+    return MHD_YES;
+  }
   return send_reply(h, c, rq, &rep, false);
 }
 
@@ -745,7 +750,7 @@ void http_set_config(struct http *h, const struct config *cfg) {
     return;
   h->deps.cfg = cfg;
   load_secrets(h, cfg);
-  h->report_cache = http_report_cache_free(h->report_cache); /* policy names may change */
+  http_report_set_config(h, cfg);      /* policy names may change */
   h->pages = templates_free(h->pages); /* page strings are read again from Templates= */
   struct validate *v = NULL;
   if (validate_new(h->deps.cal, cfg->daemon.time_zone, &v) >= 0) {
@@ -760,6 +765,8 @@ struct http *http_free(struct http *h) {
   sd_event_source_disable_unref(h->io);
   sd_event_source_disable_unref(h->timer);
   h->tick = sd_event_source_disable_unref(h->tick);
+  /* the report worker first: it resumes the requests it suspended */
+  h->report_cache = http_report_cache_free(h->report_cache);
   if (h->mhd)
     MHD_stop_daemon(h->mhd); /* reports every connection closed */
   http_guard_stop(h);
@@ -768,7 +775,6 @@ struct http *http_free(struct http *h) {
   tokens_free(h->api_tokens, h->n_api_tokens);
   wipe_free(h->sms_token);
   validate_free(h->validate);
-  http_report_cache_free(h->report_cache);
   templates_free(h->pages);
   locfmt_free(h->lf);
   free(h);
@@ -795,7 +801,8 @@ int http_new(sd_event *event, const struct http_deps *deps, struct http **ret, c
   int n = sd_listen_fds(true);
   int fd = -1;
   struct sockaddr_storage sa = {0};
-  unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+  /* suspend/resume: /report waits for its worker thread (http_report.c) */
+  unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
   if (n > 1) {
     snprintf(err, errlen, "socket activation passed %d sockets; renewd.socket should have one", n);
     r = -EINVAL;

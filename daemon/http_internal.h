@@ -94,6 +94,7 @@ struct http_reply {
     char *value;      /* owned */
   } headers[HTTP_MAX_HEADERS];
   size_t n_headers;
+  bool suspend; /* nothing to send yet: suspend the connection (http_report.c) */
 };
 
 /* ---- replies (http.c) ---- */
@@ -164,11 +165,16 @@ struct http_report_cache;
 /* GET|HEAD /report?from=&to=&by=: the HTML report page, bearer token required. */
 void http_report_handle(struct http *h, struct MHD_Connection *c, const char *method,
                         struct http_reply *rep);
-/* Frees the cached pages. Accepts NULL; returns NULL. */
+/* Stops the report worker, resumes the requests it suspended, frees the
+ * cached pages. Accepts NULL; returns NULL. */
 struct http_report_cache *http_report_cache_free(struct http_report_cache *rc);
+/* A reload: the worker reads policy names from cfg from now on, and cached
+ * pages are recomputed. */
+void http_report_set_config(struct http *h, const struct config *cfg);
 
 /* ---- MHD glue (http.c) ---- */
-/* Runs MHD once and re-arms the event sources. */
+/* Runs MHD once (also after connections were resumed) and re-arms the event
+ * sources. */
 void http_run(struct http *h);
 
 /* ---- the listener's defences (http_guard.c) ---- */

@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/store.h"
 #include "core/util.h"
+#include "daemon/ckpt.h"
 #include "daemon/log.h"
 #include "daemon/sched.h"
 #include "daemon/http.h"    /* http helper */
@@ -34,6 +35,23 @@
 
 #define WORK_BUDGET 500 /* contracts planned per loop iteration */
 #define STATUS_INTERVAL_S 5
+/* Work sources (scheduler, change poll, dispatcher, status) run below the
+ * HTTP listener (SD_EVENT_PRIORITY_NORMAL): a pending request is served
+ * before the next slice of work. */
+#define WORK_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
+/* Back-off after the store was locked by another writer (-EBUSY; the loop's
+ * connection never waits in SQLite's busy handler): doubling up to the max. */
+#define BUSY_BACKOFF_MIN_MS 10
+#define BUSY_BACKOFF_MAX_MS 100
+/* After READY, a slice of scheduler work that leaves more to do is followed
+ * by this pause: back-to-back planning transactions would keep the write
+ * lock nearly all the time, and another writer (renewctl import, whose busy
+ * handler polls) would starve past its busy timeout. */
+#define WORK_GAP_MS 10
+/* A loop iteration longer than this is logged at warning (at most once per
+ * LOOP_WARN_INTERVAL_S, with the number not logged). */
+#define LOOP_WARN_US 50000
+#define LOOP_WARN_INTERVAL_S 10
 
 struct fd_watch {
   int fd;
@@ -52,6 +70,7 @@ struct daemon {
   struct dispatcher *disp;
   struct http *http;       /* HTTP listener (daemon/http.h) */
   struct metrics *metrics; /* /metrics counters fed by dispatch reports */
+  struct ckpt *ckpt;       /* WAL checkpoint thread (own connection) */
 
   sd_event *event;
   sd_event_source *wake_timer;   /* next due instant / refill / retry */
@@ -61,6 +80,7 @@ struct daemon {
   sd_event_source *disp_timer;   /* the dispatcher's curl timeout */
   sd_event_source *status_timer; /* STATUS= refresh */
   sd_event_source *stop_timer;   /* StopTimeout= of a graceful stop */
+  sd_event_source *busy_timer;   /* retry after the store was locked (-EBUSY) */
   struct fd_watch *watches;      /* curl sockets */
   size_t n_watches;
 
@@ -74,9 +94,15 @@ struct daemon {
   uint64_t sent_at_day; /* d->sent when that day began */
   bool stopping;        /* SIGTERM/SIGINT: waiting for transfers in flight */
   int exit_code;
+
+  bool busy;           /* scheduler work waits for busy_timer */
+  unsigned busy_ms;    /* current back-off; 0 after a success */
+  const char *running; /* what the current loop iteration dispatched (for the log) */
+  uint64_t loop_iterations, loop_max_before_us, loop_max_after_us;
+  uint64_t loop_warned_us, loop_unwarned; /* rate limit of the slow-iteration warning */
 };
 
-/* ---- loop statistics (RENEWD_BENCH_LOOP_STATS=1, for bench/) -------------------- */
+/* ---- loop statistics --------------------------------------------------------------- */
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -84,14 +110,39 @@ static uint64_t mono_us(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Counts one iteration's work (metrics histogram and maximum) and warns about
+ * one longer than LOOP_WARN_US, naming what ran. */
+static void loop_observe(struct daemon *d, uint64_t busy_us) {
+  metrics_loop_iteration(d->metrics, busy_us);
+  if (d->ready) {
+    d->loop_iterations++;
+    d->loop_max_after_us = MAX(d->loop_max_after_us, busy_us);
+  } else
+    d->loop_max_before_us = MAX(d->loop_max_before_us, busy_us);
+  if (busy_us <= LOOP_WARN_US)
+    return;
+  uint64_t now = mono_us();
+  if (d->loop_warned_us && now - d->loop_warned_us < LOOP_WARN_INTERVAL_S * 1000000ull) {
+    d->loop_unwarned++;
+    return;
+  }
+  char more[64] = "";
+  if (d->loop_unwarned)
+    snprintf(more, sizeof more, "; %" PRIu64 " more since the last warning", d->loop_unwarned);
+  log_warning(&d->log, "event loop iteration took %.1f ms (%s; bound %d ms)%s", busy_us / 1000.0,
+              d->running ? d->running : "the HTTP listener or a signal", LOOP_WARN_US / 1000, more);
+  d->loop_warned_us = now;
+  d->loop_unwarned = 0;
+}
+
 /* sd_event_loop() one iteration at a time, timing the work of each (prepare and
  * dispatch, not the wait); logs the longest iterations before and after READY
  * at exit. Returns what sd_event_loop() would. */
-static int loop_with_stats(struct daemon *d) {
-  uint64_t n = 0, max_before = 0, max_after = 0;
+static int run_loop(struct daemon *d) {
   int r = 0, code = 0;
   while (sd_event_get_state(d->event) != SD_EVENT_FINISHED) {
     uint64_t t0 = mono_us(), waited = 0;
+    d->running = NULL;
     r = sd_event_prepare(d->event);
     if (r == 0) {
       uint64_t w0 = mono_us();
@@ -102,16 +153,11 @@ static int loop_with_stats(struct daemon *d) {
       r = sd_event_dispatch(d->event);
     if (r < 0)
       return r;
-    uint64_t busy = mono_us() - t0 - waited;
-    if (d->ready) {
-      n++;
-      max_after = MAX(max_after, busy);
-    } else
-      max_before = MAX(max_before, busy);
+    loop_observe(d, mono_us() - t0 - waited);
   }
   log_info(&d->log,
            "event loop: %" PRIu64 " iterations after ready, longest %.1f ms (before ready %.1f ms)",
-           n, max_after / 1000.0, max_before / 1000.0);
+           d->loop_iterations, d->loop_max_after_us / 1000.0, d->loop_max_before_us / 1000.0);
   r = sd_event_get_exit_code(d->event, &code);
   return r < 0 ? r : code;
 }
@@ -156,7 +202,35 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static void arm_wake(struct daemon *d);
 
 static void enable_work(struct daemon *d) {
-  sd_event_source_set_enabled(d->work_source, SD_EVENT_ON);
+  if (!d->busy) /* else busy_timer enables it */
+    sd_event_source_set_enabled(d->work_source, SD_EVENT_ON);
+}
+
+/* Scheduler work stops for ms and resumes from busy_timer. */
+static void work_pause(struct daemon *d, unsigned ms) {
+  d->busy = true;
+  sd_event_source_set_enabled(d->work_source, SD_EVENT_OFF);
+  sd_event_source_set_time_relative(d->busy_timer, (uint64_t)ms * 1000ull);
+  sd_event_source_set_enabled(d->busy_timer, SD_EVENT_ONESHOT);
+  if (d->simulate)
+    sd_event_source_set_enabled(d->sim_source, SD_EVENT_OFF); /* no clock jump meanwhile */
+}
+
+/* The store was locked by another writer (-EBUSY): scheduler work stops and
+ * is tried again from busy_timer after a back-off, never by sleeping. */
+static void store_busy(struct daemon *d) {
+  d->busy_ms = d->busy_ms ? MIN(d->busy_ms * 2, BUSY_BACKOFF_MAX_MS) : BUSY_BACKOFF_MIN_MS;
+  metrics_store_busy(d->metrics);
+  work_pause(d, d->busy_ms);
+}
+
+static int on_busy_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+  struct daemon *d = userdata;
+  d->running = "scheduler resume (after a pause or a locked store)";
+  d->busy = false;
+  enable_work(d);
+  arm_wake(d);
+  return 0;
 }
 
 /* In a simulation on the console, one line per simulated day that saw sends:
@@ -190,16 +264,15 @@ static void tick(struct daemon *d) {
     sd_event_exit(d->event, 0);
     return;
   }
-  for (int r = 1; r == 1;) {
-    r = sched_run_due(d->sched, now, WORK_BUDGET);
-    if (r < 0) {
-      log_error(&d->log, "firing due reminders failed: %s", strerror(-r));
-      break;
-    }
-    if (r == 1)
-      break; /* more due: continue on the next loop iteration */
-  }
-  int r = sched_maybe_refill(d->sched, now);
+  int r = d->busy ? 0 : sched_run_due(d->sched, now, WORK_BUDGET);
+  if (r == -EBUSY)
+    store_busy(d);
+  else if (r < 0)
+    log_error(&d->log, "firing due reminders failed: %s", strerror(-r));
+  else if (r == 0)
+    d->busy_ms = 0;
+  /* more due (r == 1): the work source continues on the next iteration */
+  r = sched_maybe_refill(d->sched, now);
   if (r < 0)
     log_error(&d->log, "extending the horizon failed: %s", strerror(-r));
   /* The work source drains whatever the refill queued (and is a no-op when
@@ -211,12 +284,15 @@ static void tick(struct daemon *d) {
 }
 
 static int on_wake(sd_event_source *s, uint64_t usec, void *userdata) {
-  tick(userdata);
+  struct daemon *d = userdata;
+  d->running = "due reminders (wake timer)";
+  tick(d);
   return 0;
 }
 
 static int64_t next_wakeup(struct daemon *d) {
-  int64_t next = sched_next_wakeup(d->sched);
+  /* while the store is locked, busy_timer brings the scheduler back */
+  int64_t next = d->busy ? TIME_NEVER : sched_next_wakeup(d->sched);
   if (d->disp)
     next = MIN(next, dispatcher_next_wakeup(d->disp));
   return next;
@@ -246,10 +322,21 @@ static void arm_wake(struct daemon *d) {
 
 static int on_work(sd_event_source *s, void *userdata) {
   struct daemon *d = userdata;
+  d->running = "scheduler work (scans, planning)";
   int64_t now = daemon_now(d);
   int r = sched_run_due(d->sched, now, WORK_BUDGET);
   if (r == 0)
     r = sched_work(d->sched, now, WORK_BUDGET);
+  if (r == -EBUSY) {
+    store_busy(d); /* the work source is off until busy_timer */
+    return 0;
+  }
+  if (r >= 0)
+    d->busy_ms = 0;
+  if (r > 0 && d->ready && !d->simulate) {
+    work_pause(d, WORK_GAP_MS); /* more to do: the write lock is free meanwhile */
+    return 0;
+  }
   if (r < 0)
     log_error(&d->log, "scheduler work failed: %s", strerror(-r));
   if (r <= 0) {
@@ -276,6 +363,10 @@ static bool work_pending(struct daemon *d) {
  * instant something is due, and stop at the end of the simulated period. */
 static int on_sim_idle(sd_event_source *s, void *userdata) {
   struct daemon *d = userdata;
+  if (d->busy) {
+    sd_event_source_set_enabled(s, SD_EVENT_OFF); /* on_busy_timer re-arms it */
+    return 0;
+  }
   if (work_pending(d))
     return 0;
   if (d->disp && dispatcher_in_flight(d->disp) > 0) {
@@ -301,6 +392,7 @@ static int on_sim_idle(sd_event_source *s, void *userdata) {
 
 static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
   struct daemon *d = userdata;
+  d->running = "store change poll";
   int r = sched_poll_changes(d->sched, daemon_now(d));
   if (r < 0)
     log_error(&d->log, "checking the store for changes failed: %s", strerror(-r));
@@ -333,6 +425,7 @@ static void stop_check(struct daemon *d) {
 
 static int on_curl_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
   struct daemon *d = userdata;
+  d->running = "dispatcher (transfer socket)";
   int ev = 0;
   if (revents & EPOLLIN)
     ev |= CURL_CSELECT_IN;
@@ -370,12 +463,14 @@ static int loop_watch(void *loop, int fd, int what) {
   int r = sd_event_add_io(d->event, &src, fd, events, on_curl_io, d);
   if (r < 0)
     return r;
+  sd_event_source_set_priority(src, WORK_PRIORITY);
   d->watches[d->n_watches++] = (struct fd_watch){.fd = fd, .source = src};
   return 0;
 }
 
 static int on_disp_timer(sd_event_source *s, uint64_t usec, void *userdata) {
   struct daemon *d = userdata;
+  d->running = "dispatcher (timer: results, claims)";
   dispatcher_timeout(d->disp);
   arm_wake(d);
   stop_check(d);
@@ -466,7 +561,9 @@ static void on_dispatch_report(void *userdata, const struct dispatch_report *rep
 static void on_http_changed(void *userdata, const char *contract_id) {
   struct daemon *d = userdata;
   int r = sched_replan(d->sched, contract_id, daemon_now(d));
-  if (r < 0 && r != -ENOENT) {
+  if (r == -EBUSY)
+    store_busy(d); /* it stays due at now: planned after the back-off */
+  else if (r < 0 && r != -ENOENT) {
     struct log_ctx lc = {.contract_id = contract_id};
     log_msg(&d->log, LOG_ERR, &lc, "re-planning after an answer failed: %s", strerror(-r));
   }
@@ -626,6 +723,17 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 }
 
 /* ---- command line ---------------------------------------------------------- */
+
+/* Rows per page of the scheduler's scans and the metrics recount:
+ * RENEWD_SCAN_PAGE_ROWS (a tuning and testing knob, docs/operations.md),
+ * else the default. */
+static size_t scan_page_rows(void) {
+  const char *v = getenv("RENEWD_SCAN_PAGE_ROWS");
+  int64_t n;
+  if (v && parse_int64(v, &n) >= 0 && n > 0 && n <= 1000000)
+    return (size_t)n;
+  return 0;
+}
 
 static void help(void) {
   printf("Usage: renewd [OPTIONS]\n"
@@ -806,12 +914,24 @@ int main(int argc, char **argv) {
     d.exit_code = EX_CANTCREAT;
     goto out;
   }
+  /* The loop's connection never sleeps in SQLite's busy handler (-EBUSY is
+   * retried from a timer) and never checkpoints on commit: the checkpoint
+   * thread does, with its own connection. */
+  if ((r = store_set_busy_timeout(d.store, 0)) < 0 ||
+      (r = store_set_autocheckpoint(d.store, 0)) < 0)
+    goto fail;
+  if (!streq(db, ":memory:") && (r = ckpt_new(db, &d.ckpt)) < 0) {
+    log_error(&d.log, "cannot start the WAL checkpoint thread: %s", strerror(-r));
+    goto fail;
+  }
 
   int64_t now = daemon_now(&d);
   r = sched_new(d.store, d.cal, d.cfg, &d.log, now, &d.sched);
   if (r < 0)
     goto fail;
   sched_set_callback(d.sched, on_reminders_created, &d);
+  size_t page = scan_page_rows();
+  sched_set_page_size(d.sched, page);
 
   r = sd_event_new(&d.event);
   if (r < 0)
@@ -847,6 +967,14 @@ int main(int argc, char **argv) {
   r = sd_event_add_defer(d.event, &d.work_source, on_work, &d);
   if (r < 0)
     goto fail;
+  r = sd_event_add_time(d.event, &d.busy_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_busy_timer, &d);
+  if (r < 0)
+    goto fail;
+  sd_event_source_set_enabled(d.busy_timer, SD_EVENT_OFF);
+  sd_event_source *work[] = {d.wake_timer, d.poll_timer,  d.status_timer,
+                             d.disp_timer, d.work_source, d.busy_timer};
+  for (size_t k = 0; k < ELEMENTSOF(work); k++)
+    sd_event_source_set_priority(work[k], WORK_PRIORITY);
   r = sd_event_add_defer(d.event, &d.sim_source, on_sim_idle, &d);
   if (r < 0)
     goto fail;
@@ -860,6 +988,10 @@ int main(int argc, char **argv) {
     d.exit_code = EX_UNAVAILABLE;
     goto out;
   }
+  metrics_set_ckpt(d.metrics, d.ckpt);
+  r = metrics_start_recount(d.metrics, d.event, d.store, WORK_PRIORITY, page);
+  if (r < 0)
+    goto fail;
 
   struct config_errors errs = {0};
   struct dispatch_callbacks cbs = {.report = on_dispatch_report, .userdata = &d};
@@ -887,8 +1019,7 @@ int main(int argc, char **argv) {
   enable_work(&d);
   dispatcher_kick(d.disp);
 
-  const char *loop_stats = getenv("RENEWD_BENCH_LOOP_STATS");
-  r = loop_stats && streq(loop_stats, "1") ? loop_with_stats(&d) : sd_event_loop(d.event);
+  r = run_loop(&d);
   if (r < 0)
     goto fail;
   if (d.simulate)
@@ -915,9 +1046,12 @@ out:
   sd_event_source_disable_unref(d.disp_timer);
   sd_event_source_disable_unref(d.status_timer);
   sd_event_source_disable_unref(d.stop_timer);
+  sd_event_source_disable_unref(d.busy_timer);
+  metrics_stop_recount(d.metrics); /* its event source, before the loop */
   sd_event_unref(d.event);
   sched_free(d.sched);
   metrics_free(d.metrics);
+  d.ckpt = ckpt_free(d.ckpt); /* a last checkpoint, then its connection closes */
   store_free(d.store);
   config_free(d.cfg);
   cal_free(d.cal);

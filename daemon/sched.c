@@ -28,10 +28,11 @@
 #define WINDOW_SLACK (3 * 3600)
 /* Re-try a contract whose planning failed after this long. */
 #define RETRY_AFTER 60
-/* Expiry ranges are scanned this many seconds of expiry at a time, a few
- * slices per sched_work() call, so that no loop iteration reads a whole
- * range of a big book at once. */
-#define SCAN_STEP 3600
+/* Rows read per page of a scan (sched_set_page_size()). */
+#define DEFAULT_PAGE 1000
+/* Scans pause while this many pages of contracts wait to be planned, so the
+ * work queue stays bounded whatever the book size. */
+#define BACKLOG_PAGES 4
 /* A reload looks this far back for tier instants that passed but whose send
  * window opens after now (weekends, holidays). */
 #define RELOAD_BACK (3 * 86400)
@@ -56,7 +57,8 @@ struct rowid_queue {
 };
 
 struct range {
-  int64_t from, until;
+  int64_t from, until; /* expiry range [from, until) still to scan */
+  char *after_id;      /* keyset cursor: resume after (from, after_id); owned, NULL = at from */
 };
 
 /* Expiry ranges still to scan for candidates, [from, until) each. */
@@ -82,6 +84,17 @@ struct sched {
 
   struct rowid_queue work; /* contracts to (re)plan */
   struct range_list scans; /* expiry ranges to scan for not-yet-laddered candidates */
+  size_t page;             /* rows per page of every scan */
+
+  /* The change scan: contracts whose change_seq moved, read a page at a time
+   * after changes_cur (key = change_seq) while changes_running. */
+  bool changes_running;
+  struct store_cursor changes_cur;
+  /* The due scan: contracts with next_due_at in [due_cur, due_until), a
+   * page at a time while due_running. */
+  bool due_running;
+  struct store_cursor due_cur;
+  int64_t due_until;
 
   int64_t loaded_until; /* the wheel holds everything due before this */
   int64_t next_refill;  /* when to extend the horizon next */
@@ -248,7 +261,7 @@ static int ranges_push(struct range_list *l, int64_t from, int64_t until) {
     l->v = v;
     l->cap = cap;
   }
-  l->v[l->n++] = (struct range){from, until};
+  l->v[l->n++] = (struct range){.from = from, .until = until};
   return 0;
 }
 
@@ -314,8 +327,10 @@ static int plan_contract(struct sched *s, int64_t rowid, int64_t now) {
 
 /* Plans rowids[0..n) in one transaction, but stops once SLICE_MS passed (the
  * caller keeps the rest for the next loop iteration). On a store failure the
- * whole batch is rolled back and the contracts are retried later. Returns how
- * many were planned (at least 1 when n > 0), or -errno. */
+ * whole batch is rolled back and the caller decides when to try again
+ * (place_failed()): -EBUSY (another writer holds the lock; the loop's
+ * connection does not wait for it) soon, anything else after RETRY_AFTER.
+ * Returns how many were planned (at least 1 when n > 0), or -errno. */
 static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t now) {
   if (n == 0)
     return 0;
@@ -328,11 +343,8 @@ static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t 
     if (k > 0 && clock_monotonic_ms() - t0 >= SLICE_MS)
       break;
     r = plan_contract(s, rowids[k], now);
-    if (r < 0) {
-      log_error(s->log, "planning failed (%s): %s; retrying in %ds", strerror(-r),
-                store_last_error(s->store), RETRY_AFTER);
+    if (r < 0)
       break;
-    }
   }
   if (r >= 0) {
     char buf[32];
@@ -345,10 +357,11 @@ static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t 
     s->refill_commit_max = MAX(s->refill_commit_max, clock_monotonic_ms() - tc);
   }
   if (r < 0) {
+    if (r != -EBUSY)
+      log_error(s->log, "planning failed (%s): %s; retrying in %ds", strerror(-r),
+                store_last_error(s->store), RETRY_AFTER);
     store_rollback(s->store);
     s->created_pending = false;
-    for (size_t k = 0; k < n; k++)
-      wheel_place(s, rowids[k], now + RETRY_AFTER);
     return r;
   }
   if (s->created_pending && s->cb) {
@@ -356,6 +369,13 @@ static int plan_batch(struct sched *s, const int64_t *rowids, size_t n, int64_t 
     s->cb(s->cb_userdata);
   }
   return (int)k;
+}
+
+/* After plan_batch() failed with r: the contracts stay due (at now, -EBUSY:
+ * the caller retries from a timer) or come back after RETRY_AFTER. */
+static void place_failed(struct sched *s, const int64_t *rowids, size_t n, int64_t now, int r) {
+  for (size_t k = 0; k < n; k++)
+    wheel_place(s, rowids[k], r == -EBUSY ? now : now + RETRY_AFTER);
 }
 
 /* ---- the wheel ----------------------------------------------------------- */
@@ -381,8 +401,10 @@ int sched_run_due(struct sched *s, int64_t now, unsigned budget) {
   struct due_batch b = {.rowids = rowids, .max = budget};
   wheel_advance(s->wheel, now, fire_cb, &b);
   int r = plan_batch(s, b.rowids, b.n, now);
-  if (r < 0)
+  if (r < 0) {
+    place_failed(s, b.rowids, b.n, now, r);
     return r;
+  }
   for (size_t k = (size_t)r; k < b.n; k++) /* the slice ran out: still due */
     wheel_place(s, b.rowids[k], now);
   return wheel_next_expiry(s->wheel) <= now ? 1 : 0;
@@ -416,6 +438,28 @@ static int queue_due_cb(const struct contract *c, void *ud) {
   return queue_push(&s->work, c->rowid);
 }
 
+/* The expiry scan's callback: queues like queue_candidate_cb and remembers
+ * the row as the range's cursor. */
+struct expiry_page {
+  struct sched *s;
+  int64_t last_expires; /* the last row visited */
+  struct buf last_id;
+};
+
+static int expiry_page_cb(const struct contract *c, const struct customer *cu, void *ud) {
+  struct expiry_page *p = ud;
+  p->last_expires = c->expires_at;
+  buf_reset(&p->last_id);
+  if (buf_puts(&p->last_id, c->id ? c->id : "") < 0)
+    return -ENOMEM;
+  return queue_candidate_cb(c, cu, p->s);
+}
+
+static void range_pop(struct range_list *l) {
+  free(l->v[l->n - 1].after_id);
+  l->n--;
+}
+
 /* Queues, for sched_work() to scan, the expiry ranges where a contract not
  * yet in a ladder may have a tier occurrence due in [from, until) under the
  * current config (widened by back below and WINDOW_SLACK above), merged. */
@@ -445,39 +489,96 @@ static int queue_ranges(struct sched *s, int64_t from, int64_t until, int64_t ba
   return 0;
 }
 
-/* Scans pending expiry ranges, SCAN_STEP of expiry at a time, until about
- * budget rows were read; queues the candidates. */
-static int scan_some(struct sched *s, unsigned budget) {
-  unsigned visited = 0;
-  while (s->scans.n > 0 && visited < budget) {
-    struct range *rg = &s->scans.v[s->scans.n - 1];
-    int64_t end = rg->until - rg->from > SCAN_STEP ? rg->from + SCAN_STEP : rg->until;
-    struct store_contract_filter f = {
-        .state = CONTRACT_ACTIVE,
-        .expires_from = rg->from,
-        .expires_until = end,
-    };
-    int r = store_contract_foreach(s->store, &f, queue_candidate_cb, s);
-    if (r < 0)
-      return r;
-    visited += (unsigned)r + 1;
-    rg->from = end;
-    if (rg->from >= rg->until)
-      s->scans.n--;
+/* Reads one page of the last pending expiry range, keyset-paged on
+ * (expires_at, id) from its cursor; queues the candidates. */
+static int scan_expiry_page(struct sched *s) {
+  struct range *rg = &s->scans.v[s->scans.n - 1];
+  if (rg->from >= rg->until) {
+    range_pop(&s->scans);
+    return 0;
   }
-  queue_dedupe(&s->work);
+  struct store_contract_filter f = {
+      .state = CONTRACT_ACTIVE,
+      .expires_from = rg->from,
+      .expires_until = rg->until,
+      .limit = s->page,
+      .after_id = rg->after_id,
+  };
+  struct expiry_page p = {.s = s};
+  int r = store_contract_foreach(s->store, &f, expiry_page_cb, &p);
+  if (r >= 0 && (size_t)r == s->page && p.last_id.data) {
+    char *id = buf_steal(&p.last_id);
+    if (!id)
+      r = -ENOMEM;
+    else {
+      free(rg->after_id);
+      rg->after_id = id;
+      rg->from = p.last_expires;
+    }
+  } else if (r >= 0)
+    range_pop(&s->scans);
+  buf_free(&p.last_id);
+  return r < 0 ? r : 0;
+}
+
+static int queue_changed_cb(const struct contract *c, void *ud);
+
+/* Reads one page of the change scan. */
+static int scan_changes_page(struct sched *s) {
+  int r = store_contract_changed_page(s->store, &s->changes_cur, s->page, queue_changed_cb, s);
+  if (r < 0)
+    return r;
+  s->seen_change_seq = s->changes_cur.key;
+  if ((size_t)r < s->page)
+    s->changes_running = false;
   return 0;
 }
 
-/* Queues every contract that may have an action due in [from, until): those
- * whose recorded next_due_at is before until (now), and those not yet in a
- * ladder whose expiry puts some tier occurrence in the window (scanned later,
- * in slices). */
-static int queue_window(struct sched *s, int64_t from, int64_t until) {
-  int r = store_contract_foreach_due(s->store, until, 0, queue_due_cb, s);
+/* Reads one page of the due scan. */
+static int scan_due_page(struct sched *s) {
+  int r = store_contract_due_page(s->store, &s->due_cur, s->due_until, s->page, queue_due_cb, s);
   if (r < 0)
     return r;
+  if ((size_t)r < s->page)
+    s->due_running = false;
+  return 0;
+}
+
+static bool scans_pending(const struct sched *s) {
+  return s->changes_running || s->due_running || s->scans.n > 0;
+}
+
+/* Reads a page of each pending scan, unless BACKLOG_PAGES pages of queued
+ * contracts wait to be planned. */
+static int scan_some(struct sched *s) {
+  if (s->work.n - s->work.head >= BACKLOG_PAGES * s->page)
+    return 0;
+  int r = 0;
+  if (s->changes_running)
+    r = scan_changes_page(s);
+  if (r >= 0 && s->due_running)
+    r = scan_due_page(s);
+  if (r >= 0 && s->scans.n > 0)
+    r = scan_expiry_page(s);
   queue_dedupe(&s->work);
+  return r;
+}
+
+/* Starts (or widens) the due scan to [from, until): rows the running scan
+ * has passed are not read again unless from is before its cursor. */
+static void due_scan_start(struct sched *s, int64_t from, int64_t until) {
+  if (!s->due_running || from < s->due_cur.key || (from == s->due_cur.key && s->due_cur.rowid != 0))
+    s->due_cur = (struct store_cursor){.key = from, .rowid = 0};
+  s->due_until = s->due_running ? MAX(s->due_until, until) : until;
+  s->due_running = true;
+}
+
+/* Queues, for paged scans, every contract that may have an action due in
+ * [from, until): those whose recorded next_due_at is in [due_from, until)
+ * (0: from the start of the index), and those not yet in a ladder whose
+ * expiry puts some tier occurrence in the window. */
+static int queue_window(struct sched *s, int64_t due_from, int64_t from, int64_t until) {
+  due_scan_start(s, due_from, until);
   if (from >= until)
     return 0;
   return queue_ranges(s, from, until, WINDOW_SLACK);
@@ -490,8 +591,11 @@ static void refill_begin(struct sched *s) {
   s->refill_commit_max = 0;
 }
 
-/* Extends the horizon to now + Horizon=. Returns 1 when work was queued. */
-static int refill(struct sched *s, int64_t from, int64_t now) {
+/* Extends the horizon to now + Horizon=. due_from is where the due scan
+ * starts: 0 for the whole index (start-up, a rebuilt horizon), else the
+ * previous loaded_until (everything due before it is on the wheel already).
+ * Returns 1 when work was queued. */
+static int refill(struct sched *s, int64_t due_from, int64_t from, int64_t now) {
   int64_t until = now + cfg_horizon(s);
   if (until <= s->loaded_until && from >= s->loaded_until)
     return 0;
@@ -499,16 +603,16 @@ static int refill(struct sched *s, int64_t from, int64_t now) {
   int64_t prev = s->loaded_until;
   s->loaded_until = MAX(s->loaded_until, until);
   s->next_refill = now + cfg_refill_interval(s);
-  int r = queue_window(s, MIN(from, prev), s->loaded_until);
+  int r = queue_window(s, due_from, MIN(from, prev), s->loaded_until);
   if (r < 0)
     return r;
-  return !queue_empty(&s->work) || s->scans.n > 0;
+  return !queue_empty(&s->work) || scans_pending(s);
 }
 
 int sched_maybe_refill(struct sched *s, int64_t now) {
   if (now < s->next_refill)
     return 0;
-  return refill(s, s->loaded_until, now);
+  return refill(s, s->loaded_until, s->loaded_until, now);
 }
 
 /* ---- changes by others --------------------------------------------------- */
@@ -519,14 +623,9 @@ static int queue_changed_cb(const struct contract *c, void *ud) {
   return queue_push(&s->work, c->rowid);
 }
 
-static int queue_changes(struct sched *s) {
-  int64_t max = s->seen_change_seq;
-  int r =
-      store_contract_foreach_changed(s->store, s->seen_change_seq, 0, queue_changed_cb, s, &max);
-  if (r < 0)
-    return r;
-  s->seen_change_seq = max;
-  return r;
+/* Starts the change scan where the last one ended (sched_work() pages it). */
+static void queue_changes(struct sched *s) {
+  s->changes_running = true;
 }
 
 int sched_poll_changes(struct sched *s, int64_t now) {
@@ -537,9 +636,8 @@ int sched_poll_changes(struct sched *s, int64_t now) {
   if (v == s->data_version)
     return 0;
   s->data_version = v;
-  r = queue_changes(s);
-  queue_dedupe(&s->work);
-  return r < 0 ? r : r > 0;
+  queue_changes(s);
+  return 1;
 }
 
 /* ---- work ------------------------------------------------------------------ */
@@ -570,17 +668,22 @@ int sched_work(struct sched *s, int64_t now, unsigned budget) {
   int r;
   if (budget == 0)
     budget = 1;
-  if (s->scans.n > 0 && (r = scan_some(s, budget)) < 0)
-    return r;
+  if (scans_pending(s) && (r = scan_some(s)) < 0)
+    return r; /* the cursors did not move: the same page is read again */
   if (!queue_empty(&s->work)) {
     size_t n = MIN((size_t)budget, s->work.n - s->work.head);
     r = plan_batch(s, s->work.v + s->work.head, n, now);
-    s->work.head += r < 0 ? n : (size_t)r; /* failed ones wait on the wheel */
-    if (r < 0)
+    if (r == -EBUSY)
+      return r; /* the queue is kept: tried again after a back-off */
+    if (r < 0) {
+      place_failed(s, s->work.v + s->work.head, n, now, r); /* they wait on the wheel */
+      s->work.head += n;
       return r;
+    }
+    s->work.head += (size_t)r;
   }
   s->refill_slice_max = MAX(s->refill_slice_max, clock_monotonic_ms() - t0);
-  if (queue_empty(&s->work) && s->scans.n == 0) {
+  if (queue_empty(&s->work) && !scans_pending(s)) {
     work_drained(s);
     return 0;
   }
@@ -595,6 +698,8 @@ int sched_replan(struct sched *s, const char *contract_id, int64_t now) {
   int64_t rowid = c.rowid;
   contract_clear(&c);
   r = plan_batch(s, &rowid, 1, now);
+  if (r < 0)
+    place_failed(s, &rowid, 1, now, r);
   return r < 0 ? r : 0;
 }
 
@@ -615,7 +720,12 @@ int sched_new(struct store *store, struct cal *cal, const struct config *cfg,
   struct sched *s = calloc(1, sizeof *s);
   if (!s)
     return -ENOMEM;
-  *s = (struct sched){.store = store, .cal = cal, .cfg = cfg, .log = log, .loaded_until = now};
+  *s = (struct sched){.store = store,
+                      .cal = cal,
+                      .cfg = cfg,
+                      .log = log,
+                      .loaded_until = now,
+                      .page = DEFAULT_PAGE};
   s->n_buckets = 1024;
   s->buckets = calloc(s->n_buckets, sizeof *s->buckets);
   int r = s->buckets ? wheel_new(now, &s->wheel) : -ENOMEM;
@@ -646,6 +756,8 @@ struct sched *sched_free(struct sched *s) {
   free(s->buckets);
   planner_ladders_free(s->ladders);
   free(s->work.v);
+  while (s->scans.n > 0)
+    range_pop(&s->scans);
   free(s->scans.v);
   wheel_free(s->wheel);
   free(s);
@@ -667,12 +779,11 @@ int sched_start(struct sched *s, int64_t now) {
   if (r < 0)
     return r;
   /* Everything changed since the last run (all of it on a first start). */
-  r = queue_changes(s);
-  if (r < 0)
-    return r;
+  s->changes_cur = (struct store_cursor){.key = s->seen_change_seq, .rowid = INT64_MAX};
+  queue_changes(s);
   s->loaded_until = now;
   s->refill_announce = true;
-  return refill(s, fired_until, now);
+  return refill(s, 0, fired_until, now);
 }
 
 /* Whether everything a ladder snapshot does not hold but a due instant
@@ -704,7 +815,7 @@ int sched_set_config(struct sched *s, const struct config *cfg, int64_t now) {
         item_drop(s, s->buckets[k]->rowid);
     s->loaded_until = now;
     s->next_refill = 0;
-    return refill(s, now, now);
+    return refill(s, 0, now, now);
   }
   /* Same windows and zone: a contract in its ladder keeps its schedule (the
    * snapshot decides, docs/scheduling.md), so only the others are planned
@@ -724,7 +835,16 @@ int sched_set_config(struct sched *s, const struct config *cfg, int64_t now) {
   int r = queue_ranges(s, now, s->loaded_until, RELOAD_BACK);
   if (r < 0)
     return r;
-  return !queue_empty(&s->work) || s->scans.n > 0;
+  return !queue_empty(&s->work) || scans_pending(s);
+}
+
+void sched_set_page_size(struct sched *s, size_t rows) {
+  if (s)
+    s->page = rows > 0 ? rows : DEFAULT_PAGE;
+}
+
+bool sched_busy(const struct sched *s) {
+  return s && (!queue_empty(&s->work) || scans_pending(s));
 }
 
 int64_t sched_next_wakeup(struct sched *s) {

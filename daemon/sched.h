@@ -7,7 +7,11 @@
  * clock: every entry point takes "now". It blocks only on short SQLite
  * transactions; large work (a refill after a reload over a million contracts,
  * the first scan after an import) is cut into slices by sched_work() so the
- * event loop keeps answering.
+ * event loop keeps answering: every scan of the store (changed contracts,
+ * the due index, expiry ranges) reads one page of sched_set_page_size() rows
+ * per call and resumes from a keyset cursor; a failed write (-EBUSY: the
+ * loop's connection never waits for another writer's lock) keeps the work
+ * queued for the caller to retry after a back-off.
  *
  * Invariants:
  *  - the wheel holds every contract whose next action is due before
@@ -63,26 +67,35 @@ int sched_start(struct sched *s, int64_t now);
 int sched_set_config(struct sched *s, const struct config *cfg, int64_t now);
 
 /* Fires everything due at now, at most budget contracts. Returns 1 when more
- * is due (call again soon), 0 when done, -errno on a store failure. */
+ * is due (call again soon), 0 when done, -errno on a store failure (-EBUSY:
+ * the fired contracts stay due at now; call again after a back-off). */
 int sched_run_due(struct sched *s, int64_t now, unsigned budget);
 
 /* Queues a horizon extension to now + horizon when the refill interval passed.
  * Returns 1 when work was queued (run sched_work()), 0, or -errno. */
 int sched_maybe_refill(struct sched *s, int64_t now);
 
-/* Checks PRAGMA data_version; when another connection committed, queues the
- * contracts whose change_seq moved. Returns 1 when work was queued. */
+/* Checks PRAGMA data_version; when another connection committed, starts the
+ * paged scan of the contracts whose change_seq moved (sched_work()).
+ * Returns 1 when work was queued. */
 int sched_poll_changes(struct sched *s, int64_t now);
 
-/* Does a slice of queued work: scans about budget rows of pending expiry
- * ranges, then plans at most budget queued contracts (refill candidates,
- * changed contracts), stopping early after ~15 ms. When the queue drains
+/* Does a slice of queued work: one page of each pending scan (changes, due
+ * index, expiry ranges; skipped while a few pages of contracts wait), then
+ * plans at most budget queued contracts, stopping early after ~15 ms.
+ * -EBUSY keeps everything queued. When the queue drains
  * after a start-up or reload, logs "refill done in N ms (M contracts planned,
  * longest slice S ms, longest commit C ms)". Returns 1 when more remains, 0 when idle, -errno on
  * failure. */
 int sched_work(struct sched *s, int64_t now, unsigned budget);
 
-/* Re-plans one contract now (after an answer or an API change). */
+/* Rows per page of every scan (0 = the default, 1000). */
+void sched_set_page_size(struct sched *s, size_t rows);
+/* Whether scans or planning are still queued (sched_work() has more to do). */
+bool sched_busy(const struct sched *s);
+
+/* Re-plans one contract now (after an answer or an API change). On -EBUSY it
+ * stays due at now (the next sched_run_due() plans it). */
 int sched_replan(struct sched *s, const char *contract_id, int64_t now);
 
 /* The earliest instant sched wants to run again (next due entry, next refill). */

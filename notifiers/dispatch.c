@@ -607,22 +607,15 @@ static void chan_kick(struct dispatcher *d, struct chan *ch, int64_t now, struct
   }
 }
 
-/* Recomputes each channel's earliest retry instant from the store. */
-static int retry_scan_cb(const struct reminder *r, void *ud) {
-  struct dispatcher *d = ud;
-  struct chan *ch = dispatch_chan_find(d, r->channel);
-  if (ch && r->next_attempt_at < ch->retry_min)
-    ch->retry_min = r->next_attempt_at;
-  return 0;
-}
-
+/* Recomputes each channel's earliest retry instant from the store (one
+ * index read per channel, not a walk of every retry row). */
 static void retry_recompute(struct dispatcher *d, int64_t now) {
-  for (size_t i = 0; i < d->n_chans; i++)
-    d->chans[i]->retry_min = TIME_NEVER;
-  int r = store_reminder_foreach_status(d->store, REMINDER_RETRY, 0, retry_scan_cb, d);
-  if (r < 0)
-    for (size_t i = 0; i < d->n_chans; i++)
-      d->chans[i]->retry_min = now + 1; /* look again soon */
+  for (size_t i = 0; i < d->n_chans; i++) {
+    struct chan *ch = d->chans[i];
+    int64_t t;
+    int r = store_reminder_next_retry(d->store, ch->name, &t);
+    ch->retry_min = r >= 0 ? t : r == -ENOENT ? TIME_NEVER : now + 1; /* failed: look again soon */
+  }
   d->retry_dirty = false;
 }
 
