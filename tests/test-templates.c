@@ -339,8 +339,8 @@ static void test_catalogue(void **state) {
                                     "msgid \"a\"\nmsgid_plural \"as\"\n",
                                     "msgstr \"x\"\n",
                                     "msgid \"a\"\nmsgstr \"\\q\"\n",
-                                    "msgid \"a\"\nmsgstr \"1\"\n\n"
-                                    "msgid \"a\"\nmsgstr \"2\"\n"};
+                                    ("msgid \"a\"\nmsgstr \"1\"\n\n"
+                                     "msgid \"a\"\nmsgstr \"2\"\n")};
   for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
     assert_int_equal(write_file("fr/pages.po", bad[i]), 0);
     assert_int_equal(templates_open(dir, &t, NULL, 0), 0);
