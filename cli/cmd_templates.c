@@ -1,10 +1,11 @@
 /* renewctl templates check: renders every template of every locale of the
  * template directory, for every tier and audience, through the daemon's own
  * renderer (render_sample(): made-up but complete data), and the page
- * strings of every locale, and reports
+ * strings and SMS replies (pages.po, sms.po) of every locale, and reports
  *   - a {{name}} that the data does not have (a missing key renders empty);
  *   - output with an unrendered "{{" or "1 days";
- *   - a template, partial or page string that a locale lacks while the
+ *   - an SMS reply longer than one segment;
+ *   - a template, partial, page string or SMS reply that a locale lacks while the
  *     default locale has it (a locale with a parent directory, e.g. de-CH
  *     beside de, may hold only what differs);
  *   - every syntax error that renewd --check-config reports.
@@ -24,6 +25,7 @@
 
 #include "cli/cli.h"
 #include "notifiers/render.h"
+#include "notifiers/smstext.h"
 #include "notifiers/templates.h"
 
 #define MAX_LOCALES 64
@@ -212,9 +214,21 @@ static int check_present(struct check *k, const char *file, void *ud) {
   return 0;
 }
 
+/* An SMS reply: valid UTF-8 and one segment (160 GSM-7 characters, 70
+ * when a character needs UCS-2). */
+static void check_sms(struct check *k, const char *what, const char *text) {
+  struct smstext_info si;
+  if (smstext_segments(text, &si) < 0)
+    problem(k, "%s: not valid UTF-8", what);
+  else if (si.segments > 1)
+    problem(k, "%s: %zu characters of %s are %zu SMS segments; keep a reply within %d", what,
+            si.chars, smstext_encoding_to_string(si.encoding), si.segments,
+            si.encoding == SMSTEXT_GSM7 ? SMSTEXT_GSM7_SINGLE : SMSTEXT_UCS2_SINGLE);
+}
+
 struct keyctx {
   struct check *k;
-  const char *catalogue;  /* "pages", "alerts" */
+  const char *catalogue;  /* "pages", "sms", "alerts" */
   const char *locale_dir; /* the locale whose catalogue must have the key, or NULL */
 };
 
@@ -223,8 +237,12 @@ struct keyctx {
 static int check_key(void *ud, const char *key) {
   struct keyctx *kc = ud;
   struct check *k = kc->k;
-  json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "product", "Enterprise Support Plan", "date",
-                           "2027-10-20", "when", "2027-10-20 14:30", "state", "renewed");
+  json_t *data =
+      json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "product",
+                "Enterprise Support Plan", "date", "2027-10-20", "when", "2027-10-20 14:30",
+                "state", "renewed", "tier", "notice", "repeat", 2, "channel", "email",
+                "audience_label", "to the customer", "status_label", "sent", "kind_label",
+                "remind me later", "until_when", "2027-11-03 09:00", "reason_label", "no budget");
   if (!data)
     return -ENOMEM;
   char *out = NULL, err[256] = "";
@@ -243,6 +261,8 @@ static int check_key(void *ud, const char *key) {
     if (kc->locale_dir && !streq(used, kc->locale_dir))
       problem(k, "%s is not translated (found in %s)", what, used);
     check_output(k, "page", out);
+    if (streq(kc->catalogue, "sms"))
+      check_sms(k, what, out);
   }
   free(out);
   return 0;
@@ -258,9 +278,13 @@ static int check_locale(struct check *k, struct render *rd, const struct config 
     if ((r = foreach_file(k->dir, deflt, "", check_present, k, &top)) >= 0)
       r = foreach_file(k->dir, deflt, "partials/", check_present, k, &partials);
   }
-  /* page strings: the built-in (English) keys; alert words: the default locale's */
+  /* page strings and SMS replies: the built-in (English) keys; alert words:
+   * the default locale's */
   struct keyctx kc = {.k = k, .catalogue = "pages", .locale_dir = complete ? k->locale : NULL};
   if (r >= 0 && (r = templates_catalogue_keys(k->t, NULL, "pages", check_key, &kc)) == -ENOENT)
+    r = 0;
+  kc.catalogue = "sms";
+  if (r >= 0 && (r = templates_catalogue_keys(k->t, NULL, "sms", check_key, &kc)) == -ENOENT)
     r = 0;
   kc.catalogue = "alerts";
   if (r >= 0 && (r = templates_catalogue_keys(k->t, deflt, "alerts", check_key, &kc)) == -ENOENT)
@@ -284,6 +308,7 @@ static int run_check(const struct config *cfg, struct cal *cal) {
   }
   struct check k = {.t = t, .dir = cfg->daemon.templates, .locale = "-"};
   (void)templates_add_builtin_catalogue(t, "pages", templates_builtin_pages_po, NULL, 0);
+  (void)templates_add_builtin_catalogue(t, "sms", templates_builtin_sms_po, NULL, 0);
   if (templates_check(t, on_syntax, &k) == -ENOMEM) {
     render_free(rd);
     return EX_OSERR;
@@ -322,7 +347,8 @@ static void templates_usage(void) {
   fputs("Usage: renewctl templates check [--config PATH] [--dir DIR]\n"
         "\n"
         "Renders every template of every locale for every tier and audience, and every\n"
-        "page string; reports missing keys, unrendered tags and untranslated files.\n",
+        "page string and SMS reply; reports missing keys, unrendered tags, untranslated\n"
+        "files and SMS replies longer than one segment.\n",
         stdout);
 }
 

@@ -244,14 +244,6 @@ const char *http_form_get(const struct http_form *f, const char *name) {
   return NULL;
 }
 
-bool http_locale_is_zh(const char *locale) {
-  if (isempty(locale))
-    return false;
-  return (locale[0] == 'z' || locale[0] == 'Z') && (locale[1] == 'h' || locale[1] == 'H') &&
-         (locale[2] == 0 || locale[2] == '-' || locale[2] == '_' || locale[2] == '.' ||
-          locale[2] == '@');
-}
-
 int http_html_escape(struct buf *b, const char *s) {
   int r = 0;
   for (const char *p = s ? s : ""; *p && r >= 0; p++) {

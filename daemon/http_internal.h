@@ -54,8 +54,8 @@ struct http {
   struct http_stall stall;              /* the accept self-check */
   uint64_t n_expired, n_evicted;        /* drops since the last log line */
   uint64_t last_drop_log;               /* CLOCK_MONOTONIC µs */
-  /* page strings (http_pages.c) */
-  struct templates *pages;        /* page strings (http_pages.c), opened on first use; owned */
+  /* page strings and SMS replies (http_pages.c, http_sms.c) */
+  struct templates *pages;        /* page strings and SMS replies (http_templates()); owned */
   const struct config *pages_cfg; /* the config pages was opened for (reopened after reload) */
   struct locfmt *lf;              /* ICU formatters of the pages; owned */
 };
@@ -245,7 +245,10 @@ enum http_sms_keyword {
 /* The keyword the whole body is (case-insensitive, surrounding blanks
  * ignored), or SMS_KW_NONE. */
 enum http_sms_keyword http_sms_keyword(const char *body);
-/* true for zh, zh-CN, zh_Hans... (pages and SMS replies in Chinese). */
-bool http_locale_is_zh(const char *locale);
+/* The catalogues of pages and SMS replies (pages.po, sms.po): Templates=,
+ * opened on first use after start and after each reload (which frees
+ * h->pages), else only the built-in English catalogues. Borrowed from h;
+ * NULL on OOM. */
+struct templates *http_templates(struct http *h);
 /* HTML-escapes s into b (& < > " '). */
 int http_html_escape(struct buf *b, const char *s);

@@ -109,10 +109,7 @@ static const char *S2(struct strings *t, const char *prefix, const char *name) {
   return S(t, key);
 }
 
-/* The templates of the pages: Templates= (opened on first use after start
- * and after each reload, which frees h->pages), else only the built-in
- * English catalogue. NULL on OOM. */
-static struct templates *pages_templates(struct http *h) {
+struct templates *http_templates(struct http *h) {
   const struct config *cfg = h->deps.cfg;
   if (h->pages && h->pages_cfg == cfg)
     return h->pages;
@@ -125,13 +122,14 @@ static struct templates *pages_templates(struct http *h) {
   if (!isempty(cfg->daemon.locale))
     (void)templates_set_default_locale(h->pages, cfg->daemon.locale);
   (void)templates_add_builtin_catalogue(h->pages, "pages", templates_builtin_pages_po, NULL, 0);
+  (void)templates_add_builtin_catalogue(h->pages, "sms", templates_builtin_sms_po, NULL, 0);
   h->pages_cfg = cfg;
   return h->pages;
 }
 
 /* Sets up t for locale (NULL: the default). */
 static void strings_init(struct strings *t, struct http *h, const char *locale) {
-  t->t = pages_templates(h);
+  t->t = http_templates(h);
   if (!h->lf)
     h->lf = locfmt_new();
   t->lf = h->lf;

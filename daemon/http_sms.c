@@ -21,9 +21,11 @@
  *   RENEW YES (续约)                                               renew_intent: owner alerted
  *   CALL (回电)                                                    callback: owner alerted
  * anything else is a "message" forwarded to the sales owner. The reply is
- * TwiML (<Response><Message>...</Message></Response>) in the customer's
- * language (zh* = Simplified Chinese, else English); an unknown sender gets an
- * empty <Response/> (or the help text for HELP). Twilio retries a webhook
+ * TwiML (<Response><Message>...</Message></Response>) whose text is a string
+ * of the catalogue sms.po (notifiers/templates.h) in the customer's locale,
+ * falling back as pages do (fr-CA -> fr -> [Daemon] Locale= -> the built-in
+ * English); an unknown sender gets an empty <Response/> (or the help text in
+ * the default locale for HELP). Twilio retries a webhook
  * that failed: the MessageSid is the answer's idempotency key ("sms-" + sid),
  * so a retry records nothing twice.
  *
@@ -32,6 +34,7 @@
 
 #include "daemon/http_internal.h"
 #include "notifiers/sign.h"
+#include "notifiers/templates.h"
 
 /* ---- keywords ------------------------------------------------------------------- */
 
@@ -87,34 +90,6 @@ enum http_sms_keyword http_sms_keyword(const char *body) {
 
 /* ---- replies ----------------------------------------------------------------------- */
 
-struct sms_strings {
-  const char *stop, *start, *help, *renew, *call, *message, *refused, *error;
-};
-
-static const struct sms_strings sms_en = {
-    .stop = "You are unsubscribed from renewal reminders by SMS. Reply START to subscribe again.",
-    .start = "You will receive renewal reminders by SMS again. Reply STOP to unsubscribe.",
-    .help = "Renewal reminders: reply RENEW to renew, CALL to get a call back, STOP to "
-            "unsubscribe.",
-    .renew = "Thank you! Your account manager will contact you to complete the renewal.",
-    .call = "Thank you! Your account manager will call you soon.",
-    .message = "Thank you, we have passed your message on to your account manager.",
-    .refused = "This contract can no longer be changed by SMS. Please contact your account "
-               "manager.",
-    .error = "Sorry, we could not process your message. Please try again later.",
-};
-
-static const struct sms_strings sms_zh = {
-    .stop = "您已退订短信续约提醒。回复 START 可重新订阅。",
-    .start = "您将重新通过短信收到续约提醒。回复 STOP 可退订。",
-    .help = "续约提醒：回复 RENEW 续约，回复 CALL 请求回电，回复 STOP 退订。",
-    .renew = "谢谢！您的客户经理将与您联系以完成续约。",
-    .call = "谢谢！您的客户经理将很快给您回电。",
-    .message = "谢谢，我们已将您的消息转交给您的客户经理。",
-    .refused = "此合同已无法通过短信更改。请联系您的客户经理。",
-    .error = "抱歉，我们无法处理您的消息。请稍后重试。",
-};
-
 static void twiml(struct http_reply *rep, const char *message) {
   buf_reset(&rep->body);
   rep->status = 200;
@@ -127,6 +102,19 @@ static void twiml(struct http_reply *rep, const char *message) {
     r = buf_puts(&rep->body, "</Message></Response>\n");
   if (r < 0)
     http_reply_text(rep, 500, "out of memory\n");
+}
+
+/* Answers with reply key of sms.po (NULL: an empty <Response/>) in locale
+ * (NULL: the default), along the locale's fallback chain down to the
+ * built-in English catalogue. */
+static void reply(struct http *h, struct http_reply *rep, const char *locale, const char *key) {
+  struct templates *t = key ? http_templates(h) : NULL;
+  _cleanup_free_ char *text = NULL;
+  char err[256] = "";
+  if (t && templates_string(t, locale, "sms", key, NULL, &text, NULL, err, sizeof err) < 0)
+    log_warning(h->deps.log, "http: inbound SMS: no reply \"%s\" for locale %s: %s", key,
+                isempty(locale) ? "(default)" : locale, isempty(err) ? "not found" : err);
+  twiml(rep, text);
 }
 
 /* ---- the contract an SMS is about ---------------------------------------------------------- */
@@ -245,10 +233,11 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   if (r == -ENOENT) {
     log_info(h->deps.log, "http: inbound SMS from an unknown number (%s)",
              kw == SMS_KW_NONE ? "message" : "keyword");
-    twiml(rep, kw == SMS_KW_HELP     ? sms_en.help
-               : !e164 || !optout_kw ? NULL
-               : kw == SMS_KW_STOP   ? sms_en.stop
-                                     : sms_en.start);
+    reply(h, rep, NULL,
+          kw == SMS_KW_HELP     ? "help"
+          : !e164 || !optout_kw ? NULL
+          : kw == SMS_KW_STOP   ? "stop"
+                                : "start");
     return;
   }
   if (r < 0) {
@@ -257,7 +246,6 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
     return;
   }
-  const struct sms_strings *t = http_locale_is_zh(cu.locale) ? &sms_zh : &sms_en;
 
   struct pick pk = {0};
   struct store_contract_filter flt = {.state = -1, .customer_id = cu.id};
@@ -268,10 +256,11 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     return;
   }
   if (!contract_id) { /* no contract to hang the answer on: the number is done above */
-    twiml(rep, kw == SMS_KW_STOP    ? t->stop
-               : kw == SMS_KW_START ? t->start
-               : kw == SMS_KW_HELP  ? t->help
-                                    : NULL);
+    reply(h, rep, cu.locale,
+          kw == SMS_KW_STOP    ? "stop"
+          : kw == SMS_KW_START ? "start"
+          : kw == SMS_KW_HELP  ? "help"
+                               : NULL);
     return;
   }
 
@@ -291,25 +280,25 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
       .idem_key = key,
       .policy = &pol.lp,
   };
-  const char *ok;
+  const char *ok; /* the reply's key in sms.po */
   switch (kw) {
   case SMS_KW_STOP:
-    a.kind = LIFECYCLE_UNSUBSCRIBED, ok = t->stop;
+    a.kind = LIFECYCLE_UNSUBSCRIBED, ok = "stop";
     break;
   case SMS_KW_START:
-    a.kind = LIFECYCLE_RESUBSCRIBED, ok = t->start;
+    a.kind = LIFECYCLE_RESUBSCRIBED, ok = "start";
     break;
   case SMS_KW_HELP:
-    a.kind = LIFECYCLE_HELP, ok = t->help;
+    a.kind = LIFECYCLE_HELP, ok = "help";
     break;
   case SMS_KW_RENEW:
-    a.kind = LIFECYCLE_RENEW_INTENT, ok = t->renew;
+    a.kind = LIFECYCLE_RENEW_INTENT, ok = "renew";
     break;
   case SMS_KW_CALL:
-    a.kind = LIFECYCLE_CALLBACK, ok = t->call;
+    a.kind = LIFECYCLE_CALLBACK, ok = "call";
     break;
   default:
-    a.kind = LIFECYCLE_MESSAGE, ok = t->message;
+    a.kind = LIFECYCLE_MESSAGE, ok = "message";
     a.detail = body;
     break;
   }
@@ -324,14 +313,15 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   if (r == -EPERM || r == -EALREADY) {
     log_msg(h->deps.log, LOG_INFO, &lc, "inbound SMS %s not recorded: %s",
             lifecycle_kind_to_string(a.kind), err);
-    twiml(rep, optout_kw || (r == -EALREADY && a.kind == LIFECYCLE_CALLBACK) ? ok : t->refused);
+    reply(h, rep, cu.locale,
+          optout_kw || (r == -EALREADY && a.kind == LIFECYCLE_CALLBACK) ? ok : "refused");
     return;
   }
   if (r < 0) {
     log_msg(h->deps.log, LOG_ERR, &lc, "inbound SMS %s failed: %s",
             lifecycle_kind_to_string(a.kind), err);
     if (r == -EINVAL || r == -EEXIST)
-      twiml(rep, t->error);
+      reply(h, rep, cu.locale, "error");
     else
       http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
     return;
@@ -342,5 +332,5 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     http_changed(h, contract_id);
   }
   lifecycle_result_clear(&res);
-  twiml(rep, ok);
+  reply(h, rep, cu.locale, ok);
 }

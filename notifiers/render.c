@@ -25,6 +25,8 @@ struct render {
   const struct config *cfg;     /* borrowed */
   struct cal *cal;              /* borrowed */
   struct templates *tmpl;       /* NULL when the directory is missing */
+  struct templates *words;      /* tmpl, else only the built-in catalogues (alerts.po) */
+  struct templates *own_words;  /* words when it is not tmpl; owned */
   struct linkkeys *keys;        /* LinkKeyFile= keys ([0] signs), NULL when unreadable */
   struct linkkeys *sample_keys; /* throwaway key for sample data without keys, or NULL */
   bool sample;                  /* render_sample() is running */
@@ -135,6 +137,12 @@ int render_new(const struct config *cfg, struct cal *cal, struct render **ret, c
     if (rd->tmpl && !isempty(cfg->daemon.locale))
       (void)templates_set_default_locale(rd->tmpl, cfg->daemon.locale);
   }
+  rd->words = rd->tmpl;
+  if (!rd->words && templates_new_empty(&rd->own_words) >= 0)
+    rd->words = rd->own_words;
+  if (rd->words)
+    (void)templates_add_builtin_catalogue(rd->words, "alerts", templates_builtin_alerts_po, NULL,
+                                          0);
   if (!isempty(cfg->daemon.link_key_file))
     (void)linkkeys_load(cfg->daemon.link_key_file, &rd->keys, NULL, 0);
   *ret = rd;
@@ -145,6 +153,7 @@ struct render *render_free(struct render *rd) {
   if (!rd)
     return NULL;
   templates_free(rd->tmpl);
+  templates_free(rd->own_words);
   for (size_t i = 0; i < 3; i++)
     for (size_t k = 0; k < 4; k++)
       tmpl_free(rd->builtin[i][k]);
@@ -920,6 +929,18 @@ static int set_when(struct history_ctx *h, json_t *o, const char *key, int64_t t
   return jset_str(o, key, when);
 }
 
+/* Appends a line of {{history_text}}: string key of alerts.po in the
+ * reader's locale, rendered with the entry o ("when", the labels); the key
+ * itself when the catalogue is broken. 0 or -ENOMEM. */
+static int history_line(struct history_ctx *h, const char *key, json_t *o) {
+  _cleanup_free_ char *line = NULL;
+  int r = h->tmpl ? templates_string(h->tmpl, h->locale, "alerts", key, o, &line, NULL, NULL, 0)
+                  : -ENOENT;
+  if (r == -ENOMEM)
+    return r;
+  return buf_printf(&h->text, "%s\n", r < 0 ? key : line) < 0 ? -ENOMEM : 0;
+}
+
 static int history_cb(const struct reminder *m, void *ud) {
   struct history_ctx *h = ud;
   if (m->id == h->self_id || streq_ptr(m->tier, RENDER_OPS_TIER))
@@ -935,10 +956,7 @@ static int history_cb(const struct reminder *m, void *ud) {
       set_label(h, o, "status_label", "status_", reminder_status_to_string(m->status)) < 0 ||
       set_label(h, o, "audience_label", "audience_", m->audience) < 0)
     return -ENOMEM;
-  if (buf_printf(&h->text, "- %s: %s #%d via %s (%s): %s\n", at, m->tier, m->step + 1, m->channel,
-                 m->audience, reminder_status_to_string(m->status)) < 0)
-    return -ENOMEM;
-  return 0;
+  return history_line(h, "history_sent", o);
 }
 
 static int response_cb(const struct response *p, void *ud) {
@@ -955,11 +973,7 @@ static int response_cb(const struct response *p, void *ud) {
       jset_str(o, "detail", p->detail) < 0 || /* smtp helper: message text, callback time */
       (p->until_at && jset_str(o, "until", format_rfc3339(p->until_at, at)) < 0))
     return -ENOMEM;
-  format_rfc3339(p->created_at, at);
-  if (buf_printf(&h->text, "- %s: answered \"%s\"%s%s%s\n", at, p->kind, p->reason ? " (" : "",
-                 p->reason ? p->reason : "", p->reason ? ")" : "") < 0)
-    return -ENOMEM;
-  return 0;
+  return history_line(h, "history_answered", o);
 }
 
 /* ---- tier lookup -------------------------------------------------------------------- */
@@ -1200,7 +1214,7 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     h.lf = rd->lf;
     h.z = zone_or_utc(rd, f.zone);
     h.locale = f.locale;
-    h.tmpl = rd->tmpl;
+    h.tmpl = rd->words;
     if (!(h.arr = json_array())) {
       r = -ENOMEM;
       goto out;
@@ -1217,10 +1231,8 @@ int render_message(struct render *rd, struct store *store, const struct reminder
     if (r < 0)
       goto out;
     f.responses = TAKE_PTR(h.arr);
-    if (h.text.len == 0 && buf_puts(&h.text, "- (nothing yet)\n") < 0) {
-      r = -ENOMEM;
+    if (h.text.len == 0 && (r = history_line(&h, "history_none", NULL)) < 0)
       goto out;
-    }
     f.history_text = h.text.data;
   }
   if (ops_alert) {
@@ -1321,8 +1333,28 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
                 : audience == AUDIENCE_OWNER || ops_alert ? default_locale(rd)
                                                           : "en",
       .alert = alert,
-      .history_text = (char *)"- 2027-01-01T09:00:00Z: notice #1 via email (customer): sent\n",
   };
+  /* one reminder sent ten days ago, in the reader's words */
+  struct history_ctx h = {.self_id = -1,
+                          .lf = rd->lf,
+                          .z = zone_or_utc(rd, f.zone),
+                          .locale = f.locale,
+                          .tmpl = rd->words,
+                          .arr = json_array()};
+  struct reminder sent = {.id = 1,
+                          .tier = (char *)"notice",
+                          .channel = (char *)"email",
+                          .audience = (char *)"customer",
+                          .status = REMINDER_SENT,
+                          .sent_at = now - 10 * 86400};
+  if (!h.arr || history_cb(&sent, &h) < 0) {
+    json_decref(h.arr);
+    json_decref(alert);
+    buf_free(&h.text);
+    return -ENOMEM;
+  }
+  json_decref(h.arr);
+  f.history_text = h.text.data;
   struct reminder row = {
       .id = 0,
       .contract_id = c.id,
@@ -1339,5 +1371,6 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
                          ret, err, errlen);
   rd->sample = false;
   json_decref(f.alert);
+  buf_free(&h.text);
   return r;
 }

@@ -5,6 +5,7 @@
  *   DIR/en/notice.html.mustache
  *   DIR/en/partials/footer.mustache     partials ({{>footer}}, {{<footer}})
  *   DIR/en/pages.po                     a catalogue (templates_string())
+ *   DIR/en/sms.po                       SMS replies, another catalogue
  *   DIR/zh/notice.text.mustache
  *   DIR/zh_CN/...
  *
@@ -73,9 +74,12 @@ int templates_render(struct templates *t, const char *locale, const char *name, 
  * fails to compile: rendering it then says why). False for invalid names. */
 bool templates_exists(struct templates *t, const char *locale, const char *name, const char *part);
 
-/* The shipped en/pages.po, built in (notifiers/embed.cmake): the last
- * resort of the answer pages' strings. */
+/* The shipped en/pages.po, en/sms.po and en/alerts.po, built in
+ * (notifiers/embed.cmake): the last resort of the answer pages' strings, the
+ * SMS replies and the words of owner alerts. */
 extern const char templates_builtin_pages_po[];
+extern const char templates_builtin_sms_po[];
+extern const char templates_builtin_alerts_po[];
 
 /* A handle without a directory: only built-in catalogues (templates_render()
  * then finds nothing). For pages when Templates= does not exist. */

@@ -136,14 +136,15 @@ class Daemon:
         write(wd("api.tokens"), f"# ops\n{API_TOKEN}\n")
         write(wd("sms.token"), SMS_TOKEN + "\n")
         write(self.conf, CONFIG.format(db=self.db, port=self.port, wd=wd.path))
-        # the shipped page catalogues of every locale but en (built in), and no
-        # message templates: messages use the built-in texts
+        # the shipped page and SMS reply catalogues of every locale but en
+        # (built in), and no message templates: messages use the built-in texts
         shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "notifiers", "templates")
         for loc in sorted(os.listdir(shipped)):
-            po = os.path.join(shipped, loc, "pages.po")
-            if loc != "en" and os.path.exists(po):
-                os.makedirs(wd(f"templates/{loc}"), exist_ok=True)
-                shutil.copy(po, wd(f"templates/{loc}/pages.po"))
+            for cat in ("pages.po", "sms.po"):
+                po = os.path.join(shipped, loc, cat)
+                if loc != "en" and os.path.exists(po):
+                    os.makedirs(wd(f"templates/{loc}"), exist_ok=True)
+                    shutil.copy(po, wd(f"templates/{loc}/{cat}"))
         path = wd("contracts.csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")

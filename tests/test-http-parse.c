@@ -86,17 +86,6 @@ static void test_keywords(void **state) {
   assert_int_equal(http_sms_keyword(NULL), SMS_KW_NONE);
 }
 
-static void test_locale(void **state) {
-  assert_true(http_locale_is_zh("zh"));
-  assert_true(http_locale_is_zh("zh-CN"));
-  assert_true(http_locale_is_zh("zh_Hans"));
-  assert_true(http_locale_is_zh("ZH"));
-  assert_false(http_locale_is_zh("zhx"));
-  assert_false(http_locale_is_zh("en"));
-  assert_false(http_locale_is_zh(NULL));
-  assert_false(http_locale_is_zh(""));
-}
-
 static void test_escape(void **state) {
   struct buf b = {0};
   assert_int_equal(http_html_escape(&b, "<a href=\"x\">Tom & 'Jerry'</a>"), 0);
@@ -343,10 +332,10 @@ static void test_stall(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_form),          cmocka_unit_test(test_keywords),
-      cmocka_unit_test(test_locale),        cmocka_unit_test(test_escape),
-      cmocka_unit_test(test_linkkeys),      cmocka_unit_test(test_metrics),
-      cmocka_unit_test(test_fields_intact), cmocka_unit_test(test_value_and_uri),
-      cmocka_unit_test(test_framing),       cmocka_unit_test(test_stall),
+      cmocka_unit_test(test_escape),        cmocka_unit_test(test_linkkeys),
+      cmocka_unit_test(test_metrics),       cmocka_unit_test(test_fields_intact),
+      cmocka_unit_test(test_value_and_uri), cmocka_unit_test(test_framing),
+      cmocka_unit_test(test_stall),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,9 @@ alerts of answers (callback, renew-intent, customer-message):
   - the text is in the right language (a marker per locale: "Hello",
     "Guten Tag", "您好") and has no unrendered "{{" and no "1 days";
   - the SMS text is in the locale's language too and stays GSM-7 in en/de
-    (ICU's no-break spaces are made plain).
+    (ICU's no-break spaces are made plain);
+  - {{history_text}} of an owner alert after an answer is in the locale's
+    words with an ICU date.
 
 Usage: test-locales-preview.py RENEWCTL SOURCE_DIR
 """
@@ -90,6 +92,32 @@ def body(wd):
             check(not re.search(r"(?<![0-9])1 days", text), f"{what}: '1 days':\n{text}")
             n += 1
     print(f"test-locales-preview: {n} previews in {len(MARKER)} locales")
+    check_history_text(wd, conf)
+
+
+# {{history_text}} of an owner alert, per locale: the answer's words from
+# alerts.po and its local date from ICU (Europe/Paris, the owner's zone).
+HISTORY = {"en": r"^- \w+ \d+, \d{4} at .*: answered \"please call me\"$",
+           "de": r"^- \d+\. \w+ \d{4} um .*: Antwort „bittet um Rückruf“$",
+           "zh-CN": r"^- \d{4}年\d+月\d+日 .*：客户答复“请求回电”$"}
+
+
+def check_history_text(wd, conf):
+    tdir = wd("templates-history")
+    shutil.copytree(os.path.join(SRC, "notifiers", "templates"), tdir)
+    for loc in ("en", "de", "zh"):
+        with open(os.path.join(tdir, loc, "callback.text.mustache"), "a", encoding="utf-8") as f:
+            f.write("HISTORY\n{{history_text}}END\n")
+    write(wd("etc/renewd.conf.d/20-history.conf"), f"[Daemon]\nTemplates={tdir}\n")
+    run([RENEWCTL, "--config", conf, "respond", "C-1", "callback"])
+    for loc, want in HISTORY.items():
+        p = run([RENEWCTL, "--config", conf, "--json", "preview", "C-1", "callback", "--locale", loc])
+        m = email.message_from_string(json.loads(p.stdout)["message"], policy=email.policy.default)
+        text = m.get_body(preferencelist=("plain",)).get_content()
+        hist = text.replace("\r\n", "\n").split("HISTORY\n", 1)[1].split("END", 1)[0]
+        check(re.search(want, hist.replace("\u202f", " "), re.M), f"{loc}: history_text {hist!r}, expected {want}")
+        check("answered" not in hist or loc == "en", f"{loc}: English in history_text {hist!r}")
+    os.remove(wd("etc/renewd.conf.d/20-history.conf"))
 
 
 if __name__ == "__main__":

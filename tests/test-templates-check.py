@@ -4,10 +4,11 @@ on a copy with one of each problem it reports.
   1. The shipped directory with the example config's tiers: exit 0, "ok",
      every shipped locale (en, de, zh) checked; also with Locale=de.
   2. A copy where de/notice.text names a key the data lacks and writes
-     "1 days", de/ lacks a partial with words and a page string, and a zh
-     SMS template does not compile: exit 1 and one line for each, naming the
-     locale and the file; the "{{! shared" partials (base, button, ...)
-     missing from a locale are not reported.
+     "1 days", de/ lacks a partial with words, a page string and an SMS
+     reply, de's HELP reply takes two SMS segments, zh/ has no sms.po, and
+     a zh SMS template does not compile: exit 1 and one line for each,
+     naming the locale and the file; the "{{! shared" partials (base,
+     button, ...) missing from a locale are not reported.
   3. A regional directory (de-CH/ with one file) needs only what differs.
 
 Usage: test-templates-check.py RENEWCTL SOURCE_DIR
@@ -54,6 +55,13 @@ def body(wd):
         text = f.read()
     write(po, text.replace('msgid "thanks"', 'msgid "thanks-removed"'))
     write(os.path.join(bad, "zh", "final.sms.mustache"), "{{#open}} 最后通知\n")
+    sms = os.path.join(bad, "de", "sms.po")
+    with open(sms, encoding="utf-8") as f:
+        text = f.read()
+    text = text.replace('msgid "call"', 'msgid "call-removed"')
+    text = text.replace('msgid "help"\nmsgstr "', 'msgid "help"\nmsgstr "' + "Bitte lesen Sie das. " * 5)
+    write(sms, text)
+    os.remove(os.path.join(bad, "zh", "sms.po"))
     p = run([RENEWCTL, "--config", conf, "templates", "check", "--dir", bad], check_rc=False)
     out = p.stdout
     check(p.returncode == 1, f"broken copy: exit {p.returncode}, expected 1\n{out}{p.stderr}")
@@ -62,6 +70,10 @@ def body(wd):
                  r"^de: partials/footer-text\.mustache is not translated",
                  r"^de: pages\.po \"thanks\" is not translated \(found in en\)$",
                  r"zh/final\.sms\.mustache:1: section 'open' is not closed",
+                 r"^de: sms\.po \"call\" is not translated \(found in en\)$",
+                 r"^de: sms\.po \"help\": \d+ characters of GSM-7 are 2 SMS segments; keep a reply within 160$",
+                 r"^zh: sms\.po \"stop\" is not translated \(found in en\)$",
+                 r"^zh: sms\.po \"error\" is not translated \(found in en\)$",
                  r"problems above$"):
         check(re.search(want, out, re.M), f"broken copy: no line matching {want!r} in\n{out}")
     check(not re.search(r"partials/(base|button|link|company)\.mustache", out),
