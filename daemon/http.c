@@ -630,6 +630,16 @@ static bool retry_later(struct http *h, struct MHD_Connection *c, struct http_re
   return true;
 }
 
+/* url as it may be logged: without the token of an answer or unsubscribe
+ * link (a credential). */
+static const char *url_shown(const struct http_request *rq, const char *url) {
+  if (rq->ep == METRICS_EP_ANSWER)
+    return "/r/(token)";
+  if (rq->ep == METRICS_EP_UNSUBSCRIBE)
+    return "/u/(token)";
+  return url;
+}
+
 /* The store stayed locked: the handler's 503 goes out with Retry-After. */
 static void retry_give_up(struct http *h, const char *url, struct http_reply *rep) {
   char v[16];
@@ -758,10 +768,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (rep.busy)
-    retry_give_up(h, url, &rep);
+    retry_give_up(h, url_shown(rq, url), &rep);
   else if (rq->busy_since)
-    log_debug(h->deps.log, "http: %.64s: done after the store was locked for %" PRIu64 " ms", url,
-              (monotonic_usec(h) - rq->busy_since) / 1000);
+    log_debug(h->deps.log, "http: %.64s: done after the store was locked for %" PRIu64 " ms",
+              url_shown(rq, url), (monotonic_usec(h) - rq->busy_since) / 1000);
   if (rep.suspend) { /* the handler resumes it; MHD then calls us again */
     http_reply_clear(&rep);
     MHD_suspend_connection(c);

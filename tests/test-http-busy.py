@@ -16,7 +16,9 @@ Checked:
     503 with Retry-After (the localized error page; the API's JSON error) after
     the bound and nothing is recorded; the API request sent again after the
     release is recorded (a 503 is not stored for its Idempotency-Key);
-  * renewd_store_busy_total counts the back-offs; SIGTERM: exit 0.
+  * renewd_store_busy_total counts the back-offs; SIGTERM while a request
+    waits for its retry: exit 0, the request is not recorded; no link token in
+    the log.
 
 Usage: test-http-busy.py RENEWD RENEWCTL
 """
@@ -196,11 +198,28 @@ def body(wd):
         short_lock(d)
         d.quiesce()
         long_lock(d)
+        d.quiesce()
+        decline = d.link("C-2", "decline")
+        before = counts(d)
+        lock = Lock(d.db)
+        try:
+            call = Call(lambda: d.post_form(decline, {"confirm": "yes", "reason": "price"}))
+            time.sleep(0.5)
+            check(call.done_at is None, "the POST was answered while the store was locked")
+            rc = d.stop()
+            call.join(30 * d.slow)
+        finally:
+            lock.release()
+        check(rc == 0, f"renewd exited {rc} after SIGTERM with a request waiting for its retry")
+        check(counts(d) == before, f"the request cut by SIGTERM was recorded: {counts(d)}")
+        with open(wd("renewd.log"), encoding="utf-8", errors="replace") as f:
+            check("/r/v1." not in f.read(), "a link token was logged")
     except TestFailure as e:
-        raise TestFailure(f"{e}\n--- renewd log (tail) ---\n{d.log_text()[-6000:]}")
+        with open(wd("renewd.log"), encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        raise TestFailure(f"{e}\n--- renewd log (tail) ---\n{log[-6000:]}")
     finally:
-        rc = d.stop()
-    check(rc == 0, f"renewd exited {rc} after SIGTERM")
+        d.stop()
     return 0
 
 
