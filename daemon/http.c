@@ -3,7 +3,10 @@
  * the form parser and the contract-policy helper the handlers share.
  *
  * Owns struct http (http_internal.h) and each struct http_request from the
- * first call of the access handler to MHD's completion callback. Everything
+ * first call of the access handler to MHD's completion callback, with the
+ * timer that runs it again while the store is locked (http_reply_busy()):
+ * such a request is suspended (MHD_suspend_connection()), so other requests
+ * are served meanwhile, and is never run twice after it succeeded. Everything
  * runs on the event loop thread; MHD never starts a thread (MHD_USE_EPOLL
  * without MHD_USE_INTERNAL_POLLING_THREAD). */
 #include <arpa/inet.h>
@@ -542,6 +545,104 @@ static void route(struct http *h, struct MHD_Connection *c, const char *url, con
   }
 }
 
+/* ---- retrying while the store is locked ------------------------------------------------- */
+
+bool http_reply_busy(struct http_reply *rep, int r) {
+  if (r != -EBUSY)
+    return false;
+  rep->busy = true;
+  return true;
+}
+
+static uint64_t monotonic_usec(const struct http *h) {
+  uint64_t t = 0;
+  sd_event_now(h->event, CLOCK_MONOTONIC, &t);
+  return t;
+}
+
+static void retry_unlink(struct http *h, struct http_request *rq) {
+  if (rq->retry_prev)
+    rq->retry_prev->retry_next = rq->retry_next;
+  else if (h->retrying == rq)
+    h->retrying = rq->retry_next;
+  if (rq->retry_next)
+    rq->retry_next->retry_prev = rq->retry_prev;
+  rq->retry_prev = rq->retry_next = NULL;
+}
+
+/* Resumes a request waiting for its retry: MHD calls the access handler for
+ * it again on its next run. */
+static void retry_resume(struct http_request *rq) {
+  struct MHD_Connection *c = rq->c;
+  retry_unlink(rq->h, rq);
+  rq->c = NULL;
+  sd_event_source_set_enabled(rq->retry, SD_EVENT_OFF);
+  MHD_resume_connection(c);
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+  struct http_request *rq = userdata;
+  struct http *h = rq->h;
+  retry_resume(rq);
+  http_run(h);
+  return 0;
+}
+
+/* The handler of rq met a locked store: suspends c until the next back-off
+ * step. false when the store stayed locked for HTTP_BUSY_LIMIT_MS (or no
+ * timer could be armed): the handler's reply is to be sent. */
+static bool retry_later(struct http *h, struct MHD_Connection *c, struct http_request *rq) {
+  uint64_t now = monotonic_usec(h);
+  if (!rq->busy_since) {
+    rq->busy_since = now;
+    rq->busy_ms = HTTP_BUSY_MIN_MS;
+  } else
+    rq->busy_ms = MIN(rq->busy_ms * 2, HTTP_BUSY_MAX_MS);
+  uint64_t at = now + rq->busy_ms * 1000ull;
+  if (at - rq->busy_since > HTTP_BUSY_LIMIT_MS * 1000ull)
+    return false;
+  int r = rq->retry
+              ? sd_event_source_set_time(rq->retry, at)
+              : sd_event_add_time(h->event, &rq->retry, CLOCK_MONOTONIC, at, 1000, on_retry, rq);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(rq->retry, SD_EVENT_ONESHOT);
+  if (r < 0) {
+    log_error(h->deps.log, "http: cannot arm a retry timer: %s", strerror(-r));
+    return false;
+  }
+  rq->h = h;
+  rq->c = c;
+  rq->retry_next = h->retrying;
+  if (h->retrying)
+    h->retrying->retry_prev = rq;
+  h->retrying = rq;
+  metrics_store_busy(h->deps.metrics);
+  http_guard_request_held(c); /* the whole request is here: no RequestTimeout= */
+  MHD_suspend_connection(c);
+  return true;
+}
+
+/* url as it may be logged: without the token of an answer or unsubscribe
+ * link (a credential). */
+static const char *url_shown(const struct http_request *rq, const char *url) {
+  if (rq->ep == METRICS_EP_ANSWER)
+    return "/r/(token)";
+  if (rq->ep == METRICS_EP_UNSUBSCRIBE)
+    return "/u/(token)";
+  return url;
+}
+
+/* The store stayed locked: the handler's 503 goes out with Retry-After. */
+static void retry_give_up(struct http *h, const char *url, struct http_reply *rep) {
+  char v[16];
+  snprintf(v, sizeof v, "%d", HTTP_BUSY_RETRY_AFTER_S);
+  if (rep->status == 0 || rep->status < 500)
+    http_reply_text(rep, 503, "the store is busy, try again later\n");
+  (void)http_reply_header(rep, MHD_HTTP_HEADER_RETRY_AFTER, v);
+  log_warning(h->deps.log, "http: %.64s: the store stayed locked by another process for %d ms: %u",
+              url, HTTP_BUSY_LIMIT_MS, rep->status);
+}
+
 /* ---- MHD ------------------------------------------------------------------------------- */
 
 static enum MHD_Result send_reply(struct http *h, struct MHD_Connection *c, struct http_request *rq,
@@ -654,6 +755,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!rq->body.data && buf_puts(&rq->body, "") < 0) /* body.data is never NULL for handlers */
     return MHD_NO;
   route(h, c, url, method, rq, &rep);
+  if (rep.busy && retry_later(h, c, rq)) { /* on_retry resumes it; MHD then calls us again */
+    http_reply_clear(&rep);
+    return MHD_YES;
+  }
+  if (rep.busy)
+    retry_give_up(h, url_shown(rq, url), &rep);
+  else if (rq->busy_since)
+    log_debug(h->deps.log, "http: %.64s: done after the store was locked for %" PRIu64 " ms",
+              url_shown(rq, url), (monotonic_usec(h) - rq->busy_since) / 1000);
   if (rep.suspend) { /* the handler resumes it; MHD then calls us again */
     http_reply_clear(&rep);
     MHD_suspend_connection(c);
@@ -668,6 +778,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   struct http_request *rq = *con_cls;
   if (!rq)
     return;
+  if (rq->c) /* still waiting for a retry (the daemon stops) */
+    retry_unlink(cls, rq);
+  sd_event_source_disable_unref(rq->retry);
   buf_free(&rq->body);
   free(rq);
   *con_cls = NULL;
@@ -759,6 +872,8 @@ struct http *http_free(struct http *h) {
   h->tick = sd_event_source_disable_unref(h->tick);
   /* the report worker first: it resumes the requests it suspended */
   h->report_cache = http_report_cache_free(h->report_cache);
+  while (h->retrying) /* MHD must not stop with suspended connections */
+    retry_resume(h->retrying);
   if (h->mhd)
     MHD_stop_daemon(h->mhd); /* reports every connection closed */
   http_guard_stop(h);

@@ -27,6 +27,10 @@
  * in the target or a header field → 400; RFC 9112 framing (Host,
  * Content-Length, Transfer-Encoding) → 400/501. A once-a-second self-check
  * reports a listener that stopped accepting (/healthz 503, deps.stalled).
+ * A request whose store call meets a lock held by another process (-EBUSY:
+ * the loop's connection never waits) is suspended and run again from a timer,
+ * HTTP_BUSY_MIN_MS doubling to HTTP_BUSY_MAX_MS, for HTTP_BUSY_LIMIT_MS; then
+ * 503 with Retry-After: HTTP_BUSY_RETRY_AFTER_S.
  * Bodies are parsed here (application/x-www-form-urlencoded, JSON with
  * jansson), never by MHD's post processor.
  *
@@ -51,6 +55,12 @@
 #define HTTP_TIMEOUT_S 10
 #define HTTP_MEMORY_LIMIT (32 * 1024)
 #define HTTP_MAX_BODY (64 * 1024)
+/* Retrying requests while the store is locked: below HTTP_TIMEOUT_S and
+ * Twilio's 15 s webhook timeout. */
+#define HTTP_BUSY_MIN_MS 10
+#define HTTP_BUSY_MAX_MS 250
+#define HTTP_BUSY_LIMIT_MS 8000
+#define HTTP_BUSY_RETRY_AFTER_S 5
 
 struct http;
 

@@ -47,6 +47,13 @@ static int jset(json_t *o, const char *k, json_t *v) {
   return v && json_object_set_new(o, k, v) == 0 ? 0 : -ENOMEM;
 }
 
+/* The status of a failed store call r: 503 while another process holds the
+ * lock (http.c runs the request again: only for calls before anything of
+ * the request was committed), else 500. */
+static unsigned store_status(struct http_reply *rep, int r) {
+  return http_reply_busy(rep, r) ? 503 : 500;
+}
+
 static const struct cal_zone *zone_of(struct http *h, const struct customer *cu) {
   const struct cal_zone *z = cu && !isempty(cu->tz) ? cal_zone(h->deps.cal, cu->tz) : NULL;
   if (!z)
@@ -269,7 +276,7 @@ static void put_customer(struct http *h, struct MHD_Connection *c, const char *i
   if (r < 0 && r != -ENOENT) {
     json_decref(body);
     json_decref(problems);
-    http_reply_error_json(rep, 500, store_last_error(h->deps.store), NULL);
+    http_reply_error_json(rep, store_status(rep, r), store_last_error(h->deps.store), NULL);
     return;
   }
   unknown_fields(body, allowed, problems);
@@ -346,7 +353,7 @@ static void put_customer(struct http *h, struct MHD_Connection *c, const char *i
   r = store_customer_upsert(h->deps.store, &cu, http_now(h));
   json_decref(body);
   if (r < 0) {
-    http_reply_error_json(rep, r == -EBUSY ? 503 : 500, store_last_error(h->deps.store), NULL);
+    http_reply_error_json(rep, store_status(rep, r), store_last_error(h->deps.store), NULL);
     return;
   }
   _cleanup_(customer_clear) struct customer now = {0};
@@ -432,7 +439,7 @@ static void put_contract(struct http *h, struct MHD_Connection *c, const char *i
     char msg[320];
     snprintf(msg, sizeof msg, "store error: %s", store_last_error(h->deps.store));
     (void)store_rollback(h->deps.store);
-    http_reply_error_json(rep, r == -EBUSY ? 503 : 500, msg, NULL);
+    http_reply_error_json(rep, store_status(rep, r), msg, NULL);
     return;
   }
   http_changed(h, id);
@@ -519,7 +526,7 @@ static void get_contract(struct http *h, const char *id, struct http_reply *rep)
   json_decref(events);
   if (r < 0) {
     json_decref(j);
-    http_reply_error_json(rep, 500,
+    http_reply_error_json(rep, store_status(rep, r),
                           r == -ENOMEM ? "out of memory" : store_last_error(h->deps.store), NULL);
     return;
   }
@@ -582,7 +589,7 @@ static void post_response(struct http *h, struct MHD_Connection *c, const char *
     if (r == -ENOENT)
       http_reply_error_json(rep, 404, "no such contract", NULL);
     else
-      http_reply_error_json(rep, 500, store_last_error(h->deps.store), NULL);
+      http_reply_error_json(rep, store_status(rep, r), store_last_error(h->deps.store), NULL);
     return;
   }
   bool have_cu = co.customer_id && store_customer_get(h->deps.store, co.customer_id, &cu) >= 0;
@@ -648,8 +655,7 @@ static void post_response(struct http *h, struct MHD_Connection *c, const char *
     unsigned st = r == -ENOENT                                    ? 404
                   : r == -EPERM || r == -EALREADY || r == -EEXIST ? 409
                   : r == -EINVAL                                  ? 422
-                  : r == -EBUSY                                   ? 503
-                                                                  : 500;
+                                                                  : store_status(rep, r);
     http_reply_error_json(rep, st, err, NULL);
     return;
   }
@@ -719,7 +725,7 @@ static void get_due(struct http *h, struct MHD_Connection *c, struct http_reply 
               : -ENOMEM;
   if (r < 0) {
     json_decref(arr);
-    http_reply_error_json(rep, 500,
+    http_reply_error_json(rep, store_status(rep, r),
                           r == -ENOMEM ? "out of memory" : store_last_error(h->deps.store), NULL);
     return;
   }
@@ -853,7 +859,7 @@ void http_api_handle(struct http *h, struct MHD_Connection *c, const char *metho
     return;
   }
   if (r != -ENOENT) {
-    http_reply_error_json(rep, 500, store_last_error(h->deps.store), NULL);
+    http_reply_error_json(rep, store_status(rep, r), store_last_error(h->deps.store), NULL);
     return;
   }
   route(h, c, method, path, rq, rep);

@@ -196,6 +196,12 @@ void http_guard_request_queued(struct MHD_Connection *c) {
     k->busy = true;
 }
 
+void http_guard_request_held(struct MHD_Connection *c) {
+  struct http_conn *k = conn_of(c);
+  if (k)
+    k->busy = true;
+}
+
 void http_guard_request_done(struct http *h, struct MHD_Connection *c) {
   struct http_conn *k = conn_of(c);
   if (k) {

@@ -58,6 +58,8 @@ struct http {
   struct templates *pages;        /* page strings and SMS replies (http_templates()); owned */
   const struct config *pages_cfg; /* the config pages was opened for (reopened after reload) */
   struct locfmt *lf;              /* ICU formatters of the pages; owned */
+  /* requests suspended while the store is locked (http.c) */
+  struct http_request *retrying; /* waiting for their retry timer; list */
 };
 
 /* One accepted connection (MHD's socket context, http_guard.c). */
@@ -65,7 +67,8 @@ struct http_conn {
   struct http_conn *prev, *next; /* struct http.conns, in order of since */
   int fd;                        /* MHD's socket (borrowed) */
   uint64_t since;                /* CLOCK_MONOTONIC µs: accepted, or its last response done */
-  bool busy;                     /* a response is queued: no deadline, never evicted */
+  bool busy;                     /* a response is queued, or the whole request is held (a retry):
+                                    no deadline, never evicted */
   bool dropped;                  /* shut down by us; MHD closes it on its next run */
 };
 
@@ -80,6 +83,13 @@ struct http_request {
   size_t seen;              /* body bytes received, kept or not */
   bool too_large;           /* more than HTTP_MAX_BODY: answered 413 */
   bool queued;              /* a response is queued already */
+  /* the store was locked (-EBUSY): the handler runs again from a timer (http.c) */
+  struct http *h;                               /* the listener, for the timer */
+  struct MHD_Connection *c;                     /* suspended while retry is pending */
+  sd_event_source *retry;                       /* the back-off timer; owned */
+  struct http_request *retry_prev, *retry_next; /* struct http.retrying */
+  uint64_t busy_since; /* CLOCK_MONOTONIC µs of the first -EBUSY; 0 = none */
+  unsigned busy_ms;    /* the current back-off */
 };
 
 #define HTTP_MAX_HEADERS 4
@@ -95,6 +105,7 @@ struct http_reply {
   } headers[HTTP_MAX_HEADERS];
   size_t n_headers;
   bool suspend; /* nothing to send yet: suspend the connection (http_report.c) */
+  bool busy;    /* the store was locked: retry the request, or send this 503 (http_reply_busy()) */
 };
 
 /* ---- replies (http.c) ---- */
@@ -106,6 +117,15 @@ void http_reply_error_json(struct http_reply *rep, unsigned status, const char *
                            json_t *problems);
 void http_reply_text(struct http_reply *rep, unsigned status, const char *text);
 void http_reply_clear(struct http_reply *rep);
+/* Whether r is -EBUSY: the store is locked by another process. If so, the
+ * reply is marked: http.c suspends the request (other requests are served
+ * meanwhile) and runs its handler again after a back-off of
+ * HTTP_BUSY_MIN_MS doubling to HTTP_BUSY_MAX_MS; the reply the handler
+ * built (a 503) is sent, with Retry-After, only when the store stayed locked
+ * for HTTP_BUSY_LIMIT_MS. A handler calls it where a store call failed,
+ * before anything of the request was committed, so that running it again
+ * records the request once. */
+bool http_reply_busy(struct http_reply *rep, int r);
 
 /* ---- request helpers (http.c) ---- */
 int64_t http_now(const struct http *h);
@@ -189,6 +209,10 @@ void *http_guard_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
 /* A response was queued for c / its request completed. */
 void http_guard_request_queued(struct MHD_Connection *c);
 void http_guard_request_done(struct http *h, struct MHD_Connection *c);
+/* The whole request of c is received and waits for the daemon (a retry
+ * while the store is locked): no deadline, never evicted, like a queued
+ * response. */
+void http_guard_request_held(struct MHD_Connection *c);
 /* What MHD logged (progress of accept(), resource limits). */
 void http_guard_mhd_log(struct http *h, const char *msg);
 /* Checks the request head (target, header fields, framing); false = refused,

@@ -433,14 +433,19 @@ static int load(struct ctx *x, const char *token, struct http_reply *rep) {
     return -1;
   }
   if (r < 0) {
-    log_error(h->deps.log, "http: cannot read contract %s: %s", x->tok.contract_id,
-              store_last_error(h->deps.store));
-    simple_page(rep, t, 500, "error", S(t, "error_h"), S(t, "error_p"));
+    if (!http_reply_busy(rep, r))
+      log_error(h->deps.log, "http: cannot read contract %s: %s", x->tok.contract_id,
+                store_last_error(h->deps.store));
+    simple_page(rep, t, rep->busy ? 503 : 500, "error", S(t, "error_h"), S(t, "error_p"));
     return -1;
   }
   if (!isempty(x->co.customer_id)) {
     r = store_customer_get(h->deps.store, x->co.customer_id, &x->cu);
     x->have_cu = r >= 0;
+    if (http_reply_busy(rep, r)) {
+      simple_page(rep, t, 503, "error", S(t, "error_h"), S(t, "error_p"));
+      return -1;
+    }
   }
   x->locale = x->have_cu ? x->cu.locale : NULL;
   if (!x->owner && !isempty(x->locale)) /* customers: their own locale; owners: Accept-Language */
@@ -451,16 +456,19 @@ static int load(struct ctx *x, const char *token, struct http_reply *rep) {
     x->z = cal_zone(h->deps.cal, "UTC");
   http_policy_load(h, &x->co, x->have_cu ? &x->cu : NULL, &x->pol);
   if (!x->unsubscribe && (r = link_key(x, token)) < 0) {
-    simple_page(rep, x->t, 500, "error", S(x->t, "error_h"), S(x->t, "error_p"));
+    simple_page(rep, x->t, http_reply_busy(rep, r) ? 503 : 500, "error", S(x->t, "error_h"),
+                S(x->t, "error_p"));
     return -1;
   }
   if (x->tok.action == TOKEN_RENEW) {
     int64_t start = 0;
     r = lifecycle_term_start(h->deps.store, &x->co, &start);
     if (r < 0) {
-      log_error(h->deps.log, "http: cannot read the terms of contract %s: %s", x->co.id,
-                store_last_error(h->deps.store));
-      simple_page(rep, x->t, 500, "error", S(x->t, "error_h"), S(x->t, "error_p"));
+      if (!http_reply_busy(rep, r))
+        log_error(h->deps.log, "http: cannot read the terms of contract %s: %s", x->co.id,
+                  store_last_error(h->deps.store));
+      simple_page(rep, x->t, rep->busy ? 503 : 500, "error", S(x->t, "error_h"),
+                  S(x->t, "error_p"));
       return -1;
     }
     if (lifecycle_renewal_expiry(x->z, start, x->co.expires_at, &x->renew_to, NULL) < 0)
@@ -925,11 +933,11 @@ static void handle_post(struct ctx *x, const struct http_request *rq, struct htt
     simple_page(rep, x->t, 410, "error", S(x->t, "gone_h"), S(x->t, "gone_p"));
     return;
   }
-  if (r < 0) {
-    log_msg(h->deps.log, LOG_ERR, &lc, "http: recording link answer %s failed: %s",
-            lifecycle_kind_to_string(x->kind), err);
-    simple_page(rep, x->t, r == -EBUSY ? 503 : 500, "error", S(x->t, "error_h"),
-                S(x->t, "error_p"));
+  if (r < 0) { /* locked by another process: http.c runs this request again */
+    if (!http_reply_busy(rep, r))
+      log_msg(h->deps.log, LOG_ERR, &lc, "http: recording link answer %s failed: %s",
+              lifecycle_kind_to_string(x->kind), err);
+    simple_page(rep, x->t, rep->busy ? 503 : 500, "error", S(x->t, "error_h"), S(x->t, "error_p"));
     return;
   }
   if (res.already_recorded) {
@@ -974,7 +982,8 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
     struct find_key fk = {.key = x.key};
     int r = store_response_foreach_contract(h->deps.store, x.co.id, -1, find_key_cb, &fk);
     if (r < 0) {
-      simple_page(rep, x.t, 500, "error", S(x.t, "error_h"), S(x.t, "error_p"));
+      simple_page(rep, x.t, http_reply_busy(rep, r) ? 503 : 500, "error", S(x.t, "error_h"),
+                  S(x.t, "error_p"));
       return;
     }
     if (fk.found.id) {

@@ -151,6 +151,15 @@ static int pick_cb(const struct contract *c, const struct customer *cu, void *ud
   return 0;
 }
 
+/* A store call failed: 500 (Twilio retries the webhook), or, while another
+ * process holds the lock, 503 and a retry of the whole request
+ * (http_reply_busy()): nothing of it was committed yet, or what was (the
+ * number's suppression) is recorded at most once. */
+static void store_error_reply(struct http_reply *rep, int r) {
+  bool busy = http_reply_busy(rep, r);
+  http_reply_text(rep, busy ? 503 : 500, busy ? "store busy\n" : "store error\n");
+}
+
 /* STOP / START: the number itself, for everyone who has it (carriers block
  * by number). 0 or a store error. */
 static int number_optout(struct http *h, const char *phone, enum http_sms_keyword kw, int64_t now) {
@@ -158,7 +167,7 @@ static int number_optout(struct http *h, const char *phone, enum http_sms_keywor
                                                     "sms-inbound", NULL, now)
                             : store_suppression_remove(h->deps.store, SUPPRESS_SMS, phone, true,
                                                        "sms-inbound", NULL, now);
-  if (r < 0)
+  if (r < 0 && r != -EBUSY) /* -EBUSY: the request runs again (http_reply_busy()) */
     log_error(h->deps.log, "http: inbound SMS %s: cannot record it for the number: %s",
               kw == SMS_KW_STOP ? "STOP" : "START", store_last_error(h->deps.store));
   else if (r > 0)
@@ -224,12 +233,13 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   bool optout_kw = kw == SMS_KW_STOP || kw == SMS_KW_START;
   int64_t now = http_now(h);
   bool e164 = validate_e164(from, phone) >= 0;
-  if (e164 && optout_kw && number_optout(h, phone, kw, now) < 0) {
-    http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
+  int r = e164 && optout_kw ? number_optout(h, phone, kw, now) : 0;
+  if (r < 0) {
+    store_error_reply(rep, r);
     return;
   }
   _cleanup_(customer_clear) struct customer cu = {0};
-  int r = !e164 ? -ENOENT : store_customer_find_by_phone(h->deps.store, phone, &cu);
+  r = !e164 ? -ENOENT : store_customer_find_by_phone(h->deps.store, phone, &cu);
   if (r == -ENOENT) {
     log_info(h->deps.log, "http: inbound SMS from an unknown number (%s)",
              kw == SMS_KW_NONE ? "message" : "keyword");
@@ -241,9 +251,10 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     return;
   }
   if (r < 0) {
-    log_error(h->deps.log, "http: inbound SMS: cannot look up the sender: %s",
-              store_last_error(h->deps.store));
-    http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
+    if (r != -EBUSY)
+      log_error(h->deps.log, "http: inbound SMS: cannot look up the sender: %s",
+                store_last_error(h->deps.store));
+    store_error_reply(rep, r);
     return;
   }
 
@@ -252,7 +263,7 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   r = store_contract_foreach(h->deps.store, &flt, pick_cb, &pk);
   _cleanup_free_ char *contract_id = pk.id;
   if (r < 0) {
-    http_reply_text(rep, 500, "store error\n");
+    store_error_reply(rep, r);
     return;
   }
   if (!contract_id) { /* no contract to hang the answer on: the number is done above */
@@ -268,7 +279,7 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
   struct http_policy pol;
   r = store_contract_get(h->deps.store, contract_id, &co);
   if (r < 0) {
-    http_reply_text(rep, 500, "store error\n");
+    store_error_reply(rep, r);
     return;
   }
   http_policy_load(h, &co, &cu, &pol);
@@ -318,12 +329,13 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     return;
   }
   if (r < 0) {
-    log_msg(h->deps.log, LOG_ERR, &lc, "inbound SMS %s failed: %s",
-            lifecycle_kind_to_string(a.kind), err);
+    if (r != -EBUSY)
+      log_msg(h->deps.log, LOG_ERR, &lc, "inbound SMS %s failed: %s",
+              lifecycle_kind_to_string(a.kind), err);
     if (r == -EINVAL || r == -EEXIST)
       reply(h, rep, cu.locale, "error");
     else
-      http_reply_text(rep, 500, "store error\n"); /* Twilio retries */
+      store_error_reply(rep, r);
     return;
   }
   if (!res.already_recorded) {

@@ -71,7 +71,8 @@ void metrics_stop_recount(struct metrics *m);
 int metrics_recount_step(struct metrics *m);
 /* One event loop iteration's work, in microseconds. Accepts m NULL. */
 void metrics_loop_iteration(struct metrics *m, uint64_t us);
-/* The loop found the store locked and backed off. Accepts m NULL. */
+/* The loop (scheduler work or an HTTP request) found the store locked and
+ * backed off. Accepts m NULL. */
 void metrics_store_busy(struct metrics *m);
 /* Borrows the checkpoint thread for its figures (NULL: none shown). */
 void metrics_set_ckpt(struct metrics *m, struct ckpt *c);
