@@ -105,6 +105,8 @@ static const char *const outcome_names[_DISPATCH_OUTCOME_MAX] = {
     [DISPATCH_CANCELLED] = "cancelled",
     [DISPATCH_UNKNOWN] = "unknown",
     [DISPATCH_STALE] = "stale",
+    [DISPATCH_STORE_BUSY] = "store_busy",
+    [DISPATCH_STORE_FREE] = "store_free",
 };
 
 static const char *const endpoint_names[_METRICS_EP_MAX] = {
@@ -551,8 +553,9 @@ static int channel_part(struct metrics *m, struct buf *b) {
     return r;
   for (size_t i = 0; i < m->n_ch; i++)
     for (size_t o = 0; o < ELEMENTSOF(outcome_names); o++) {
-      if (o == DISPATCH_CIRCUIT_OPEN || o == DISPATCH_CIRCUIT_CLOSED)
-        continue;
+      if (o == DISPATCH_CIRCUIT_OPEN || o == DISPATCH_CIRCUIT_CLOSED || o == DISPATCH_STORE_BUSY ||
+          o == DISPATCH_STORE_FREE)
+        continue; /* not deliveries (store busy: renewd_store_busy_total) */
       const char *l[] = {"channel", m->ch[i].name, "outcome", outcome_names[o]};
       if ((r = sample_u(b, "renewd_deliveries_total", l, 2, m->ch[i].outcomes[o])) < 0)
         return r;
