@@ -976,8 +976,8 @@ int64_t dispatcher_next_wakeup(struct dispatcher *d) {
   int64_t t = TIME_NEVER;
   for (size_t i = 0; i < d->n_chans; i++) {
     struct chan *ch = d->chans[i];
-    if (ch->held > 0)
-      continue; /* the busy timer writes its results, then claims */
+    if (ch->held > 0 || d->claim_busy)
+      continue; /* the store is locked: the busy timer writes the results, then claims */
     if (ch->open) {
       if (!ch->probing)
         t = MIN(t, ch->probe_at);
