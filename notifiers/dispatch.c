@@ -30,6 +30,13 @@
  * (dispatcher_stop) claims nothing more; dispatcher_abort() drops what still
  * runs, leaving the rows to their leases.
  *
+ * A store locked by another process (-EBUSY; the loop's connection has no
+ * busy timeout): results that cannot be written are kept with their claim
+ * (d->held, leases renewed) and written from the dispatcher's timer with a
+ * back-off (dispatch_busy(), busy_retry()) before their channel claims
+ * again; claims that met -EBUSY are retried from the same timer. They count
+ * as in flight, so a graceful stop waits for them.
+ *
  * The event loop is the daemon's: curl's socket and timer callbacks go to
  * struct dispatch_loop_ops; readiness comes back via dispatcher_socket_ready()
  * and dispatcher_timeout(). Socket readiness only drives curl; finished

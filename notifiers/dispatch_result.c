@@ -3,7 +3,9 @@
  * cancelled, skipped, unknown or a provider lookup), the guarded writes
  * under the row's claim, circuit-breaker learning, the loop callback's
  * transaction (and withdrawing the transfers of claims it failed to
- * commit), and the reports to the daemon. See dispatch.c for the row's
+ * commit), results kept while another process holds the store's lock
+ * (d->held, written later by dispatch_held_flush()), and the reports to
+ * the daemon. See dispatch.c for the row's
  * life and docs/delivery.md for the guarantees.
  *
  * Owns nothing; works on struct dispatcher (dispatch_internal.h). Blocks in
