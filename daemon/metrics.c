@@ -196,8 +196,9 @@ static void observe(struct histogram *h, double seconds) {
 }
 
 void metrics_report(struct metrics *m, const struct dispatch_report *rep) {
-  if (!m || !rep || (unsigned)rep->outcome >= ELEMENTSOF(outcome_names))
-    return;
+  if (!m || !rep || (unsigned)rep->outcome >= ELEMENTSOF(outcome_names) ||
+      rep->outcome == DISPATCH_STORE_BUSY || rep->outcome == DISPATCH_STORE_FREE)
+    return; /* not per channel: renewd_store_busy_total */
   struct metrics_channel *c = channel_get(m, rep->channel);
   if (!c)
     return;

@@ -913,6 +913,7 @@ static void busy_retry(struct dispatcher *d) {
     return;
   }
   d->busy_ms = 0;
+  free_retired(d); /* a reload may have retired channels that only kept results */
   if (d->busy_episode) {
     d->busy_episode = false;
     dispatch_report(d, DISPATCH_STORE_FREE, NULL, NULL,

@@ -395,49 +395,47 @@ static void batch_learn(struct dispatcher *d, struct batch *b, struct decision *
 
 /* After the commit: reports one written outcome. */
 static void report_one(struct dispatcher *d, struct outcome *o, struct decision *dc) {
-  {
-    o->row.status = dc->final;
-    if (dc->stale) {
-      dispatch_report(d, DISPATCH_STALE, &o->row, NULL,
-                      "the row is no longer held by this claim (recovered or claimed again)", 0,
-                      o->latency_ms);
-      return;
+  o->row.status = dc->final;
+  if (dc->stale) {
+    dispatch_report(d, DISPATCH_STALE, &o->row, NULL,
+                    "the row is no longer held by this claim (recovered or claimed again)", 0,
+                    o->latency_ms);
+    return;
+  }
+  switch (dc->final) {
+  case REMINDER_CANCELLED: {
+    char detail[NOTIFY_ERROR_MAX + 64];
+    snprintf(detail, sizeof detail, "%s",
+             dc->status == REMINDER_SENT ? "the attempt in flight was delivered"
+             : *dc->error                ? dc->error
+                                         : reminder_status_to_string(dc->status));
+    dispatch_report(d, DISPATCH_CANCELLED, &o->row, NULL, detail, 0, o->latency_ms);
+    break;
+  }
+  case REMINDER_UNKNOWN:
+    dispatch_report(d, DISPATCH_UNKNOWN, &o->row, NULL, dc->error, 0, o->latency_ms);
+    break;
+  case REMINDER_SENT:
+    dispatch_report(d, DISPATCH_SENT, &o->row, NULL,
+                    o->res.provider_id[0] ? o->res.provider_id : NULL, 0, o->latency_ms);
+    break;
+  case REMINDER_RETRY:
+    dispatch_report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
+    break;
+  case REMINDER_DEAD:
+    /* the daemon says "gave up after N attempts" itself */
+    dispatch_report(d, DISPATCH_DEAD, &o->row, NULL, o->skipped ? dc->error : o->res.error, 0,
+                    o->latency_ms);
+    if (dc->fallback[0]) {
+      char detail[256];
+      snprintf(detail, sizeof detail, "%s is dead for this message; trying %s", o->row.channel,
+               dc->fallback);
+      dispatch_report(d, DISPATCH_FALLBACK, &o->row, NULL, detail, 0, 0);
     }
-    switch (dc->final) {
-    case REMINDER_CANCELLED: {
-      char detail[NOTIFY_ERROR_MAX + 64];
-      snprintf(detail, sizeof detail, "%s",
-               dc->status == REMINDER_SENT ? "the attempt in flight was delivered"
-               : *dc->error                ? dc->error
-                                           : reminder_status_to_string(dc->status));
-      dispatch_report(d, DISPATCH_CANCELLED, &o->row, NULL, detail, 0, o->latency_ms);
-      break;
-    }
-    case REMINDER_UNKNOWN:
-      dispatch_report(d, DISPATCH_UNKNOWN, &o->row, NULL, dc->error, 0, o->latency_ms);
-      break;
-    case REMINDER_SENT:
-      dispatch_report(d, DISPATCH_SENT, &o->row, NULL,
-                      o->res.provider_id[0] ? o->res.provider_id : NULL, 0, o->latency_ms);
-      break;
-    case REMINDER_RETRY:
-      dispatch_report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
-      break;
-    case REMINDER_DEAD:
-      /* the daemon says "gave up after N attempts" itself */
-      dispatch_report(d, DISPATCH_DEAD, &o->row, NULL, o->skipped ? dc->error : o->res.error, 0,
-                      o->latency_ms);
-      if (dc->fallback[0]) {
-        char detail[256];
-        snprintf(detail, sizeof detail, "%s is dead for this message; trying %s", o->row.channel,
-                 dc->fallback);
-        dispatch_report(d, DISPATCH_FALLBACK, &o->row, NULL, detail, 0, 0);
-      }
-      break;
-    default:
-      dispatch_report(d, DISPATCH_SKIPPED, &o->row, NULL, dc->error, 0, 0);
-      break;
-    }
+    break;
+  default:
+    dispatch_report(d, DISPATCH_SKIPPED, &o->row, NULL, dc->error, 0, 0);
+    break;
   }
 }
 
@@ -639,11 +637,16 @@ void dispatch_tx_end(struct dispatcher *d) {
   if (--d->tx_depth > 0)
     return;
   bool rewrite = !d->tx_ok;
-  if (d->tx_ok && (d->tx_failed || store_commit(d->store) < 0)) {
+  int r = 0;
+  if (d->tx_ok && (d->tx_failed || (r = store_commit(d->store)) < 0)) {
     /* the results are rewritten one by one; the claims of this callback
      * are lost, so their transfers are withdrawn before a byte leaves */
     store_rollback(d->store);
     drop_uncommitted(d, d->tx_gen);
+    if (r == -EBUSY) {
+      d->claim_busy = true; /* claim them again from the busy timer */
+      dispatch_busy(d);
+    }
     rewrite = true;
   }
   d->tx_ok = d->tx_failed = false;
