@@ -480,7 +480,7 @@ static void held_add(struct dispatcher *d, struct outcome *o, struct decision *d
     d->cap_held = cap;
   }
   d->held[d->n_held++] = (struct held){.o = *o, .dc = *dc, .now = now};
-  o->row = (struct reminder){0};
+  o->row = (struct reminder){.id = o->row.id}; /* the id still matters to batch_learn() */
   o->ch->held++;
   dispatch_busy(d);
 }
