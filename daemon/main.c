@@ -546,6 +546,14 @@ static void on_dispatch_report(void *userdata, const struct dispatch_report *rep
     log_msg(&d->log, LOG_NOTICE, &lc, "late result not recorded: %s",
             rep->detail ? rep->detail : "?");
     break;
+  case DISPATCH_STORE_BUSY: /* once per episode, not per retry */
+    metrics_store_busy(d->metrics);
+    log_msg(&d->log, LOG_WARNING, &lc, "dispatcher: %s", rep->detail ? rep->detail : "?");
+    break;
+  case DISPATCH_STORE_FREE:
+    log_msg(&d->log, LOG_NOTICE, &lc, "dispatcher: %s (after %" PRId64 " ms)",
+            rep->detail ? rep->detail : "?", rep->latency_ms);
+    break;
   case _DISPATCH_OUTCOME_MAX:
     break;
   }

@@ -105,6 +105,8 @@ static const char *const outcome_names[_DISPATCH_OUTCOME_MAX] = {
     [DISPATCH_CANCELLED] = "cancelled",
     [DISPATCH_UNKNOWN] = "unknown",
     [DISPATCH_STALE] = "stale",
+    [DISPATCH_STORE_BUSY] = "store_busy",
+    [DISPATCH_STORE_FREE] = "store_free",
 };
 
 static const char *const endpoint_names[_METRICS_EP_MAX] = {
@@ -194,8 +196,9 @@ static void observe(struct histogram *h, double seconds) {
 }
 
 void metrics_report(struct metrics *m, const struct dispatch_report *rep) {
-  if (!m || !rep || (unsigned)rep->outcome >= ELEMENTSOF(outcome_names))
-    return;
+  if (!m || !rep || (unsigned)rep->outcome >= ELEMENTSOF(outcome_names) ||
+      rep->outcome == DISPATCH_STORE_BUSY || rep->outcome == DISPATCH_STORE_FREE)
+    return; /* not per channel: renewd_store_busy_total */
   struct metrics_channel *c = channel_get(m, rep->channel);
   if (!c)
     return;
@@ -551,8 +554,9 @@ static int channel_part(struct metrics *m, struct buf *b) {
     return r;
   for (size_t i = 0; i < m->n_ch; i++)
     for (size_t o = 0; o < ELEMENTSOF(outcome_names); o++) {
-      if (o == DISPATCH_CIRCUIT_OPEN || o == DISPATCH_CIRCUIT_CLOSED)
-        continue;
+      if (o == DISPATCH_CIRCUIT_OPEN || o == DISPATCH_CIRCUIT_CLOSED || o == DISPATCH_STORE_BUSY ||
+          o == DISPATCH_STORE_FREE)
+        continue; /* not deliveries (store busy: renewd_store_busy_total) */
       const char *l[] = {"channel", m->ch[i].name, "outcome", outcome_names[o]};
       if ((r = sample_u(b, "renewd_deliveries_total", l, 2, m->ch[i].outcomes[o])) < 0)
         return r;

@@ -30,6 +30,13 @@
  * (dispatcher_stop) claims nothing more; dispatcher_abort() drops what still
  * runs, leaving the rows to their leases.
  *
+ * A store locked by another process (-EBUSY; the loop's connection has no
+ * busy timeout): results that cannot be written are kept with their claim
+ * (d->held, leases renewed) and written from the dispatcher's timer with a
+ * back-off (dispatch_busy(), busy_retry()) before their channel claims
+ * again; claims that met -EBUSY are retried from the same timer. They count
+ * as in flight, so a graceful stop waits for them.
+ *
  * The event loop is the daemon's: curl's socket and timer callbacks go to
  * struct dispatch_loop_ops; readiness comes back via dispatcher_socket_ready()
  * and dispatcher_timeout(). Socket readiness only drives curl; finished
@@ -69,6 +76,8 @@
 #define POLL_INTERVAL 30        /* real clock: look for rows other processes made due */
 #define LEASE_MARGIN 60         /* seconds a lease outlasts a transfer's own time limits */
 #define SWEEP_BATCH 256         /* expired leases settled per sweep */
+#define BUSY_RETRY_MIN_MS 10    /* store locked by another process: first retry after */
+#define BUSY_RETRY_MAX_MS 500   /* ... doubling up to */
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -211,10 +220,15 @@ static int arm_timer(struct dispatcher *d) {
   if (!d->loop_ops || !d->loop_ops->timer)
     return 0;
   long ms = -1;
+  int64_t now_ms = clock_monotonic_ms();
   if (d->check_pending)
     ms = 0;
   else if (d->curl_deadline_ms >= 0)
-    ms = (long)MAX(d->curl_deadline_ms - clock_monotonic_ms(), 0);
+    ms = (long)MAX(d->curl_deadline_ms - now_ms, 0);
+  if (d->busy_due_ms >= 0) {
+    long busy = (long)MAX(d->busy_due_ms - now_ms, 0);
+    ms = ms < 0 ? busy : MIN(ms, busy);
+  }
   return d->loop_ops->timer(d->loop, ms);
 }
 
@@ -552,6 +566,11 @@ static int claim_cb(const struct reminder *r, void *ud) {
 static void chan_kick(struct dispatcher *d, struct chan *ch, int64_t now, struct batch *b) {
   if (ch->retired || d->stopping)
     return;
+  if (ch->held > 0) {
+    ch->backlog = true; /* its results are written first, then the timer claims again */
+    d->claim_busy = true;
+    return;
+  }
   unsigned rounds = ch->ops->send ? SYNC_BATCHES_PER_KICK : 1;
   for (unsigned round = 0; round < rounds; round++) {
     size_t max;
@@ -586,6 +605,13 @@ static void chan_kick(struct dispatcher *d, struct chan *ch, int64_t now, struct
       for (size_t i = 0; i < rows.n; i++)
         reminder_clear(&rows.v[i]);
       free(rows.v);
+      if (n == -EBUSY) {
+        /* another process holds the write lock: claim again from the timer */
+        ch->backlog = true;
+        d->claim_busy = true;
+        dispatch_busy(d);
+        return;
+      }
       ch->backlog = false;
       ch->retry_min = MAX(ch->retry_min, now + 1);
       return;
@@ -621,7 +647,7 @@ static void retry_recompute(struct dispatcher *d, int64_t now) {
 
 static void free_retired(struct dispatcher *d) {
   for (struct chan **p = &d->retired; *p;) {
-    if ((*p)->in_flight == 0) {
+    if ((*p)->in_flight == 0 && (*p)->held == 0) {
       struct chan *ch = *p;
       *p = ch->next_retired;
       chan_free(ch);
@@ -741,6 +767,25 @@ static void leases_renew(struct dispatcher *d, int64_t now) {
     if (store_reminder_renew(d->store, x->row.id, x->row.claim, now + lease, now) >= 0)
       x->row.claimed_until = now + lease;
   }
+  /* results a locked store keeps waiting: their rows stay ours meanwhile */
+  for (size_t i = 0; i < d->n_held; i++) {
+    struct reminder *row = &d->held[i].o.row;
+    int64_t lease = chan_lease(d->held[i].o.ch);
+    if (row->claimed_until - now > lease / 2)
+      continue;
+    if (store_reminder_renew(d->store, row->id, row->claim, now + lease, now) >= 0)
+      row->claimed_until = now + lease;
+  }
+}
+
+static struct reminder *held_find(struct dispatcher *d, int64_t id, int64_t claim,
+                                  struct chan **ret_ch) {
+  for (size_t i = 0; i < d->n_held; i++)
+    if (d->held[i].o.row.id == id && d->held[i].o.row.claim == claim) {
+      *ret_ch = d->held[i].o.ch;
+      return &d->held[i].o.row;
+    }
+  return NULL;
 }
 
 struct sweep {
@@ -762,6 +807,15 @@ static int sweep_cb(const struct reminder *r, void *ud) {
     int64_t lease = chan_lease(x->ch);
     if (store_reminder_renew(d->store, r->id, r->claim, w->now + lease, w->now) >= 0)
       x->row.claimed_until = w->now + lease;
+    return 0;
+  }
+  struct chan *hch = NULL;
+  struct reminder *held = held_find(d, r->id, r->claim, &hch);
+  if (held) {
+    /* finished, its result waits for a locked store: still ours */
+    int64_t lease = chan_lease(hch);
+    if (store_reminder_renew(d->store, r->id, r->claim, w->now + lease, w->now) >= 0)
+      held->claimed_until = w->now + lease;
     return 0;
   }
   struct chan *ch = dispatch_chan_find(d, r->channel);
@@ -824,11 +878,57 @@ static void leases_maintain(struct dispatcher *d, int64_t now) {
   (void)leases_sweep(d, now, now);
 }
 
+/* ---- a store locked by another process --------------------------------------------------- */
+
+/* The loop's connection never waits for the write lock (busy timeout 0):
+ * held results and claims that met -EBUSY are tried again from the
+ * dispatcher's timer, BUSY_RETRY_MIN_MS doubling to BUSY_RETRY_MAX_MS. */
+void dispatch_busy(struct dispatcher *d) {
+  int64_t now_ms = clock_monotonic_ms();
+  if (!d->busy_episode) {
+    d->busy_episode = true;
+    d->busy_since_ms = now_ms;
+    dispatch_report(d, DISPATCH_STORE_BUSY, NULL, NULL,
+                    "another process holds the store's write lock: results of finished "
+                    "transfers and new claims wait, retried from a timer",
+                    0, 0);
+  }
+  if (d->busy_due_ms >= 0 && d->busy_due_ms > now_ms)
+    return; /* a retry is armed already */
+  d->busy_ms = d->busy_ms ? MIN(d->busy_ms * 2, (unsigned)BUSY_RETRY_MAX_MS) : BUSY_RETRY_MIN_MS;
+  d->busy_due_ms = now_ms + d->busy_ms;
+  arm_timer(d);
+}
+
+/* The busy retry is due: held results first, then the claims. */
+static void busy_retry(struct dispatcher *d) {
+  d->busy_due_ms = -1;
+  bool done = dispatch_held_flush(d);
+  if (done && d->claim_busy && !d->in_kick) {
+    d->claim_busy = false;
+    dispatcher_kick(d); /* sets claim_busy again when the store is still locked */
+  }
+  if (!done || d->claim_busy || d->n_held > 0) {
+    dispatch_busy(d);
+    return;
+  }
+  d->busy_ms = 0;
+  free_retired(d); /* a reload may have retired channels that only kept results */
+  if (d->busy_episode) {
+    d->busy_episode = false;
+    dispatch_report(d, DISPATCH_STORE_FREE, NULL, NULL,
+                    "the store's write lock is free again: kept results written", 0,
+                    clock_monotonic_ms() - d->busy_since_ms);
+  }
+}
+
 /* ---- public API ---------------------------------------------------------------------- */
 
 void dispatcher_kick(struct dispatcher *d) {
   if (!d || d->in_kick)
     return;
+  if (d->n_held > 0)
+    (void)dispatch_held_flush(d); /* results first: a channel with some left claims nothing */
   d->in_kick = true;
   int64_t now = dispatch_now(d);
   d->last_poll = now;
@@ -865,12 +965,14 @@ void dispatcher_timeout(struct dispatcher *d) {
   if (d->curl_deadline_ms >= 0 && d->curl_deadline_ms <= clock_monotonic_ms())
     d->curl_deadline_ms = -1;
   curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  if (d->busy_due_ms >= 0 && d->busy_due_ms <= clock_monotonic_ms())
+    busy_retry(d);
   check_done(d);
   arm_timer(d);
 }
 
 size_t dispatcher_in_flight(const struct dispatcher *d) {
-  return d ? d->in_flight : 0;
+  return d ? d->in_flight + d->n_held : 0;
 }
 
 int64_t dispatcher_next_wakeup(struct dispatcher *d) {
@@ -882,6 +984,8 @@ int64_t dispatcher_next_wakeup(struct dispatcher *d) {
   int64_t t = TIME_NEVER;
   for (size_t i = 0; i < d->n_chans; i++) {
     struct chan *ch = d->chans[i];
+    if (ch->held > 0 || d->claim_busy)
+      continue; /* the store is locked: the busy timer writes the results, then claims */
     if (ch->open) {
       if (!ch->probing)
         t = MIN(t, ch->probe_at);
@@ -940,6 +1044,9 @@ size_t dispatcher_abort(struct dispatcher *d) {
     dispatch_xfer_drop(d, d->xfers);
     n++;
   }
+  n += dispatch_held_drop(d);
+  d->claim_busy = false;
+  d->busy_due_ms = -1;
   free_retired(d);
   return n;
 }
@@ -967,6 +1074,7 @@ int dispatcher_new(struct store *store, struct cal *cal, const struct config *cf
   d->last_poll = dispatch_now(d);
   d->next_sweep = d->last_poll + DISPATCH_SWEEP_INTERVAL;
   d->curl_deadline_ms = -1;
+  d->busy_due_ms = -1;
   char host[64] = "";
   if (gethostname(host, sizeof host - 1) < 0)
     snprintf(host, sizeof host, "localhost");
@@ -1021,6 +1129,8 @@ struct dispatcher *dispatcher_free(struct dispatcher *d) {
     x->ch->in_flight--;
     dispatch_xfer_free(x);
   }
+  (void)dispatch_held_drop(d); /* their rows stay 'sending' under their lease */
+  free(d->held);
   for (size_t i = 0; i < d->n_chans; i++)
     chan_free(d->chans[i]);
   free(d->chans);
@@ -1069,7 +1179,7 @@ int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
   }
   for (size_t i = 0; i < d->n_chans; i++) {
     struct chan *old = d->chans[i];
-    if (old->in_flight == 0)
+    if (old->in_flight == 0 && old->held == 0)
       chan_free(old);
     else {
       old->retired = true;

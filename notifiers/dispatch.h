@@ -50,6 +50,11 @@ enum dispatch_outcome {
                               (SMS): the row is 'unknown', for ops (detail says why) */
   DISPATCH_STALE,          /* a result arrived for a row this claim no longer holds
                               (recovered, re-claimed): not recorded */
+  DISPATCH_STORE_BUSY,     /* another process holds the store's write lock: results and
+                              claims are kept and retried from a timer (reminder_id 0,
+                              channel NULL; detail says what waits). Once per episode. */
+  DISPATCH_STORE_FREE,     /* ... the episode is over: everything kept was written
+                              (latency_ms = the episode's length) */
   _DISPATCH_OUTCOME_MAX,
 };
 
@@ -101,12 +106,13 @@ int dispatcher_set_config(struct dispatcher *d, const struct config *cfg,
 int dispatcher_recover(struct dispatcher *d);
 
 /* Graceful stop: claims nothing from now on; transfers in flight go on and
- * their results are recorded as usual (dispatcher_in_flight() reaches 0). */
+ * their results are recorded as usual, also those waiting for a locked
+ * store (dispatcher_in_flight() reaches 0). */
 void dispatcher_stop(struct dispatcher *d);
-/* The end of a stop's grace: aborts the transfers still running, recording
- * nothing; their rows stay 'sending' under their lease and are recovered by
- * the next start (or by another instance's lease sweep), with the same
- * key. Returns how many were aborted. */
+/* The end of a stop's grace: aborts the transfers still running and drops
+ * the results a locked store kept waiting, recording nothing; their rows stay 'sending' under their
+ * lease and are recovered by the next start (or by another instance's lease sweep), with the same
+ * key. Returns how many were aborted or dropped. */
 size_t dispatcher_abort(struct dispatcher *d);
 
 /* Claims and starts what is due now (call after new pending rows, and when
@@ -131,7 +137,8 @@ int dispatch_send_test(const struct config *cfg, struct cal *cal, const char *ch
                        const char *to, int64_t now, struct notify_result *ret, char *err,
                        size_t errlen);
 
-/* Transfers in flight (0 = idle: a simulated clock may jump). */
+/* Transfers in flight plus results waiting for a locked store to be
+ * written (0 = idle: a simulated clock may jump, a graceful stop is over). */
 size_t dispatcher_in_flight(const struct dispatcher *d);
 /* The next instant a retry, rate limit or circuit probe wants a kick
  * (TIME_NEVER when none). */

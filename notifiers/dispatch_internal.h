@@ -79,7 +79,8 @@ struct chan {
   int64_t retry_min;      /* earliest next_attempt_at of this channel's retry rows */
   CURL **pool;            /* idle easy handles */
   size_t n_pool;
-  bool retired;         /* replaced by a reload: freed when in_flight drops to 0 */
+  unsigned held;        /* results kept in d->held (the store was locked): no claims */
+  bool retired;         /* replaced by a reload: freed when in_flight and held drop to 0 */
   uint64_t flushed_gen; /* batch_gen + 1 of the batch it was last flushed for */
   struct chan *next_retired;
 };
@@ -155,6 +156,15 @@ struct dispatcher {
   bool stopping;      /* dispatcher_stop(): claim nothing more */
   int64_t next_sweep; /* lease renewal and expired-lease recovery due at */
   char owner[128];    /* claimed_by: "host:pid" */
+  /* the store was locked by another process (-EBUSY): retried from the timer */
+  struct held *held; /* results not written yet */
+  size_t n_held, cap_held;
+  bool claim_busy;       /* a claim failed with -EBUSY: claim again from the timer */
+  bool tx_failed;        /* a write inside the loop callback's transaction failed */
+  bool busy_episode;     /* DISPATCH_STORE_BUSY was reported, DISPATCH_STORE_FREE not yet */
+  unsigned busy_ms;      /* current back-off (BUSY_RETRY_MIN_MS doubling to _MAX_MS) */
+  int64_t busy_due_ms;   /* monotonic instant of the next try, -1 = none */
+  int64_t busy_since_ms; /* monotonic start of the episode */
 };
 
 /* What an outcome turns into. */
@@ -167,6 +177,16 @@ struct decision {
   char error[NOTIFY_ERROR_MAX + 64];
   char fallback[128]; /* fallback channel created, "" = none */
   bool alerted;
+  bool held; /* not written (the store was locked): moved to d->held, reported later */
+};
+
+/* A result that could not be written because another process held the
+ * store's write lock: kept with its claim token (o.row.claim) and written
+ * from the dispatcher's timer (dispatch_held_flush()). */
+struct held {
+  struct outcome o;
+  struct decision dc;
+  int64_t now; /* the instant of the decision */
 };
 
 /* dispatch.c */
@@ -182,7 +202,17 @@ void dispatch_pool_put(struct chan *ch, CURL *e);
 /* Frees a transfer that is not (or no longer) on the multi handle. Returns NULL. */
 struct xfer *dispatch_xfer_free(struct xfer *x);
 
+/* The store was locked (-EBUSY): held results and failed claims are tried
+ * again from the dispatcher's timer after a back-off; the first one of an
+ * episode is reported (DISPATCH_STORE_BUSY). */
+void dispatch_busy(struct dispatcher *d);
+
 /* dispatch_result.c */
+/* Writes the held results in order, each in its own transaction, and
+ * reports them. Stops at the first -EBUSY. Returns true when none is left. */
+bool dispatch_held_flush(struct dispatcher *d);
+/* Drops the held results (their rows stay 'sending' under their lease). */
+size_t dispatch_held_drop(struct dispatcher *d);
 /* Appends an outcome; takes ownership of *row (zeroed). 0 or -ENOMEM. */
 int dispatch_batch_add(struct batch *b, struct chan *ch, struct reminder *row,
                        const struct notify_result *res, bool skipped, bool breaker,

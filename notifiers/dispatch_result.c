@@ -3,7 +3,9 @@
  * cancelled, skipped, unknown or a provider lookup), the guarded writes
  * under the row's claim, circuit-breaker learning, the loop callback's
  * transaction (and withdrawing the transfers of claims it failed to
- * commit), and the reports to the daemon. See dispatch.c for the row's
+ * commit), results kept while another process holds the store's lock
+ * (d->held, written later by dispatch_held_flush()), and the reports to
+ * the daemon. See dispatch.c for the row's
  * life and docs/delivery.md for the guarantees.
  *
  * Owns nothing; works on struct dispatcher (dispatch_internal.h). Blocks in
@@ -391,56 +393,136 @@ static void batch_learn(struct dispatcher *d, struct batch *b, struct decision *
   }
 }
 
-/* After the commit: reports. Frees the batch. */
-static void batch_report(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
-  for (size_t i = 0; i < b->n; i++) {
-    struct outcome *o = &b->v[i];
-    struct decision *dc = &dcs[i];
-    o->row.status = dc->final;
-    if (dc->stale) {
-      dispatch_report(d, DISPATCH_STALE, &o->row, NULL,
-                      "the row is no longer held by this claim (recovered or claimed again)", 0,
-                      o->latency_ms);
-      continue;
-    }
-    switch (dc->final) {
-    case REMINDER_CANCELLED: {
-      char detail[NOTIFY_ERROR_MAX + 64];
-      snprintf(detail, sizeof detail, "%s",
-               dc->status == REMINDER_SENT ? "the attempt in flight was delivered"
-               : *dc->error                ? dc->error
-                                           : reminder_status_to_string(dc->status));
-      dispatch_report(d, DISPATCH_CANCELLED, &o->row, NULL, detail, 0, o->latency_ms);
-      break;
-    }
-    case REMINDER_UNKNOWN:
-      dispatch_report(d, DISPATCH_UNKNOWN, &o->row, NULL, dc->error, 0, o->latency_ms);
-      break;
-    case REMINDER_SENT:
-      dispatch_report(d, DISPATCH_SENT, &o->row, NULL,
-                      o->res.provider_id[0] ? o->res.provider_id : NULL, 0, o->latency_ms);
-      break;
-    case REMINDER_RETRY:
-      dispatch_report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
-      break;
-    case REMINDER_DEAD:
-      /* the daemon says "gave up after N attempts" itself */
-      dispatch_report(d, DISPATCH_DEAD, &o->row, NULL, o->skipped ? dc->error : o->res.error, 0,
-                      o->latency_ms);
-      if (dc->fallback[0]) {
-        char detail[256];
-        snprintf(detail, sizeof detail, "%s is dead for this message; trying %s", o->row.channel,
-                 dc->fallback);
-        dispatch_report(d, DISPATCH_FALLBACK, &o->row, NULL, detail, 0, 0);
-      }
-      break;
-    default:
-      dispatch_report(d, DISPATCH_SKIPPED, &o->row, NULL, dc->error, 0, 0);
-      break;
-    }
+/* After the commit: reports one written outcome. */
+static void report_one(struct dispatcher *d, struct outcome *o, struct decision *dc) {
+  o->row.status = dc->final;
+  if (dc->stale) {
+    dispatch_report(d, DISPATCH_STALE, &o->row, NULL,
+                    "the row is no longer held by this claim (recovered or claimed again)", 0,
+                    o->latency_ms);
+    return;
   }
+  switch (dc->final) {
+  case REMINDER_CANCELLED: {
+    char detail[NOTIFY_ERROR_MAX + 64];
+    snprintf(detail, sizeof detail, "%s",
+             dc->status == REMINDER_SENT ? "the attempt in flight was delivered"
+             : *dc->error                ? dc->error
+                                         : reminder_status_to_string(dc->status));
+    dispatch_report(d, DISPATCH_CANCELLED, &o->row, NULL, detail, 0, o->latency_ms);
+    break;
+  }
+  case REMINDER_UNKNOWN:
+    dispatch_report(d, DISPATCH_UNKNOWN, &o->row, NULL, dc->error, 0, o->latency_ms);
+    break;
+  case REMINDER_SENT:
+    dispatch_report(d, DISPATCH_SENT, &o->row, NULL,
+                    o->res.provider_id[0] ? o->res.provider_id : NULL, 0, o->latency_ms);
+    break;
+  case REMINDER_RETRY:
+    dispatch_report(d, DISPATCH_RETRY, &o->row, NULL, dc->error, dc->next, o->latency_ms);
+    break;
+  case REMINDER_DEAD:
+    /* the daemon says "gave up after N attempts" itself */
+    dispatch_report(d, DISPATCH_DEAD, &o->row, NULL, o->skipped ? dc->error : o->res.error, 0,
+                    o->latency_ms);
+    if (dc->fallback[0]) {
+      char detail[256];
+      snprintf(detail, sizeof detail, "%s is dead for this message; trying %s", o->row.channel,
+               dc->fallback);
+      dispatch_report(d, DISPATCH_FALLBACK, &o->row, NULL, detail, 0, 0);
+    }
+    break;
+  default:
+    dispatch_report(d, DISPATCH_SKIPPED, &o->row, NULL, dc->error, 0, 0);
+    break;
+  }
+}
+
+/* After the commit: reports what was written (held outcomes later). Frees the batch. */
+static void batch_report(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
+  for (size_t i = 0; i < b->n; i++)
+    if (!dcs[i].held)
+      report_one(d, &b->v[i], &dcs[i]);
   free(dcs);
   batch_done(b);
+}
+
+/* ---- results a locked store kept waiting ---------------------------------------------- */
+
+/* One outcome in its own transaction (or in the loop callback's, when one
+ * is open). 0, or -EBUSY when another process holds the write lock. */
+static int write_one(struct dispatcher *d, struct outcome *o, struct decision *dc, int64_t now) {
+  if (d->tx_depth > 0)
+    return commit_one(d, o, dc, now);
+  int r = store_begin(d->store);
+  if (r < 0)
+    return r;
+  dc->fallback[0] = 0;
+  r = commit_one(d, o, dc, now);
+  if (r >= 0)
+    r = store_commit(d->store);
+  if (r < 0)
+    (void)store_rollback(d->store);
+  return r;
+}
+
+/* Moves an outcome whose write met a locked store to d->held (its row is
+ * taken, dc->held set). Without memory it is dropped: the lease recovers it. */
+static void held_add(struct dispatcher *d, struct outcome *o, struct decision *dc, int64_t now) {
+  dc->held = true;
+  if (d->n_held == d->cap_held) {
+    size_t cap = d->cap_held ? d->cap_held * 2 : 16;
+    struct held *v = realloc(d->held, cap * sizeof *v);
+    if (!v)
+      return; /* the row stays 'sending' under its lease */
+    d->held = v;
+    d->cap_held = cap;
+  }
+  d->held[d->n_held++] = (struct held){.o = *o, .dc = *dc, .now = now};
+  o->row = (struct reminder){.id = o->row.id}; /* the id still matters to batch_learn() */
+  o->ch->held++;
+  dispatch_busy(d);
+}
+
+/* Writes a batch's outcomes one by one; those that meet a locked store are
+ * held, any other failure leaves the row to its lease. */
+static void rewrite_rows(struct dispatcher *d, struct batch *b, struct decision *dcs, int64_t now) {
+  for (size_t i = 0; i < b->n; i++) {
+    if (dcs[i].held)
+      continue;
+    int r = write_one(d, &b->v[i], &dcs[i], now);
+    if (r == -EBUSY)
+      held_add(d, &b->v[i], &dcs[i], now);
+  }
+}
+
+static void held_remove(struct dispatcher *d, size_t i) {
+  d->held[i].o.ch->held--;
+  reminder_clear(&d->held[i].o.row);
+  memmove(&d->held[i], &d->held[i + 1], (d->n_held - i - 1) * sizeof *d->held);
+  d->n_held--;
+}
+
+bool dispatch_held_flush(struct dispatcher *d) {
+  while (d->n_held > 0) {
+    struct held *h = &d->held[0];
+    h->dc.held = false;
+    int r = write_one(d, &h->o, &h->dc, h->now);
+    if (r == -EBUSY)
+      return false; /* still locked: the rest waits too */
+    if (r >= 0)
+      report_one(d, &h->o, &h->dc);
+    held_remove(d, 0);
+  }
+  return true;
+}
+
+size_t dispatch_held_drop(struct dispatcher *d) {
+  size_t n = d->n_held;
+  while (d->n_held > 0)
+    held_remove(d, d->n_held - 1);
+  return n;
 }
 
 /* Commits a batch in its own transaction (falling back to one statement per
@@ -461,15 +543,15 @@ void dispatch_batch_apply(struct dispatcher *d, struct batch *b) {
   for (size_t i = 0; i < b->n; i++)
     decide(d, &b->v[i], now, &dcs[i]);
   bool tx = d->tx_depth == 0 && store_begin(d->store) >= 0;
-  int r = batch_write(d, b, dcs, now);
-  if (tx && (r < 0 || store_commit(d->store) < 0)) {
+  int r = tx ? batch_write(d, b, dcs, now) : -EBUSY;
+  if (tx && r >= 0 && (r = store_commit(d->store)) < 0)
     store_rollback(d->store);
-    /* once more, row by row: a bad row must not hold the others back */
-    for (size_t i = 0; i < b->n; i++) {
-      dcs[i].fallback[0] = 0;
-      (void)commit_one(d, &b->v[i], &dcs[i], now);
-    }
-  }
+  else if (tx && r < 0)
+    store_rollback(d->store);
+  /* once more, row by row: a bad row must not hold the others back, and a
+   * row that meets a locked store is kept for the timer */
+  if (r < 0)
+    rewrite_rows(d, b, dcs, now);
   batch_learn(d, b, dcs, now);
   batch_report(d, b, dcs, now);
 }
@@ -496,7 +578,10 @@ void dispatch_batch_stage(struct dispatcher *d, struct batch *b) {
   }
   for (size_t i = 0; i < b->n; i++)
     decide(d, &b->v[i], now, &dcs[i]);
-  (void)batch_write(d, b, dcs, now);
+  /* without the callback's transaction (the store was locked) tx_end
+   * writes them row by row */
+  if (d->tx_ok && batch_write(d, b, dcs, now) < 0)
+    d->tx_failed = true;
   batch_learn(d, b, dcs, now);
   d->staged[d->n_staged++] = (struct staged){.b = *b, .dcs = dcs, .now = now};
   *b = (struct batch){0};
@@ -509,6 +594,7 @@ void dispatch_batch_stage(struct dispatcher *d, struct batch *b) {
 void dispatch_tx_begin(struct dispatcher *d) {
   if (d->tx_depth++ == 0) {
     d->tx_ok = store_begin(d->store) >= 0;
+    d->tx_failed = false;
     d->tx_gen++;
   }
 }
@@ -550,18 +636,23 @@ static void drop_uncommitted(struct dispatcher *d, uint64_t tx_gen) {
 void dispatch_tx_end(struct dispatcher *d) {
   if (--d->tx_depth > 0)
     return;
-  if (d->tx_ok && store_commit(d->store) < 0) {
+  bool rewrite = !d->tx_ok;
+  int r = 0;
+  if (d->tx_ok && (d->tx_failed || (r = store_commit(d->store)) < 0)) {
     /* the results are rewritten one by one; the claims of this callback
      * are lost, so their transfers are withdrawn before a byte leaves */
     store_rollback(d->store);
     drop_uncommitted(d, d->tx_gen);
-    for (size_t k = 0; k < d->n_staged; k++)
-      for (size_t i = 0; i < d->staged[k].b.n; i++) {
-        d->staged[k].dcs[i].fallback[0] = 0;
-        (void)commit_one(d, &d->staged[k].b.v[i], &d->staged[k].dcs[i], d->staged[k].now);
-      }
+    if (r == -EBUSY) {
+      d->claim_busy = true; /* claim them again from the busy timer */
+      dispatch_busy(d);
+    }
+    rewrite = true;
   }
-  d->tx_ok = false;
+  d->tx_ok = d->tx_failed = false;
+  if (rewrite)
+    for (size_t k = 0; k < d->n_staged; k++)
+      rewrite_rows(d, &d->staged[k].b, d->staged[k].dcs, d->staged[k].now);
   size_t n = d->n_staged;
   d->n_staged = 0;
   for (size_t k = 0; k < n; k++)

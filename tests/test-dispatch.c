@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <poll.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -401,6 +402,46 @@ static void test_retry_wakeup(void **state) {
   assert_int_equal(r.attempts, 1);
   reminder_clear(&r);
   assert_int_equal(dispatcher_next_wakeup(f->d), TIME_NEVER);
+}
+
+/* Another process holds the write lock: the claim fails at once (busy
+ * timeout 0, as on the daemon's loop), is retried from the dispatcher's
+ * timer, warned about once, and goes through once the lock is free. */
+static void test_claim_busy_retried(void **state) {
+  struct fx *f = *state;
+  start(f, NULL, NULL);
+  add_contract(f, "C-1", "ada@example.com");
+  int64_t id = add_row(f, "C-1", "mail", "ada@example.com", REMINDER_PENDING, 0);
+  assert_int_equal(store_set_busy_timeout(f->s, 0), 0);
+  sqlite3 *other = NULL;
+  assert_int_equal(sqlite3_open(f->db, &other), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  dispatcher_kick(f->d);
+  struct reminder r = get_row(f, id);
+  assert_int_equal(r.status, REMINDER_PENDING);
+  reminder_clear(&r);
+  assert_true(f->timer_ms >= 0);                              /* retried from the timer ... */
+  assert_int_equal(dispatcher_next_wakeup(f->d), TIME_NEVER); /* ... not by kicks in a loop */
+  for (int i = 0; i < 3; i++) { /* still locked: retries, no more warnings */
+    usleep((useconds_t)(f->timer_ms + 2) * 1000);
+    f->timer_ms = -1;
+    dispatcher_timeout(f->d);
+    assert_true(f->timer_ms >= 0);
+  }
+  assert_int_equal(f->reports[DISPATCH_STORE_BUSY], 1);
+  assert_int_equal(f->reports[DISPATCH_STORE_FREE], 0);
+  assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(other);
+  usleep((useconds_t)(f->timer_ms + 2) * 1000);
+  f->timer_ms = -1;
+  dispatcher_timeout(f->d);
+  r = get_row(f, id);
+  assert_int_equal(r.status, REMINDER_SENT);
+  assert_int_equal(r.attempts, 1);
+  reminder_clear(&r);
+  assert_int_equal(f->reports[DISPATCH_SENT], 1);
+  assert_int_equal(f->reports[DISPATCH_STORE_FREE], 1);
+  assert_int_equal(f->timer_ms, -1);
 }
 
 static int ignore_cb(const struct reminder *r, void *ud) {
@@ -882,6 +923,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_webhook_event_json, setup, teardown),
       cmocka_unit_test_setup_teardown(test_render_ladder_snapshot, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check_config_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_claim_busy_retried, setup, teardown),
       cmocka_unit_test(test_helpers),
       cmocka_unit_test(test_sink_format_kinds),
   };
