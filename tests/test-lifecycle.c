@@ -18,14 +18,14 @@
 #include "core/lifecycle.h"
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define T0 INT64_C(1790000000) /* 2026-09-21T14:13:20Z */
 #define DAY INT64_C(86400)
 #define EXPIRES (T0 + 60 * DAY)
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
 };
 
@@ -83,11 +83,7 @@ static int64_t add_reminder(struct store *s, const char *id, int32_t term, const
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-lifecycle-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  store_tmp_open(&f->tmp, "lifecycle", &f->s);
   add_owner(f->s, "own-1", "owner@example.com", "+4930123456");
   add_owner(f->s, "desk", "desk@example.com", NULL);
   add_customer(f->s, "cu-1", "own-1");
@@ -102,13 +98,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fixture *f = *state;
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }

@@ -29,6 +29,7 @@
 
 #include "core/planner.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define DAY INT64_C(86400)
 
@@ -117,8 +118,7 @@ static const struct tier_spec odd_tiers[] = {
 /* ---- the environment ---------------------------------------------------------------- */
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
   struct cal *cal;
   struct policy *standard, *standard_v2, *odd;
@@ -219,11 +219,7 @@ static int64_t add_contract(struct store *s, const char *id, const char *tz, con
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-planner-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  store_tmp_open(&f->tmp, "planner", &f->s);
   assert_int_equal(cal_new(&f->cal), 0);
   f->standard =
       make_policy("standard", CATCHUP_LATEST, "desk", standard_tiers, ELEMENTSOF(standard_tiers));
@@ -257,13 +253,7 @@ static int teardown(void **state) {
   policy_free(f->standard_v2);
   policy_free(f->odd);
   cal_free(f->cal);
-  const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }

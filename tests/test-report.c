@@ -21,6 +21,7 @@
 #include "core/report.h"
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define DAY INT64_C(86400)
 /* 2027-03-01T00:00:00Z, a Monday */
@@ -306,8 +307,7 @@ static const char *policy_of(const char *segment, void *ud) {
 }
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
   struct report *r;
 };
@@ -315,13 +315,11 @@ struct fixture {
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-report-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  build_fixture(f->path);
+  store_tmp_make(&f->tmp, "report");
+  build_fixture(f->tmp.path);
   char err[256];
-  assert_int_equal(store_open(f->path, STORE_READONLY | STORE_NO_CREATE, &f->s, err, sizeof err),
-                   0);
+  assert_int_equal(
+      store_open(f->tmp.path, STORE_READONLY | STORE_NO_CREATE, &f->s, err, sizeof err), 0);
   struct report_options o = {
       .from = FROM, .until = UNTIL, .now = D(31), .by = REPORT_BY_TIER, .policy_of = policy_of};
   assert_int_equal(report_compute(f->s, &o, &f->r), 0);
@@ -333,13 +331,7 @@ static int teardown(void **state) {
   struct fixture *f = *state;
   f->r = report_free(f->r);
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }

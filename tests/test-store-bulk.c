@@ -19,6 +19,7 @@
 
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define T0 INT64_C(1790000000) /* 2026-09-21T14:13:20Z */
 #define DAY INT64_C(86400)
@@ -29,19 +30,14 @@
   "char(10)) FROM (SELECT * FROM sqlite_schema ORDER BY type, name)"
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
 };
 
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-bulk-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  store_tmp_open(&f->tmp, "bulk", &f->s);
   *state = f;
   return 0;
 }
@@ -49,13 +45,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fixture *f = *state;
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }
@@ -150,7 +140,7 @@ static int collect_ids(const struct contract *c, const struct customer *cu, void
 
 static void test_bulk_load(void **state) {
   struct fixture *f = *state;
-  _cleanup_free_ char *before = schema_of(f->path);
+  _cleanup_free_ char *before = schema_of(f->tmp.path);
 
   assert_int_equal(store_bulk_begin(f->s), -EINVAL); /* not loading */
   assert_int_equal(store_load_begin(f->s), 0);
@@ -168,7 +158,7 @@ static void test_bulk_load(void **state) {
   assert_int_equal(put_contract(f->s, "K1", "C2", T0 + 10 * DAY), STORE_UNCHANGED);
 
   /* a reader sees the store as it was, indexes and trigger included */
-  sqlite3 *rd = raw_open(f->path);
+  sqlite3 *rd = raw_open(f->tmp.path);
   _cleanup_free_ char *during = raw_text(rd, SCHEMA_SQL);
   assert_string_equal(during, before);
   assert_int_equal(raw_int(rd, "SELECT count(*) FROM contracts"), 0);
@@ -177,11 +167,11 @@ static void test_bulk_load(void **state) {
   assert_int_equal(store_bulk_commit(f->s), 0);
   assert_int_equal(store_load_end(f->s), 0);
 
-  _cleanup_free_ char *after = schema_of(f->path);
+  _cleanup_free_ char *after = schema_of(f->tmp.path);
   assert_string_equal(after, before);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 4);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM customers"), 3);
-  sqlite3 *db = raw_open(f->path);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 4);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM customers"), 3);
+  sqlite3 *db = raw_open(f->tmp.path);
   _cleanup_free_ char *ic = raw_text(db, "PRAGMA integrity_check");
   assert_string_equal(ic, "ok");
   /* the rebuilt indexes answer queries: expiry order, customer lookups */
@@ -199,15 +189,15 @@ static void test_bulk_load(void **state) {
   assert_int_equal(seq_of(f->s, "K1"), 2);
   assert_int_equal(seq_of(f->s, "K2"), 3);
   assert_int_equal(seq_of(f->s, "K4"), 4);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"),
-                   1);
+  assert_int_equal(
+      path_int(f->tmp.path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"), 1);
   struct buf ids = {0};
   assert_int_equal(store_contract_foreach(f->s, NULL, collect_ids, &ids), 4);
   assert_string_equal(ids.data, "K1,K2,K4,K3");
   buf_free(&ids);
 
   /* the INSERT trigger is back for foreign writers; foreign keys are on again */
-  db = raw_open(f->path);
+  db = raw_open(f->tmp.path);
   raw_exec(db, "INSERT INTO contracts(id, expires_at) VALUES ('K9', 1)");
   sqlite3_close(db);
   assert_int_equal(seq_of(f->s, "K9"), 5);
@@ -232,13 +222,13 @@ static void test_bulk_wal_truncated(void **state) {
   assert_int_equal(store_load_end(f->s), 0);
   char wal[160];
   struct stat st;
-  snprintf(wal, sizeof wal, "%s-wal", f->path);
+  snprintf(wal, sizeof wal, "%s-wal", f->tmp.path);
   assert_int_equal(stat(wal, &st), 0);
   assert_int_equal(st.st_size, 0);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 3000);
-  assert_int_equal(path_int(f->path, "SELECT max(change_seq) FROM contracts"), 3000);
-  assert_int_equal(path_int(f->path, "SELECT count(DISTINCT change_seq) FROM contracts"), 3000);
-  assert_int_equal(path_int(f->path,
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 3000);
+  assert_int_equal(path_int(f->tmp.path, "SELECT max(change_seq) FROM contracts"), 3000);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(DISTINCT change_seq) FROM contracts"), 3000);
+  assert_int_equal(path_int(f->tmp.path,
                             "SELECT count(*) FROM contracts INDEXED BY contracts_change_seq "
                             "WHERE change_seq > 2990"),
                    10);
@@ -279,8 +269,8 @@ static void test_bulk_many(void **state) {
   assert_int_equal(store_bulk_commit(f->s), 0);
   assert_int_equal(store_load_end(f->s), 0);
 
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM customers"), N);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), N);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM customers"), N);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), N);
   for (int i = 0; i < N; i += 7) {
     struct contract c = {0};
     assert_int_equal(store_contract_get(f->s, ids[i], &c), 0);
@@ -301,8 +291,8 @@ static void test_bulk_many(void **state) {
   assert_int_equal(store_customer_get(f->s, cids[5], &cu), 0);
   assert_int_equal(cu.optout, OPTOUT_SMS);
   customer_clear(&cu);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"),
-                   1);
+  assert_int_equal(
+      path_int(f->tmp.path, "SELECT count(*) FROM events WHERE kind = 'customer.updated'"), 1);
 }
 
 static void test_bulk_duplicate(void **state) {
@@ -324,7 +314,7 @@ static void test_bulk_duplicate(void **state) {
   assert_int_equal(store_bulk_contracts(f->s, cos, N, T0), -EEXIST);
   assert_int_equal(store_rollback(f->s), 0);
   assert_int_equal(store_load_end(f->s), 0);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 0);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 0);
 }
 
 static void test_bulk_not_empty(void **state) {
@@ -333,7 +323,7 @@ static void test_bulk_not_empty(void **state) {
   assert_int_equal(store_load_begin(f->s), 0);
   assert_int_equal(store_bulk_begin(f->s), 0); /* customers alone are enough */
   assert_int_equal(put_contract(f->s, "K1", "C1", T0), STORE_INSERTED);
-  _cleanup_free_ char *before = schema_of(f->path);
+  _cleanup_free_ char *before = schema_of(f->tmp.path);
   assert_int_equal(store_bulk_begin(f->s), 0);
   /* no transaction left open: batches work, with foreign keys on */
   assert_int_equal(store_begin(f->s), 0);
@@ -341,31 +331,31 @@ static void test_bulk_not_empty(void **state) {
   assert_int_equal(put_contract(f->s, "K2", "C1", T0), STORE_INSERTED);
   assert_int_equal(store_commit(f->s), 0);
   assert_int_equal(store_load_end(f->s), 0);
-  _cleanup_free_ char *after = schema_of(f->path);
+  _cleanup_free_ char *after = schema_of(f->tmp.path);
   assert_string_equal(after, before);
   assert_int_equal(seq_of(f->s, "K2"), 2);
 }
 
 static void test_bulk_rollback(void **state) {
   struct fixture *f = *state;
-  _cleanup_free_ char *before = schema_of(f->path);
+  _cleanup_free_ char *before = schema_of(f->tmp.path);
   assert_int_equal(store_load_begin(f->s), 0);
   assert_int_equal(store_bulk_begin(f->s), 1);
   assert_int_equal(put_customer(f->s, "C1", "Ann"), STORE_INSERTED);
   assert_int_equal(put_contract(f->s, "K1", "C1", T0), STORE_INSERTED);
   assert_int_equal(store_rollback(f->s), 0);
   assert_int_equal(store_load_end(f->s), 0);
-  _cleanup_free_ char *after = schema_of(f->path);
+  _cleanup_free_ char *after = schema_of(f->tmp.path);
   assert_string_equal(after, before);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 0);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM customers"), 0);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 0);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM customers"), 0);
   /* foreign keys are checked again */
   assert_int_equal(put_contract(f->s, "K1", "NOPE", T0), -ENXIO);
 }
 
 static void test_bulk_dangling_customer(void **state) {
   struct fixture *f = *state;
-  _cleanup_free_ char *before = schema_of(f->path);
+  _cleanup_free_ char *before = schema_of(f->tmp.path);
   assert_int_equal(store_load_begin(f->s), 0);
   assert_int_equal(store_bulk_begin(f->s), 1);
   assert_int_equal(put_customer(f->s, "C1", "Ann"), STORE_INSERTED);
@@ -376,21 +366,21 @@ static void test_bulk_dangling_customer(void **state) {
   assert_int_equal(store_bulk_commit(f->s), -ENXIO);
   assert_non_null(strstr(store_last_error(f->s), "GHOST"));
   assert_int_equal(store_load_end(f->s), 0);
-  _cleanup_free_ char *after = schema_of(f->path);
+  _cleanup_free_ char *after = schema_of(f->tmp.path);
   assert_string_equal(after, before);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 0);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 0);
 }
 
 static void test_bulk_crash(void **state) {
   struct fixture *f = *state;
-  _cleanup_free_ char *before = schema_of(f->path);
+  _cleanup_free_ char *before = schema_of(f->tmp.path);
   f->s = store_free(f->s);
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
     /* the loader dies in the middle of the load, WAL frames written */
     struct store *s = NULL;
-    if (store_open(f->path, 0, &s, NULL, 0) < 0 || store_load_begin(s) < 0 ||
+    if (store_open(f->tmp.path, 0, &s, NULL, 0) < 0 || store_load_begin(s) < 0 ||
         store_bulk_begin(s) != 1)
       _exit(2);
     /* enough data to overflow the page cache: SQLite spills uncommitted
@@ -405,7 +395,7 @@ static void test_bulk_crash(void **state) {
       if (store_contract_upsert(s, &c, T0) != STORE_INSERTED)
         _exit(3);
     }
-    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    snprintf(wal, sizeof wal, "%s-wal", f->tmp.path);
     _exit(stat(wal, &st) == 0 && st.st_size > 10000000 ? 9 : 4);
   }
   int status;
@@ -414,11 +404,11 @@ static void test_bulk_crash(void **state) {
   assert_int_equal(WEXITSTATUS(status), 9);
 
   char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
-  _cleanup_free_ char *after = schema_of(f->path);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
+  _cleanup_free_ char *after = schema_of(f->tmp.path);
   assert_string_equal(after, before);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 0);
-  sqlite3 *db = raw_open(f->path);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 0);
+  sqlite3 *db = raw_open(f->tmp.path);
   _cleanup_free_ char *ic = raw_text(db, "PRAGMA integrity_check");
   sqlite3_close(db);
   assert_string_equal(ic, "ok");

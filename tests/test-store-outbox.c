@@ -13,13 +13,13 @@
 
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define T0 INT64_C(1790000000)
 #define DAY INT64_C(86400)
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
   int64_t id; /* the contract K1's email row, due at T0 */
 };
@@ -27,11 +27,7 @@ struct fixture {
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-outbox-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  store_tmp_open(&f->tmp, "outbox", &f->s);
   struct customer cu = {.id = "C1", .email = "ada@example.com", .segment = "smb"};
   assert_int_equal(store_customer_upsert(f->s, &cu, T0), STORE_INSERTED);
   const char *ids[] = {"K1", "K2"};
@@ -54,13 +50,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fixture *f = *state;
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }

@@ -14,13 +14,13 @@
 
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define T0 INT64_C(1790000000)
 #define N 23 /* contracts: not a multiple of any page size used */
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
   sqlite3 *raw; /* a second connection */
 };
@@ -64,12 +64,8 @@ static void populate(struct fixture *f) {
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-scan-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
-  assert_int_equal(sqlite3_open(f->path, &f->raw), SQLITE_OK);
+  store_tmp_open(&f->tmp, "scan", &f->s);
+  assert_int_equal(sqlite3_open(f->tmp.path, &f->raw), SQLITE_OK);
   sqlite3_busy_timeout(f->raw, 5000);
   populate(f);
   *state = f;
@@ -80,13 +76,7 @@ static int teardown(void **state) {
   struct fixture *f = *state;
   sqlite3_close(f->raw);
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }
@@ -305,7 +295,7 @@ static void test_loop_connection(void **state) {
   int wal = -1, copied = -1;
   assert_int_equal(store_checkpoint(f->s, &wal, &copied), 0);
   assert_true(wal >= 0 && copied >= 0 && copied <= wal);
-  assert_string_equal(store_path(f->s), f->path);
+  assert_string_equal(store_path(f->s), f->tmp.path);
   assert_int_equal(store_set_busy_timeout(f->s, -1), -EINVAL);
 }
 

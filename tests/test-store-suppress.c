@@ -12,23 +12,19 @@
 
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define T0 INT64_C(1790000000)
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
 };
 
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-suppress-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
-  char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  store_tmp_open(&f->tmp, "suppress", &f->s);
   *state = f;
   return 0;
 }
@@ -36,13 +32,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fixture *f = *state;
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }
@@ -304,7 +294,7 @@ static void test_migrate_optout_bits(void **state) {
   assert_int_equal(store_customer_upsert(f->s, &d, T0), STORE_INSERTED);
   f->s = store_free(f->s);
   sqlite3 *db = NULL;
-  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_open(f->tmp.path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db,
                                 "DROP TABLE suppressions; DROP INDEX customers_optout; "
                                 "PRAGMA user_version = 4;",
@@ -313,9 +303,9 @@ static void test_migrate_optout_bits(void **state) {
   sqlite3_close(db);
 
   char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), 6);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM suppressions"), 2);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 6);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM suppressions"), 2);
   struct suppression sp = {0};
   assert_int_equal(store_suppression_check(f->s, SUPPRESS_EMAIL, "ann@example.com", &sp), 1);
   assert_string_equal(sp.reason, "unsubscribe");

@@ -13,22 +13,20 @@
 
 #include "core/store.h"
 #include "core/util.h"
+#include "storetmp.h"
 
 #define T0 INT64_C(1790000000) /* 2026-09-21T14:13:20Z */
 #define DAY INT64_C(86400)
 
 struct fixture {
-  char dir[64];
-  char path[128];
+  struct store_tmp tmp;
   struct store *s;
 };
 
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/renewd-test-store-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/renewd.db", f->dir);
+  store_tmp_make(&f->tmp, "store");
   *state = f;
   return 0;
 }
@@ -37,23 +35,17 @@ static int setup_open(void **state) {
   setup(state);
   struct fixture *f = *state;
   char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
   f->s = store_free(f->s);
-  const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-  for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-    char p[160];
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
   char p[160];
-  snprintf(p, sizeof p, "%s/other.db", f->dir);
+  snprintf(p, sizeof p, "%s/other.db", f->tmp.dir);
   unlink(p);
-  assert_int_equal(rmdir(f->dir), 0);
+  store_tmp_remove(&f->tmp);
   free(f);
   return 0;
 }
@@ -126,19 +118,19 @@ static void test_open_create_reopen(void **state) {
   char err[256] = "";
   struct store *s = NULL;
 
-  assert_int_equal(store_open(f->path, STORE_NO_CREATE, &s, err, sizeof err), -ENOENT);
+  assert_int_equal(store_open(f->tmp.path, STORE_NO_CREATE, &s, err, sizeof err), -ENOENT);
   assert_null(s);
-  assert_non_null(strstr(err, f->path));
-  assert_int_equal(store_open(f->path, STORE_READONLY, &s, err, sizeof err), -ENOENT);
+  assert_non_null(strstr(err, f->tmp.path));
+  assert_int_equal(store_open(f->tmp.path, STORE_READONLY, &s, err, sizeof err), -ENOENT);
 
-  assert_int_equal(store_open(f->path, 0, &s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, 0, &s, err, sizeof err), 0);
   assert_non_null(s);
   add_customer(s, "C1", "smb");
   s = store_free(s);
   assert_null(s);
 
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-  sqlite3 *db = raw_open(f->path);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  sqlite3 *db = raw_open(f->tmp.path);
   sqlite3_stmt *st;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -146,7 +138,7 @@ static void test_open_create_reopen(void **state) {
   sqlite3_finalize(st);
   sqlite3_close(db);
 
-  assert_int_equal(store_open(f->path, STORE_NO_CREATE, &s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, STORE_NO_CREATE, &s, err, sizeof err), 0);
   struct customer c = {0};
   assert_int_equal(store_customer_get(s, "C1", &c), 0);
   assert_string_equal(c.email, "ada@example.com");
@@ -160,33 +152,34 @@ static void test_open_create_reopen(void **state) {
 
 static void test_migrate_from_empty(void **state) {
   struct fixture *f = *state;
-  int fd = open(f->path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  int fd = open(f->tmp.path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
   assert_true(fd >= 0);
   close(fd);
   char err[256];
   /* read-only never migrates */
   struct store *s = NULL;
-  assert_int_equal(store_open(f->path, STORE_READONLY, &s, err, sizeof err), -EPROTO);
+  assert_int_equal(store_open(f->tmp.path, STORE_READONLY, &s, err, sizeof err), -EPROTO);
   assert_non_null(strstr(err, "with write access"));
-  assert_int_equal(store_open(f->path, STORE_NO_CREATE, &f->s, err, sizeof err), 0);
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  assert_int_equal(store_open(f->tmp.path, STORE_NO_CREATE, &f->s, err, sizeof err), 0);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
   assert_int_equal(
-      path_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'contracts_next_due'"), 1);
+      path_int(f->tmp.path, "SELECT count(*) FROM sqlite_master WHERE name = 'contracts_next_due'"),
+      1);
 }
 
 static void test_refuse_foreign_db(void **state) {
   struct fixture *f = *state;
-  sqlite3 *db = raw_open(f->path);
+  sqlite3 *db = raw_open(f->tmp.path);
   raw_exec(db, "CREATE TABLE stuff(x)");
   sqlite3_close(db);
   char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), -EPROTO);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), -EPROTO);
   assert_non_null(strstr(err, "not a renewd store"));
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), 0);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 0);
 
   /* not a database at all */
   char other[160];
-  snprintf(other, sizeof other, "%s/other.db", f->dir);
+  snprintf(other, sizeof other, "%s/other.db", f->tmp.dir);
   FILE *fp = fopen(other, "we");
   assert_non_null(fp);
   for (int i = 0; i < 64; i++)
@@ -261,7 +254,7 @@ static const char v1_sql[] =
 
 static void test_migrate_from_v1(void **state) {
   struct fixture *f = *state;
-  sqlite3 *db = raw_open(f->path);
+  sqlite3 *db = raw_open(f->tmp.path);
   raw_exec(db, v1_sql);
   raw_exec(db,
            "INSERT INTO customers(id, segment) VALUES ('C1', 'smb');"
@@ -278,12 +271,12 @@ static void test_migrate_from_v1(void **state) {
   snprintf(want, sizeof want,
            "%s: store schema version 1 is older than this renewd uses (%d); "
            "run renewd or renewctl once with write access to upgrade it",
-           f->path, STORE_SCHEMA_VERSION);
-  assert_int_equal(store_open(f->path, STORE_READONLY, &s, err, sizeof err), -EPROTO);
+           f->tmp.path, STORE_SCHEMA_VERSION);
+  assert_int_equal(store_open(f->tmp.path, STORE_READONLY, &s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
   assert_null(s);
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 
   struct contract c = {0};
   assert_int_equal(store_contract_get(f->s, "K2", &c), 0);
@@ -316,52 +309,52 @@ static void test_migrate_from_v1(void **state) {
 /* A failing migration step leaves the file exactly as it was (one transaction). */
 static void test_migrate_atomic(void **state) {
   struct fixture *f = *state;
-  sqlite3 *db = raw_open(f->path);
+  sqlite3 *db = raw_open(f->tmp.path);
   raw_exec(db, v1_sql);
   raw_exec(db, "INSERT INTO contracts(id, expires_at) VALUES ('K1', 1800000000);"
                "CREATE INDEX contracts_next_due ON contracts(id);"); /* v2 creates this name */
   sqlite3_close(db);
   char err[512];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), -EIO); /* SQLITE_ERROR */
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), -EIO); /* SQLITE_ERROR */
   assert_non_null(strstr(err, "cannot migrate store schema"));
   assert_non_null(strstr(err, "contracts_next_due"));
   assert_null(f->s);
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), 1);
-  assert_int_equal(path_int(f->path,
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 1);
+  assert_int_equal(path_int(f->tmp.path,
                             "SELECT count(*) FROM pragma_table_info('contracts') WHERE name = "
                             "'next_due_at'"),
                    0);
-  assert_int_equal(path_int(f->path, "SELECT count(*) FROM contracts"), 1);
+  assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 1);
 }
 
 static void test_refuse_newer(void **state) {
   struct fixture *f = *state;
   char err[512], want[512];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
   f->s = store_free(f->s);
-  sqlite3 *db = raw_open(f->path);
+  sqlite3 *db = raw_open(f->tmp.path);
   raw_exec(db, "PRAGMA user_version = 7");
   sqlite3_close(db);
   snprintf(want, sizeof want,
            "%s: store schema version 7 is newer than this renewd supports (%d); upgrade renewd",
-           f->path, STORE_SCHEMA_VERSION);
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), -EPROTO);
+           f->tmp.path, STORE_SCHEMA_VERSION);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
   assert_null(f->s);
-  assert_int_equal(store_open(f->path, STORE_READONLY, &f->s, err, sizeof err), -EPROTO);
+  assert_int_equal(store_open(f->tmp.path, STORE_READONLY, &f->s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
-  assert_int_equal(path_int(f->path, "PRAGMA user_version"), 7);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 7);
 }
 
 static void test_readonly(void **state) {
   struct fixture *f = *state;
   char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
   add_customer(f->s, "C1", "smb");
   add_contract(f->s, "K1", "C1", T0 + 30 * DAY);
   f->s = store_free(f->s);
 
-  assert_int_equal(store_open(f->path, STORE_READONLY, &f->s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, STORE_READONLY, &f->s, err, sizeof err), 0);
   int64_t n;
   assert_int_equal(store_contract_count(f->s, -1, &n), 0);
   assert_int_equal(n, 1);
@@ -627,7 +620,7 @@ static void test_change_seq(void **state) {
   assert_int_equal(store_data_version(s, &dv0), 0);
 
   /* foreign writers through another connection */
-  sqlite3 *db = raw_open(f->path);
+  sqlite3 *db = raw_open(f->tmp.path);
   raw_exec(db, "UPDATE contracts SET product = 'Shell' WHERE id = 'K2'");
   assert_int_equal(store_data_version(s, &dv1), 0);
   assert_true(dv1 != dv0);
@@ -675,7 +668,7 @@ static void test_change_seq(void **state) {
   assert_int_equal(max, 15);
 
   /* the shell way to force a re-plan: change_seq = 0 */
-  db = raw_open(f->path);
+  db = raw_open(f->tmp.path);
   raw_exec(db, "UPDATE contracts SET change_seq = 0 WHERE id = 'K7'");
   raw_exec(db, "UPDATE contracts SET change_seq = 0 WHERE id = 'K3'");
   sqlite3_close(db);
@@ -1140,23 +1133,23 @@ static void test_new_file_mode(void **state) {
   struct fixture *f = *state;
   mode_t old = umask(022);
   char err[256];
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
   assert_int_equal(store_meta_set(f->s, "k", "v"), 0); /* a write: -wal exists */
   umask(old);
   const char *suffixes[] = {"", "-wal", "-shm"};
   for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
     char p[160];
     struct stat st;
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+    snprintf(p, sizeof p, "%s%s", f->tmp.path, suffixes[i]);
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0640);
   }
   /* an existing file keeps its mode (the operator's choice) */
   f->s = store_free(f->s);
-  assert_int_equal(chmod(f->path, 0600), 0);
-  assert_int_equal(store_open(f->path, 0, &f->s, err, sizeof err), 0);
+  assert_int_equal(chmod(f->tmp.path, 0600), 0);
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
   struct stat st;
-  assert_int_equal(stat(f->path, &st), 0);
+  assert_int_equal(stat(f->tmp.path, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0600);
 }
 
