@@ -26,6 +26,8 @@
  *   6  suppressions: addresses (E.164 numbers, lowercased email addresses)
  *      nothing is sent to, with reason and source; the email/SMS opt-out bits
  *      of existing customers are copied in for their current addresses
+ *   7  index reminders(status, channel, next_attempt_at): the next retry
+ *      instant of one channel
  * A file with a newer version is refused; read-only opens never migrate.
  *
  * change_seq triggers: our own writes set change_seq = max+1 explicitly (cached
@@ -255,9 +257,14 @@ static const char schema_v6[] =
     "  FROM customers WHERE optout <> 0 AND (optout & 2) <> 0 AND coalesce(phone, '') <> ''\n"
     "  ORDER BY updated_at, id;\n";
 
+/* v7: the dispatcher's next retry instant per channel is one index read
+ * (STMT_REMINDER_NEXT_RETRY), however many retry rows other channels have. */
+static const char schema_v7[] =
+    "CREATE INDEX reminders_retry_channel ON reminders(status, channel, next_attempt_at);\n";
+
 /* migrations[i] upgrades version i to i+1 */
-static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5, schema_v6};
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4,
+                                         schema_v5, schema_v6, schema_v7};
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one migration per version");
 
 /* ---- statements --------------------------------------------------------- */

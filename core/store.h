@@ -58,8 +58,9 @@ enum {
  * v3: terms (expiry of every ended term, kept by a trigger; see store_report);
  * v4: api_idempotency + customers(phone) index (HTTP API, inbound SMS);
  * v5: outbox leases (claim, claimed_until, claimed_by, cancel, reconcile, 'unknown');
- * v6: suppressions (store_suppress.c). */
-#define STORE_SCHEMA_VERSION 6
+ * v6: suppressions (store_suppress.c);
+ * v7: index reminders(status, channel, next_attempt_at). */
+#define STORE_SCHEMA_VERSION 7
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 

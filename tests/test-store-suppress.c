@@ -304,7 +304,7 @@ static void test_migrate_optout_bits(void **state) {
 
   char err[256];
   assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
-  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 6);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
   assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM suppressions"), 2);
   struct suppression sp = {0};
   assert_int_equal(store_suppression_check(f->s, SUPPRESS_EMAIL, "ann@example.com", &sp), 1);

@@ -327,23 +327,50 @@ static void test_migrate_atomic(void **state) {
   assert_int_equal(path_int(f->tmp.path, "SELECT count(*) FROM contracts"), 1);
 }
 
+/* The next retry instant of one channel is read through the v7 index, not by
+ * walking the retry rows of every channel. */
+static void test_next_retry_index(void **state) {
+  struct fixture *f = *state;
+  char err[512];
+  assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
+  f->s = store_free(f->s);
+  sqlite3 *db = raw_open(f->tmp.path);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "EXPLAIN QUERY PLAN SELECT next_attempt_at FROM reminders "
+                                      "WHERE status = 'retry' AND channel = 'email' "
+                                      "ORDER BY next_attempt_at LIMIT 1",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  bool indexed = false, sorted = false;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *detail = (const char *)sqlite3_column_text(st, 3);
+    indexed = indexed || (detail && strstr(detail, "reminders_retry_channel"));
+    sorted = sorted || (detail && strstr(detail, "TEMP B-TREE"));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  assert_true(indexed);
+  assert_false(sorted);
+}
+
 static void test_refuse_newer(void **state) {
   struct fixture *f = *state;
   char err[512], want[512];
   assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), 0);
   f->s = store_free(f->s);
   sqlite3 *db = raw_open(f->tmp.path);
-  raw_exec(db, "PRAGMA user_version = 7");
+  raw_exec(db, "PRAGMA user_version = 99");
   sqlite3_close(db);
   snprintf(want, sizeof want,
-           "%s: store schema version 7 is newer than this renewd supports (%d); upgrade renewd",
+           "%s: store schema version 99 is newer than this renewd supports (%d); upgrade renewd",
            f->tmp.path, STORE_SCHEMA_VERSION);
   assert_int_equal(store_open(f->tmp.path, 0, &f->s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
   assert_null(f->s);
   assert_int_equal(store_open(f->tmp.path, STORE_READONLY, &f->s, err, sizeof err), -EPROTO);
   assert_string_equal(err, want);
-  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 7);
+  assert_int_equal(path_int(f->tmp.path, "PRAGMA user_version"), 99);
 }
 
 static void test_readonly(void **state) {
@@ -1161,6 +1188,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refuse_foreign_db, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_atomic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_next_retry_index, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refuse_newer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
       cmocka_unit_test_setup_teardown(test_upsert, setup_open, teardown),
