@@ -17,7 +17,10 @@
  * METHOD:PUBLISH all-day deadline event (core/ics.h ics_deadline) with an
  * alarm; for the owner "callback" tier a METHOD:REQUEST meeting at the
  * customer's preferred time (ics_meeting_request). The Message-ID is derived
- * from the row's idempotency key, so a retried or recovered send keeps it.
+ * from the row's idempotency key, so a retried or recovered send keeps it;
+ * mail_key_token() is that key's address-safe form, which a VERP envelope
+ * sender (mail_return_path()) carries too. Customer messages get a
+ * Feedback-ID: (mail_feedback_id()) next to List-Unsubscribe.
  *
  * Pure: no I/O, no clock reads; never logs. */
 #pragma once

@@ -442,7 +442,10 @@ static void test_return_path(void **state) {
   assert_string_equal(fb, "standard:notice:smb:renewd");
   mail_feedback_id("Enterprise EU", "last:call", NULL, fb, sizeof fb);
   assert_string_equal(fb, "Enterprise-EU:last-call:none:renewd");
-  mail_feedback_id("", "n\xc3\xa4" "chste", "a.b_c-d", fb, sizeof fb);
+  mail_feedback_id("",
+                   "n\xc3\xa4"
+                   "chste",
+                   "a.b_c-d", fb, sizeof fb);
   assert_string_equal(fb, "none:n--chste:a.b_c-d:renewd");
   mail_feedback_id("0123456789012345678901234567890123456789-cut", "t", "s", fb, sizeof fb);
   assert_string_equal(fb, "0123456789012345678901234567890123456789:t:s:renewd");
