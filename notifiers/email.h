@@ -1,6 +1,6 @@
 /* email: serializes one complete Internet message (RFC 5322 + MIME) from its
  * parts: the header block (From, Reply-To, To, Subject, Date, Message-ID,
- * List-Unsubscribe, Auto-Submitted, X-Renewd-*) and the body tree
+ * List-Unsubscribe, Auto-Submitted, Feedback-ID, X-Renewd-*) and the body tree
  *
  *   multipart/mixed                      (only when there is a calendar)
  *     multipart/alternative              (only when there is HTML)

@@ -122,6 +122,72 @@ static void uid_part(const char *s, char *out, size_t n) {
   out[k] = 0;
 }
 
+/* ---- envelope and feedback ------------------------------------------------------------ */
+
+int mail_key_token(const char *idem_key, char *out, size_t n) {
+  if (isempty(idem_key) || !out)
+    return -EINVAL;
+  const char *k = strncmp(idem_key, "rk-", 3) == 0 ? idem_key + 3 : idem_key;
+  if (!*k || strlen(k) + 4 > n)
+    return -EINVAL;
+  for (const char *p = k; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+      return -EINVAL;
+  snprintf(out, n, "rk-%s", k);
+  return 0;
+}
+
+int mail_return_path(const char *pattern, const char *idem_key, char **ret, char *err,
+                     size_t errlen) {
+  const size_t plen = strlen(MAIL_KEY_PLACEHOLDER);
+  const char *at = pattern ? strstr(pattern, MAIL_KEY_PLACEHOLDER) : NULL;
+  if (!at || strstr(at + plen, MAIL_KEY_PLACEHOLDER)) {
+    snprintf(err, errlen, "must hold %s exactly once, e.g. bounces+%s@example.com",
+             MAIL_KEY_PLACEHOLDER, MAIL_KEY_PLACEHOLDER);
+    return -EINVAL;
+  }
+  char token[64];
+  if (mail_key_token(idem_key, token, sizeof token) < 0) {
+    snprintf(err, errlen, "the key '%s' has no address-safe form", idem_key ? idem_key : "");
+    return -EINVAL;
+  }
+  _cleanup_free_ char *addr = strprintf("%.*s%s%s", (int)(at - pattern), pattern, token, at + plen);
+  if (!addr)
+    return -ENOMEM;
+  const char *sign = strrchr(addr, '@');
+  if (sign && sign - addr > 64) { /* RFC 5321 4.5.3.1.1 */
+    snprintf(err, errlen, "the local part of '%s' is longer than 64 characters", addr);
+    return -EINVAL;
+  }
+  if (!sign || !mime_valid_email(addr)) {
+    snprintf(err, errlen, "'%s' is not an email address (addr-spec)", addr);
+    return -EINVAL;
+  }
+  *ret = TAKE_PTR(addr);
+  return 0;
+}
+
+/* One Feedback-ID field: [A-Za-z0-9._-], at most 40 bytes, "none" when empty. */
+static void feedback_part(const char *s, char *out, size_t n) {
+  size_t k = 0;
+  for (; s && *s && k < 40 && k + 1 < n; s++)
+    out[k++] = isalnum((unsigned char)*s) || strchr("._-", *s) ? *s : '-';
+  out[k] = 0;
+  if (k == 0)
+    snprintf(out, n, "none");
+}
+
+void mail_feedback_id(const char *policy, const char *tier, const char *segment, char *out,
+                      size_t n) {
+  char c[48], t[48], sg[48];
+  if (!out || n == 0)
+    return;
+  feedback_part(policy, c, sizeof c);
+  feedback_part(tier, t, sizeof t);
+  feedback_part(segment, sg, sizeof sg);
+  snprintf(out, n, "%s:%s:%s:renewd", c, t, sg);
+}
+
 /* When the owner should call: the preferred time of the "callback" answer
  * the row was raised for (owner alert rows carry the response id as their
  * step, core/lifecycle.h), else of the latest "callback" answer with one,
@@ -227,14 +293,19 @@ int mail_format(const struct mail_settings *set, const struct notify_request *re
   }
   char step[16];
   snprintf(step, sizeof step, "%" PRId32, row->step);
+  bool customer = !streq_ptr(row->audience, "owner") && !streq_ptr(row->tier, RENDER_OPS_TIER);
+  char feedback[MAIL_FEEDBACK_ID_MAX];
+  mail_feedback_id(jstr(m->data, "tier", "policy"), row->tier, jstr(m->data, "customer", "segment"),
+                   feedback, sizeof feedback);
   const struct email_header extra[] = {
+      /* customer mail only: the mailbox provider's complaint figures per campaign */
+      {"Feedback-ID", customer ? feedback : NULL},
       {"X-Renewd-Contract", row->contract_id},
       {"X-Renewd-Tier", row->tier},
       {"X-Renewd-Step", step},
       {"X-Renewd-Channel", row->channel},
       {"X-Renewd-Audience", row->audience},
   };
-  bool customer = !streq_ptr(row->audience, "owner") && !streq_ptr(row->tier, RENDER_OPS_TIER);
   struct email e = {
       .from_name = set->from_name,
       .from_addr = set->from_addr,

@@ -17,7 +17,10 @@
  * METHOD:PUBLISH all-day deadline event (core/ics.h ics_deadline) with an
  * alarm; for the owner "callback" tier a METHOD:REQUEST meeting at the
  * customer's preferred time (ics_meeting_request). The Message-ID is derived
- * from the row's idempotency key, so a retried or recovered send keeps it.
+ * from the row's idempotency key, so a retried or recovered send keeps it;
+ * mail_key_token() is that key's address-safe form, which a VERP envelope
+ * sender (mail_return_path()) carries too. Customer messages get a
+ * Feedback-ID: (mail_feedback_id()) next to List-Unsubscribe.
  *
  * Pure: no I/O, no clock reads; never logs. */
 #pragma once
@@ -51,6 +54,32 @@ void mail_settings_done(struct mail_settings *s);
 
 /* True when s ("Name <addr>" or "addr") can be a From: or Reply-To: header. */
 bool mail_address_valid(const char *s);
+
+/* The placeholder ReturnPath= must hold exactly once. */
+#define MAIL_KEY_PLACEHOLDER "{key}"
+
+/* The address-safe form of an outbox idempotency key: the local part of the
+ * row's Message-ID, "rk-" followed by the key without its "rk-" prefix
+ * ("rk-" + 32 lowercase hex digits for every key the store makes). Written
+ * to out (n bytes). Returns 0, or -EINVAL when the result would hold
+ * anything but lowercase letters, digits and '-' or does not fit. */
+int mail_key_token(const char *idem_key, char *out, size_t n);
+
+/* The VERP envelope sender for one row: pattern (ReturnPath=) with its one
+ * "{key}" replaced by mail_key_token(idem_key). *ret is heap (caller frees).
+ * Returns 0, -EINVAL (no or several "{key}", a bad key, or the result is not
+ * an addr-spec with a local part of at most 64 bytes; why in err) or
+ * -ENOMEM; *ret untouched on failure. */
+int mail_return_path(const char *pattern, const char *idem_key, char **ret, char *err,
+                     size_t errlen);
+
+/* The Feedback-ID: value of a customer message (Gmail's feedback loop):
+ * "CAMPAIGN:TIER:SEGMENT:renewd", the campaign being the policy name; each
+ * field cut to [A-Za-z0-9._-] (others as '-', at most 40 bytes, "none" when
+ * missing). Written to out (n bytes, at least MAIL_FEEDBACK_ID_MAX). */
+#define MAIL_FEEDBACK_ID_MAX 160
+void mail_feedback_id(const char *policy, const char *tier, const char *segment, char *out,
+                      size_t n);
 
 /* Formats the message for req (row, rendered message, now) as set says: the
  * exact bytes of SMTP DATA (CRLF line ends, before dot-stuffing). *ret is

@@ -355,6 +355,7 @@ struct facts {
   const struct owner *owner;         /* the owner addressed (owner rows), NULL when none */
   const struct owner *account_owner; /* escalated rows: the customer's own owner, else NULL */
   const char *tier;
+  const char *policy; /* name of the policy the tier belongs to, NULL when none */
   int32_t step;
   enum audience audience;
   enum notify_kind kind;
@@ -469,7 +470,8 @@ static int build_context(struct render *rd, struct facts *f, int64_t now, json_t
   if ((r = add_contract(rd, co, f, z, now, date, sizeof date)) < 0)
     goto fail;
 
-  if ((r = jset_str(ti, "name", f->tier)) < 0 || (r = jset_int(ti, "step", f->step)) < 0 ||
+  if ((r = jset_str(ti, "name", f->tier)) < 0 || (r = jset_str(ti, "policy", f->policy)) < 0 ||
+      (r = jset_int(ti, "step", f->step)) < 0 ||
       (r = jset_int(ti, "repeat", (int64_t)f->step + 1)) < 0 ||
       (r = jset_str(ti, "audience", f->audience == AUDIENCE_OWNER ? "owner" : "customer")) < 0 ||
       (r = jset_str(ti, "template", f->template_name)) < 0)
@@ -1189,6 +1191,7 @@ int render_message(struct render *rd, struct store *store, const struct reminder
       .owner = have_ow ? &ow : NULL,
       .account_owner = have_boss ? &boss : NULL,
       .tier = row->tier,
+      .policy = cp ? cp->name : NULL,
       .step = row->step,
       .audience = ops_alert ? AUDIENCE_OWNER : audience,
       .kind = kind,
@@ -1310,6 +1313,7 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
       .email = (char *)"sales@example.com",
       .phone = (char *)"+4930123456789",
   };
+  const struct policy *sample_policy = config_policy_for_segment(rd->cfg, cu.segment);
   json_t *alert = NULL;
   if (ops_alert) {
     alert = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i}", "reminder_id", 4711, "tier", "notice",
@@ -1323,6 +1327,7 @@ int render_sample(struct render *rd, const char *tier_name, const char *template
       .customer = &cu,
       .owner = &ow,
       .tier = tier_name ? tier_name : "notice",
+      .policy = sample_policy ? sample_policy->name : NULL,
       .step = 0,
       .audience = ops_alert ? AUDIENCE_OWNER : audience,
       .kind = kind,

@@ -37,6 +37,7 @@ struct smtp_settings {
   bool require_tls;          /* RequireTLS= (default: yes with Username= on a non-loopback host) */
   char *ca_file;             /* CAFile=, or NULL */
   bool tls_verify;           /* TLSVerify= */
+  char *return_path;         /* ReturnPath= (VERP pattern with one {key}), NULL = From= */
 };
 
 struct smtp {
@@ -54,7 +55,7 @@ struct smtp_xfer {
 
 static const char *const smtp_known[] = {
     "URL",    "From",      "ReplyTo",  "Username",      "PasswordFile", "RequireTLS",
-    "CAFile", "TLSVerify", "Calendar", "CalendarAlarm", NULL,
+    "CAFile", "TLSVerify", "Calendar", "CalendarAlarm", "ReturnPath",   NULL,
 };
 static const char *const smtp_required[] = {"URL", "From", NULL};
 
@@ -66,6 +67,7 @@ static void settings_done(struct smtp_settings *s) {
   free(s->username);
   free(s->password_file);
   free(s->ca_file);
+  free(s->return_path);
   *s = (struct smtp_settings){0};
 }
 
@@ -120,6 +122,20 @@ static bool secret_name_ok(const char *v) {
   return v[0] == '/' || (!strchr(v, '/') && !streq(v, ".") && !streq(v, ".."));
 }
 
+/* ReturnPath=: checked by building it for a key of the store's form. */
+static int parse_return_path(const struct config_channel *ch, const struct config_kv *kv,
+                             struct smtp_settings *s, struct config_errors *errs) {
+  char err[NOTIFY_ERROR_MAX];
+  _cleanup_free_ char *sample = NULL;
+  int r =
+      mail_return_path(kv->value, "rk-00000000000000000000000000000000", &sample, err, sizeof err);
+  if (r == -EINVAL)
+    return notify_error(errs, ch, kv, "%s", err);
+  if (r < 0)
+    return r;
+  return (s->return_path = strdup(kv->value)) ? 0 : -ENOMEM;
+}
+
 /* Parses every key of ch into *ret (zeroed first). Errors are appended to
  * errs; returns 0, -EINVAL or -ENOMEM (then *ret is cleared). */
 static int settings_parse(const struct config_channel *ch, struct smtp_settings *ret,
@@ -157,6 +173,9 @@ static int settings_parse(const struct config_channel *ch, struct smtp_settings 
     else if (!(s.ca_file = strdup(kv->value)))
       r = -ENOMEM;
   }
+  if ((kv = config_channel_lookup(ch, "ReturnPath")) &&
+      (q = parse_return_path(ch, kv, &s, errs)) < 0)
+    r = q;
   if (r < 0) {
     settings_done(&s);
     return r;
@@ -346,7 +365,10 @@ static int smtp_prepare(void *state, const struct notify_request *req, CURL *eas
   char err[NOTIFY_ERROR_MAX] = "";
   _cleanup_free_ char *text = NULL;
   size_t len = 0;
+  _cleanup_free_ char *sender = NULL;
   int r = mail_format(&set->mail, req, &text, &len, err, sizeof err);
+  if (r >= 0 && set->return_path)
+    r = mail_return_path(set->return_path, req->row->idem_key, &sender, err, sizeof err);
   if (r < 0) {
     res->status = r == -ENOMEM ? NOTIFY_TRANSIENT : NOTIFY_PERMANENT;
     snprintf(res->error, sizeof res->error, "%s", *err ? err : strerror(-r));
@@ -367,7 +389,8 @@ static int smtp_prepare(void *state, const struct notify_request *req, CURL *eas
   xfer->upload = true;
 
   curl_easy_setopt(easy, CURLOPT_URL, set->url);
-  curl_easy_setopt(easy, CURLOPT_MAIL_FROM, set->mail.from_addr);
+  /* VERP: a bounce comes back to an address naming the row (libcurl copies it) */
+  curl_easy_setopt(easy, CURLOPT_MAIL_FROM, sender ? sender : set->mail.from_addr);
   if (!set->smtps)
     curl_easy_setopt(easy, CURLOPT_USE_SSL,
                      (long)(set->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));

@@ -13,6 +13,7 @@
  *   TLSVerify=yes
  *   Calendar=yes                          (.ics deadline / meeting part)
  *   CalendarAlarm=-P1D
+ *   ReturnPath=bounces+{key}@example.com  (VERP envelope sender, optional)
  *
  * Keys are described in docs/configuration.md. The message is mail_format()'s
  * (notifiers/mail.h: the one builder the sink and `renewctl preview` use

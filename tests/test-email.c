@@ -375,10 +375,80 @@ static void test_check_config(void **state) {
                             "t.conf:9: [Channel email] PasswordFile=: must be an absolute path or "
                             "a credential name",
                             "t.conf:9: [Channel email] PasswordFile=: needs Username=", NULL});
+  /* ReturnPath=: one {key}, an addr-spec after substitution, local part <= 64 */
+  check_channel_errors("[Channel email]\nType=smtp\nURL=smtp://m.example.com\nFrom=a@example.com\n"
+                       "ReturnPath=bounces+{key}@example.com\n",
+                       (const char *const[]){NULL});
+  check_channel_errors(
+      "[Channel email]\nType=smtp\nURL=smtp://m.example.com\nFrom=a@example.com\n"
+      "ReturnPath=bounces@example.com\n",
+      (const char *const[]){"t.conf:11: [Channel email] ReturnPath=: must hold {key} exactly once, "
+                            "e.g. bounces+{key}@example.com",
+                            NULL});
+  check_channel_errors(
+      "[Channel email]\nType=smtp\nURL=smtp://m.example.com\nFrom=a@example.com\n"
+      "ReturnPath={key}+{key}@example.com\n",
+      (const char *const[]){"t.conf:11: [Channel email] ReturnPath=: must hold {key} exactly once, "
+                            "e.g. bounces+{key}@example.com",
+                            NULL});
+  check_channel_errors(
+      "[Channel email]\nType=smtp\nURL=smtp://m.example.com\nFrom=a@example.com\n"
+      "ReturnPath=bounces {key}@example.com\n",
+      (const char *const[]){"t.conf:11: [Channel email] ReturnPath=: 'bounces "
+                            "rk-00000000000000000000000000000000@example.com' is not an email "
+                            "address (addr-spec)",
+                            NULL});
+  check_channel_errors(
+      "[Channel email]\nType=smtp\nURL=smtp://m.example.com\nFrom=a@example.com\n"
+      "ReturnPath=renewal-notices-bounce-handler+{key}@example.com\n",
+      (const char *const[]){"t.conf:11: [Channel email] ReturnPath=: the local part of "
+                            "'renewal-notices-bounce-handler+rk-00000000000000000000000000000000@"
+                            "example.com' is longer than 64 characters",
+                            NULL});
   check_channel_errors("[Channel email]\nType=smtp\nURL=not a url\nFrom=a@example.com\n",
                        (const char *const[]){"t.conf:9: [Channel email] URL=: expected "
                                              "smtp://HOST[:PORT] or smtps://HOST[:PORT]",
                                              NULL});
+}
+
+/* The VERP sender and the Feedback-ID value a row gets. */
+static void test_return_path(void **state) {
+  char tok[64], err[256] = "";
+  assert_int_equal(mail_key_token("rk-0123456789abcdef0123456789abcdef", tok, sizeof tok), 0);
+  assert_string_equal(tok, "rk-0123456789abcdef0123456789abcdef");
+  assert_int_equal(mail_key_token("0a-b", tok, sizeof tok), 0);
+  assert_string_equal(tok, "rk-0a-b");
+  assert_int_equal(mail_key_token("rk-ABC", tok, sizeof tok), -EINVAL);
+  assert_int_equal(mail_key_token("rk-a_b", tok, sizeof tok), -EINVAL);
+  assert_int_equal(mail_key_token("rk-", tok, sizeof tok), -EINVAL);
+  assert_int_equal(mail_key_token("rk-abcdef", tok, 8), -EINVAL);
+
+  _cleanup_free_ char *a = NULL;
+  assert_int_equal(mail_return_path("bounces+{key}@example.com",
+                                    "rk-0123456789abcdef0123456789abcdef", &a, err, sizeof err),
+                   0);
+  assert_string_equal(a, "bounces+rk-0123456789abcdef0123456789abcdef@example.com");
+  char *untouched = (char *)"x";
+  assert_int_equal(mail_return_path("b+{key}@example.com", "rk-A", &untouched, err, sizeof err),
+                   -EINVAL);
+  assert_string_equal(untouched, "x");
+  assert_int_equal(mail_return_path("b+{key}@localhost", "rk-a", &untouched, err, sizeof err),
+                   -EINVAL);
+  assert_int_equal(mail_return_path("{key}@{key}.example.com", "rk-a", &untouched, err, sizeof err),
+                   -EINVAL);
+
+  char fb[MAIL_FEEDBACK_ID_MAX];
+  mail_feedback_id("standard", "notice", "smb", fb, sizeof fb);
+  assert_string_equal(fb, "standard:notice:smb:renewd");
+  mail_feedback_id("Enterprise EU", "last:call", NULL, fb, sizeof fb);
+  assert_string_equal(fb, "Enterprise-EU:last-call:none:renewd");
+  mail_feedback_id("",
+                   "n\xc3\xa4"
+                   "chste",
+                   "a.b_c-d", fb, sizeof fb);
+  assert_string_equal(fb, "none:n--chste:a.b_c-d:renewd");
+  mail_feedback_id("0123456789012345678901234567890123456789-cut", "t", "s", fb, sizeof fb);
+  assert_string_equal(fb, "0123456789012345678901234567890123456789:t:s:renewd");
 }
 
 /* The templates each tier of config/renewd.conf.example needs, checked by the
@@ -637,6 +707,9 @@ static void test_smtp_format(void **state) {
   assert_null(strstr(out, "unsigned"));
   assert_non_null(strstr(out, "X-Renewd-Contract: C-2027-000123\r\n"));
   assert_null(strstr(out, "Auto-Submitted"));
+  /* Gmail's feedback loop: policy:tier:segment (the sample customer is "smb") */
+  assert_non_null(strstr(out, "\r\nFeedback-ID: p:notice:smb:renewd\r\n"));
+  assert_null(strstr(out, "Return-Path"));
   _cleanup_free_ char *ics = part_body(out, "Content-Type: text/calendar");
   assert_non_null(strstr(ics, "METHOD:PUBLISH\r\n"));
   assert_non_null(strstr(ics, "UID:renewal-C-2027-000123-1@example.com\r\n"));
@@ -669,6 +742,7 @@ static void test_smtp_format(void **state) {
       mail_format_channel(config_channel(cfg, "email"), &req, &out, &len, err, sizeof err), 0);
   assert_non_null(strstr(out, "Auto-Submitted: auto-generated\r\n"));
   assert_null(strstr(out, "List-Unsubscribe"));
+  assert_null(strstr(out, "Feedback-ID"));
   assert_non_null(strstr(out, "method=REQUEST; name=invite.ics\r\n"));
   free(ics);
   ics = part_body(out, "Content-Type: text/calendar");
@@ -712,7 +786,7 @@ int main(void) {
       cmocka_unit_test(test_queue_id),         cmocka_unit_test(test_check_config),
       cmocka_unit_test(test_check_templates),  cmocka_unit_test(test_shipped_check),
       cmocka_unit_test(test_check_broken_dir), cmocka_unit_test(test_shipped_render),
-      cmocka_unit_test(test_smtp_format),
+      cmocka_unit_test(test_smtp_format),      cmocka_unit_test(test_return_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,10 @@ email package (email.policy.default).
      when renewctl has it), the other is delivered.
   6. connection reuse: 12 messages at MaxConcurrent=2 over at most 2
      connections (counted by the server).
+  7. ReturnPath=bounces+{key}@...: each message's envelope MAIL FROM is the
+     VERP address carrying its row's key (= its Message-ID), customer mail
+     has Feedback-ID: standard:notice:smb:renewd, no Return-Path header;
+     a ReturnPath= without {key} fails --check-config (file:line, exit 78).
 
 Usage: test-smtp.py RENEWD RENEWCTL
 """
@@ -188,6 +192,8 @@ def check_customer_message(raw, meta, row, cid, subject, date_text, lang):
     check(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click", f"{what}: List-Unsubscribe-Post")
     check(m["Auto-Submitted"] is None, f"{what}: no Auto-Submitted on a customer reminder")
     check(m["X-Renewd-Contract"] == cid and m["X-Renewd-Tier"] == "notice", f"{what}: X-Renewd-*")
+    check(m["Feedback-ID"] == "standard:notice:smb:renewd", f"{what}: Feedback-ID {m['Feedback-ID']!r}")
+    check(m["Return-Path"] is None, f"{what}: no Return-Path header (the receiving MTA adds it)")
 
     check(m.get_content_type() == "multipart/mixed", f"{what}: top part {m.get_content_type()}")
     parts = list(m.iter_parts())
@@ -257,6 +263,7 @@ def case_plain(wd):
               "escalation goes to the owner")
         check(m["Auto-Submitted"] == "auto-generated", "owner alert: Auto-Submitted: auto-generated")
         check(m["List-Unsubscribe"] is None, "owner alert: no List-Unsubscribe")
+        check(m["Feedback-ID"] is None, "owner alert: no Feedback-ID")
         text = m.get_body(preferencelist=("plain",)).get_content()
         for needle in ("Jane Doe", "€1,200.50", "February 14, 2031", "Renewed:", "https://renew.test/r/v1.",
                        "notice #1 via email (to the customer): sent"):
@@ -393,6 +400,43 @@ def case_550(wd):
         srv.stop()
 
 
+def case_verp(wd):
+    srv = SmtpServer(wd("mail-verp")).start()
+    try:
+        d, db, conf = setup(wd, "verp", f"smtp://127.0.0.1:{srv.port}",
+                            "ReturnPath=bounces+{key}@bounce.example.com\n", tiers="notice escalation")
+        p = run([RENEWD, "--check-config", "--config", conf], check_rc=False)
+        check(p.returncode == 0, f"--check-config accepts ReturnPath=: {p.stderr}")
+        simulate(d, conf)
+        msgs = srv.messages()
+        rs = rows(db)
+        check(len(msgs) == 4 and all(r["status"] == "sent" for r in rs), f"verp: 4 sent (got {len(msgs)})")
+        for raw, meta in msgs:
+            m = parse(raw)
+            key = m["Message-ID"].strip("<>").split("@")[0]
+            row = [r for r in rs if r["idem_key"] == key]
+            check(len(row) == 1, f"verp: Message-ID {m['Message-ID']} names one outbox row")
+            check(re.fullmatch(r"rk-[0-9a-f]{32}", key), f"verp: key {key} is address-safe")
+            check(meta["mail_from"] == f"bounces+{key}@bounce.example.com",
+                  f"verp: envelope sender {meta['mail_from']} carries the row's key {key}")
+            check(m["From"].addresses[0].addr_spec == "renewals@example.com", "verp: From= unchanged")
+            check(m["Return-Path"] is None, "verp: no Return-Path header written")
+            customer = m["X-Renewd-Audience"] == "customer"
+            check((m["Feedback-ID"] == "standard:notice:smb:renewd") if customer else m["Feedback-ID"] is None,
+                  f"verp: Feedback-ID {m['Feedback-ID']!r} ({m['X-Renewd-Audience']})")
+
+        # a ReturnPath= without {key}: refused at load with file:line, exit 78
+        with open(conf, encoding="utf-8") as f:
+            text = f.read()
+        lineno = next(i for i, l in enumerate(text.split("\n"), 1) if l.startswith("ReturnPath="))
+        write(conf, text.replace("bounces+{key}@", "bounces@"))
+        p = run([RENEWD, "--check-config", "--config", conf], check_rc=False)
+        check(p.returncode == 78 and f"renewd.conf:{lineno}:" in p.stderr and "{key} exactly once" in p.stderr,
+              f"--check-config refuses ReturnPath= without {{key}}: exit {p.returncode}: {p.stderr}")
+    finally:
+        srv.stop()
+
+
 def case_reuse(wd):
     srv = SmtpServer(wd("mail-reuse")).start()
     try:
@@ -413,7 +457,7 @@ def case_reuse(wd):
 
 
 def body(wd):
-    for case in (case_plain, case_tls_auth, case_smtps, case_451, case_550, case_reuse):
+    for case in (case_plain, case_verp, case_tls_auth, case_smtps, case_451, case_550, case_reuse):
         case(wd)
         print(f"{case.__name__}: ok")
     return 0
