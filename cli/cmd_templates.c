@@ -226,6 +226,24 @@ static void check_sms(struct check *k, const char *what, const char *text) {
             si.encoding == SMSTEXT_GSM7 ? SMSTEXT_GSM7_SINGLE : SMSTEXT_UCS2_SINGLE);
 }
 
+/* An inbound keyword list (sms.po kw_*): "|"-separated words, none empty
+ * and none longer than a keyword may be (64 bytes, daemon/http_sms.c). */
+static void check_keywords(struct check *k, const char *what, const char *text) {
+  for (const char *p = text;; p++) {
+    const char *bar = strchrnul(p, '|');
+    size_t n = (size_t)(bar - p), lead = strspn(p, " \t");
+    while (n > lead && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+      n--;
+    if (n <= lead)
+      problem(k, "%s: an empty keyword", what);
+    else if (n - lead > 64)
+      problem(k, "%s: keyword \"%.*s\" is longer than 64 bytes", what, (int)(n - lead), p + lead);
+    if (!*bar)
+      return;
+    p = bar;
+  }
+}
+
 struct keyctx {
   struct check *k;
   const char *catalogue;  /* "pages", "sms", "alerts" */
@@ -261,7 +279,9 @@ static int check_key(void *ud, const char *key) {
     if (kc->locale_dir && !streq(used, kc->locale_dir))
       problem(k, "%s is not translated (found in %s)", what, used);
     check_output(k, "page", out);
-    if (streq(kc->catalogue, "sms"))
+    if (streq(kc->catalogue, "sms") && !strncmp(key, "kw_", 3))
+      check_keywords(k, what, out);
+    else if (streq(kc->catalogue, "sms"))
       check_sms(k, what, out);
   }
   free(out);

@@ -267,8 +267,13 @@ enum http_sms_keyword {
   SMS_KW_CALL,
 };
 /* The keyword the whole body is (case-insensitive, surrounding blanks
- * ignored), or SMS_KW_NONE. */
-enum http_sms_keyword http_sms_keyword(const char *body);
+ * ignored), or SMS_KW_NONE: the carriers' English words (STOP, START,
+ * HELP and their synonyms) for everyone, then the kw_* words of sms.po in
+ * t along locale's fallback chain (NULL: the default locale; t NULL: the
+ * carriers' words only), and with any_locale (a sender of unknown
+ * language) along the chain of every locale directory. */
+enum http_sms_keyword http_sms_keyword(struct templates *t, const char *locale, bool any_locale,
+                                       const char *body);
 /* The catalogues of pages and SMS replies (pages.po, sms.po): Templates=,
  * opened on first use after start and after each reload (which frees
  * h->pages), else only the built-in English catalogues. Borrowed from h;

@@ -14,12 +14,14 @@
  * The sender is found by phone number (customers.phone, E.164) and the answer
  * goes to the customer's open contract (active, reminding, snoozed, callback
  * or lapsed; one already in its ladder first, then the most recently
- * updated). The whole body, blanks around it ignored, case-insensitive:
- *   STOP STOPALL UNSUBSCRIBE CANCEL END QUIT REVOKE OPTOUT (退订)  opt out of SMS
- *   START UNSTOP (订阅)                                            opt in again
- *   HELP INFO (帮助)                                               help text
- *   RENEW YES (续约)                                               renew_intent: owner alerted
- *   CALL (回电)                                                    callback: owner alerted
+ * updated). The whole body, blanks around it ignored, case-insensitive, is a
+ * keyword when it is one of the words US and Canadian carriers require
+ * (STOP STOPALL UNSUBSCRIBE CANCEL END QUIT REVOKE OPTOUT, START UNSTOP,
+ * HELP INFO: for every sender) or of the kw_* strings of sms.po along the
+ * sender's locale chain (every locale's for an unknown number):
+ *   kw_stop   opt out of SMS             kw_start  opt in again
+ *   kw_help   help text                  kw_renew  renew_intent: owner alerted
+ *   kw_call   callback: owner alerted
  * anything else is a "message" forwarded to the sales owner. The reply is
  * TwiML (<Response><Message>...</Message></Response>) whose text is a string
  * of the catalogue sms.po (notifiers/templates.h) in the customer's locale,
@@ -31,6 +33,9 @@
  *
  * Owns nothing beyond one request; blocks on the store only. */
 #include <inttypes.h>
+#include <limits.h>
+
+#include <unicode/ucasemap.h>
 
 #include "daemon/http_internal.h"
 #include "notifiers/sign.h"
@@ -38,54 +43,104 @@
 
 /* ---- keywords ------------------------------------------------------------------- */
 
+/* What US and Canadian carriers require to work from every sender (CTIA),
+ * whatever the catalogues say; the words of each language are data (the
+ * kw_* strings of sms.po). */
 static const struct {
   const char *word;
   enum http_sms_keyword kw;
-} keywords[] = {
-    {"STOP", SMS_KW_STOP},
-    {"STOPALL", SMS_KW_STOP},
-    {"UNSUBSCRIBE", SMS_KW_STOP},
-    {"CANCEL", SMS_KW_STOP},
-    {"END", SMS_KW_STOP},
-    {"QUIT", SMS_KW_STOP},
-    {"REVOKE", SMS_KW_STOP},
-    {"OPTOUT", SMS_KW_STOP},
-    {"\xe9\x80\x80\xe8\xae\xa2", SMS_KW_STOP},
-    {"START", SMS_KW_START},
-    {"UNSTOP", SMS_KW_START},
-    {"\xe8\xae\xa2\xe9\x98\x85", SMS_KW_START},
-    {"HELP", SMS_KW_HELP},
-    {"INFO", SMS_KW_HELP},
-    {"\xe5\xb8\xae\xe5\x8a\xa9", SMS_KW_HELP},
-    {"RENEW", SMS_KW_RENEW},
-    {"YES", SMS_KW_RENEW},
-    {"\xe7\xbb\xad\xe7\xba\xa6", SMS_KW_RENEW},
-    {"CALL", SMS_KW_CALL},
-    {"\xe5\x9b\x9e\xe7\x94\xb5", SMS_KW_CALL},
+} carrier_keywords[] = {
+    {"stop", SMS_KW_STOP},    {"stopall", SMS_KW_STOP}, {"unsubscribe", SMS_KW_STOP},
+    {"cancel", SMS_KW_STOP},  {"end", SMS_KW_STOP},     {"quit", SMS_KW_STOP},
+    {"revoke", SMS_KW_STOP},  {"optout", SMS_KW_STOP},  {"start", SMS_KW_START},
+    {"unstop", SMS_KW_START}, {"help", SMS_KW_HELP},    {"info", SMS_KW_HELP},
 };
+
+/* The sms.po key listing each keyword's words, "|"-separated. */
+static const char *const keyword_keys[] = {
+    [SMS_KW_STOP] = "kw_stop",   [SMS_KW_START] = "kw_start", [SMS_KW_HELP] = "kw_help",
+    [SMS_KW_RENEW] = "kw_renew", [SMS_KW_CALL] = "kw_call",
+};
+
+#define KW_MAX 64 /* bytes of a keyword; a longer body is a message */
 
 static bool blank(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-enum http_sms_keyword http_sms_keyword(const char *body) {
-  if (!body)
-    return SMS_KW_NONE;
-  while (blank(*body))
-    body++;
-  size_t n = strlen(body);
-  while (n && blank(body[n - 1]))
+/* s[0..n) without surrounding blanks, case-folded (Unicode, ICU) into out
+ * (KW_MAX * 3 + 1 bytes). false when it is empty or longer than KW_MAX. */
+static bool fold(const char *s, size_t n, char *out) {
+  while (n && blank(*s))
+    s++, n--;
+  while (n && blank(s[n - 1]))
     n--;
-  if (n == 0 || n > 16)
+  if (n == 0 || n > KW_MAX)
+    return false;
+  UErrorCode e = U_ZERO_ERROR;
+  UCaseMap *cm = ucasemap_open(NULL, U_FOLD_CASE_DEFAULT, &e);
+  int32_t len = U_SUCCESS(e) ? ucasemap_utf8FoldCase(cm, out, KW_MAX * 3, s, (int32_t)n, &e) : 0;
+  ucasemap_close(cm);
+  if (U_FAILURE(e) || len <= 0 || len >= KW_MAX * 3)
+    return false;
+  out[len] = 0;
+  return true;
+}
+
+struct kw_match {
+  const char *body; /* folded */
+  unsigned level;   /* catalogues seen along the chain */
+};
+
+/* One locale's "|"-separated words: 1 when the body is one of them. */
+static int kw_words_cb(void *ud, const char *text, const char *locale_dir) {
+  struct kw_match *m = ud;
+  char w[KW_MAX * 3 + 1];
+  (void)locale_dir;
+  m->level++;
+  for (const char *p = text;; p++) {
+    const char *bar = strchrnul(p, '|');
+    if (fold(p, (size_t)(bar - p), w) && streq(w, m->body))
+      return 1;
+    if (!*bar)
+      return 0;
+    p = bar;
+  }
+}
+
+/* The keyword of the most specific locale along locale's chain that lists
+ * the body (ties: the first of keyword_keys), or SMS_KW_NONE. */
+static enum http_sms_keyword chain_keyword(struct templates *t, const char *locale,
+                                           const char *folded) {
+  enum http_sms_keyword best = SMS_KW_NONE;
+  unsigned best_level = UINT_MAX;
+  for (size_t k = SMS_KW_STOP; t && k < ELEMENTSOF(keyword_keys); k++) {
+    struct kw_match m = {.body = folded};
+    char err[256] = "";
+    int r =
+        templates_string_each(t, locale, "sms", keyword_keys[k], kw_words_cb, &m, err, sizeof err);
+    if (r > 0 && m.level < best_level)
+      best = (enum http_sms_keyword)k, best_level = m.level;
+  }
+  return best;
+}
+
+enum http_sms_keyword http_sms_keyword(struct templates *t, const char *locale, bool any_locale,
+                                       const char *body) {
+  char w[KW_MAX * 3 + 1];
+  if (!body || !fold(body, strlen(body), w))
     return SMS_KW_NONE;
-  char w[17];
-  for (size_t i = 0; i < n; i++)
-    w[i] = (char)(body[i] >= 'a' && body[i] <= 'z' ? body[i] - 32 : body[i]);
-  w[n] = 0;
-  for (size_t i = 0; i < ELEMENTSOF(keywords); i++)
-    if (streq(w, keywords[i].word))
-      return keywords[i].kw;
-  return SMS_KW_NONE;
+  for (size_t i = 0; i < ELEMENTSOF(carrier_keywords); i++)
+    if (streq(w, carrier_keywords[i].word))
+      return carrier_keywords[i].kw;
+  enum http_sms_keyword kw = chain_keyword(t, locale, w);
+  if (kw != SMS_KW_NONE || !any_locale || !t)
+    return kw;
+  const char *names[32];
+  size_t n = MIN(templates_locales(t, names, ELEMENTSOF(names)), ELEMENTSOF(names));
+  for (size_t i = 0; i < n && kw == SMS_KW_NONE; i++)
+    kw = chain_keyword(t, names[i], w);
+  return kw;
 }
 
 /* ---- replies ----------------------------------------------------------------------- */
@@ -228,19 +283,29 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
     http_reply_text(rep, 400, "missing From\n");
     return;
   }
+  /* the sender first: the keywords are those of their language */
   char phone[17];
-  enum http_sms_keyword kw = http_sms_keyword(body);
-  bool optout_kw = kw == SMS_KW_STOP || kw == SMS_KW_START;
   int64_t now = http_now(h);
   bool e164 = validate_e164(from, phone) >= 0;
-  int r = e164 && optout_kw ? number_optout(h, phone, kw, now) : 0;
-  if (r < 0) {
+  _cleanup_(customer_clear) struct customer cu = {0};
+  int r = !e164 ? -ENOENT : store_customer_find_by_phone(h->deps.store, phone, &cu);
+  if (r < 0 && r != -ENOENT) {
+    if (r != -EBUSY)
+      log_error(h->deps.log, "http: inbound SMS: cannot look up the sender: %s",
+                store_last_error(h->deps.store));
     store_error_reply(rep, r);
     return;
   }
-  _cleanup_(customer_clear) struct customer cu = {0};
-  r = !e164 ? -ENOENT : store_customer_find_by_phone(h->deps.store, phone, &cu);
-  if (r == -ENOENT) {
+  bool known = r >= 0;
+  enum http_sms_keyword kw =
+      http_sms_keyword(http_templates(h), known ? cu.locale : NULL, !known, body);
+  bool optout_kw = kw == SMS_KW_STOP || kw == SMS_KW_START;
+  int q = e164 && optout_kw ? number_optout(h, phone, kw, now) : 0;
+  if (q < 0) {
+    store_error_reply(rep, q);
+    return;
+  }
+  if (!known) {
     log_info(h->deps.log, "http: inbound SMS from an unknown number (%s)",
              kw == SMS_KW_NONE ? "message" : "keyword");
     reply(h, rep, NULL,
@@ -248,13 +313,6 @@ void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *metho
           : !e164 || !optout_kw ? NULL
           : kw == SMS_KW_STOP   ? "stop"
                                 : "start");
-    return;
-  }
-  if (r < 0) {
-    if (r != -EBUSY)
-      log_error(h->deps.log, "http: inbound SMS: cannot look up the sender: %s",
-                store_last_error(h->deps.store));
-    store_error_reply(rep, r);
     return;
   }
 

@@ -573,6 +573,55 @@ int templates_string(struct templates *t, const char *locale, const char *catalo
   return 0;
 }
 
+/* Renders one catalogue value without data and passes it to fn. */
+static int each_one(struct templates *t, const struct tmpl *v, const char *file,
+                    const char *locale_dir,
+                    int (*fn)(void *ud, const char *text, const char *locale_dir), void *ud,
+                    char *err, size_t errlen) {
+  struct partial_ctx pc = {.t = t, .key = file};
+  struct tmpl_partials p = {.ud = &pc, .missing = missing_cb};
+  _cleanup_free_ char *out = NULL;
+  char msg[256] = "";
+  int r = tmpl_render_compiled(v, NULL, &p, false, &out, msg, sizeof msg);
+  if (r < 0) {
+    seterr(err, errlen, "%s: %s", file, msg);
+    return r;
+  }
+  return fn(ud, out, locale_dir);
+}
+
+int templates_string_each(struct templates *t, const char *locale, const char *catalogue,
+                          const char *key,
+                          int (*fn)(void *ud, const char *text, const char *locale_dir), void *ud,
+                          char *err, size_t errlen) {
+  if (!t || !fn || !valid_name(catalogue) || isempty(key))
+    return -EINVAL;
+  const struct locale_dir *chain[MAX_CHAIN];
+  size_t n_chain = t->dir ? locale_chain(t, locale, chain) : 0;
+  const struct tmpl *v;
+  int r = 0;
+  for (size_t i = 0; i < n_chain && r == 0; i++) {
+    struct cat_entry *c = cat_load(t, chain[i], catalogue);
+    if (!c)
+      return -ENOMEM;
+    if (c->r < 0 && c->r != -ENOENT) {
+      seterr(err, errlen, "%s", c->error ? c->error : strerror(-c->r));
+      return c->r;
+    }
+    if ((v = catalogue_get(c->c, key)))
+      r = each_one(t, v, c->key, chain[i]->name, fn, ud, err, errlen);
+  }
+  if (r != 0)
+    return r;
+  _cleanup_free_ char *bkey = strprintf("builtin:%s", catalogue);
+  if (!bkey)
+    return -ENOMEM;
+  struct cat_entry *c = cat_find(t, bkey);
+  if (c && (v = catalogue_get(c->c, key)))
+    r = each_one(t, v, c->key, TEMPLATES_FALLBACK_LOCALE, fn, ud, err, errlen);
+  return r;
+}
+
 int templates_catalogue_keys(struct templates *t, const char *locale_dir, const char *catalogue,
                              int (*fn)(void *ud, const char *key), void *ud) {
   if (!t || !valid_name(catalogue) || !fn)

@@ -115,6 +115,17 @@ size_t templates_locales(const struct templates *t, const char **names, size_t m
 int templates_string(struct templates *t, const char *locale, const char *catalogue,
                      const char *key, json_t *data, char **ret, const char **ret_locale, char *err,
                      size_t errlen);
+/* Calls fn(ud, text, locale_dir) with string key of catalogue NAME, rendered
+ * without data, for every locale directory along locale's fallback chain
+ * whose catalogue has the key (most specific first), then for the built-in
+ * catalogue ("en"): for values that add up, such as the keywords of every
+ * language a reader may write in. Stops at fn's first nonzero return and
+ * returns it; 0 when fn never stopped (or no catalogue has the key),
+ * -EINVAL with err for a broken catalogue file, -ENOMEM. */
+int templates_string_each(struct templates *t, const char *locale, const char *catalogue,
+                          const char *key,
+                          int (*fn)(void *ud, const char *text, const char *locale_dir), void *ud,
+                          char *err, size_t errlen);
 /* Adds the built-in catalogue NAME from PO text (copied), the last resort
  * of templates_string(). -EINVAL with err on a syntax error. */
 int templates_add_builtin_catalogue(struct templates *t, const char *name, const char *po_text,

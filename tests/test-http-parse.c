@@ -11,6 +11,9 @@
 #include "daemon/http_internal.h"
 #include "daemon/metrics.h"
 #include "notifiers/linkkey.h"
+#include "notifiers/templates.h"
+
+#define SHIPPED TEST_SRC_DIR "/../notifiers/templates"
 
 static void test_form(void **state) {
   struct http_form f = {0};
@@ -48,42 +51,81 @@ static void test_form(void **state) {
   assert_int_equal(http_form_parse("a=b\0c", 5, &f), -EBADMSG);
 }
 
+/* The inbound keywords: the carriers' English words for everyone (also
+ * with no catalogue), the kw_* words of the shipped sms.po along the
+ * sender's locale chain (case folded, Ä too), every locale's for a sender
+ * of unknown language. */
 static void test_keywords(void **state) {
   static const struct {
+    const char *locale;
     const char *body;
     enum http_sms_keyword kw;
   } cases[] = {
-      {"STOP", SMS_KW_STOP},
-      {"stop", SMS_KW_STOP},
-      {"  Stop \r\n", SMS_KW_STOP},
-      {"STOPALL", SMS_KW_STOP},
-      {"unsubscribe", SMS_KW_STOP},
-      {"Cancel", SMS_KW_STOP},
-      {"end", SMS_KW_STOP},
-      {"QUIT", SMS_KW_STOP},
-      {"revoke", SMS_KW_STOP},
-      {"OptOut", SMS_KW_STOP},
-      {"退订", SMS_KW_STOP},
-      {"START", SMS_KW_START},
-      {"unstop", SMS_KW_START},
-      {"help", SMS_KW_HELP},
-      {"RENEW", SMS_KW_RENEW},
-      {"yes", SMS_KW_RENEW},
-      {" call ", SMS_KW_CALL},
-      {"回电", SMS_KW_CALL},
-      {"stop please", SMS_KW_NONE},
-      {"STOP.", SMS_KW_NONE},
-      {"s top", SMS_KW_NONE},
-      {"", SMS_KW_NONE},
-      {"   ", SMS_KW_NONE},
-      {"renewal", SMS_KW_NONE},
-      {"Can you call me tomorrow?", SMS_KW_NONE},
+      {"en", "STOP", SMS_KW_STOP},
+      {"en", "stop", SMS_KW_STOP},
+      {"en", "  Stop \r\n", SMS_KW_STOP},
+      {"en", "STOPALL", SMS_KW_STOP},
+      {"en", "unsubscribe", SMS_KW_STOP},
+      {"en", "Cancel", SMS_KW_STOP},
+      {"en", "end", SMS_KW_STOP},
+      {"en", "QUIT", SMS_KW_STOP},
+      {"en", "revoke", SMS_KW_STOP},
+      {"en", "OptOut", SMS_KW_STOP},
+      {"en", "START", SMS_KW_START},
+      {"en", "unstop", SMS_KW_START},
+      {"en", "help", SMS_KW_HELP},
+      {"en", "RENEW", SMS_KW_RENEW},
+      {"en", "yes", SMS_KW_RENEW},
+      {"en", " call ", SMS_KW_CALL},
+      {"en", "stopp", SMS_KW_NONE}, /* German words are for German readers */
+      {"en", "退订", SMS_KW_NONE},
+      {"zh-CN", "退订", SMS_KW_STOP},
+      {"zh-CN", "td", SMS_KW_STOP},
+      {"zh-CN", "订阅", SMS_KW_START},
+      {"zh-CN", " 帮助\n", SMS_KW_HELP},
+      {"zh-CN", "续约", SMS_KW_RENEW},
+      {"zh-CN", "回电", SMS_KW_CALL},
+      {"zh-CN", "STOP", SMS_KW_STOP},
+      {"zh-CN", "renew", SMS_KW_RENEW},
+      {"de", "STOPP", SMS_KW_STOP},
+      {"de-AT", "Abmelden", SMS_KW_STOP},
+      {"de", "anmelden", SMS_KW_START},
+      {"de", "Hilfe", SMS_KW_HELP},
+      {"de", "VERLÄNGERN", SMS_KW_RENEW},
+      {"de", "verlängern", SMS_KW_RENEW},
+      {"de", "ja", SMS_KW_RENEW},
+      {"de", "Rückruf", SMS_KW_CALL},
+      {"de", "RUECKRUF", SMS_KW_CALL},
+      {"de", "STOP", SMS_KW_STOP},
+      {"de", "CALL", SMS_KW_CALL},
+      {"de", "stop please", SMS_KW_NONE},
+      {"en", "STOP.", SMS_KW_NONE},
+      {"en", "s top", SMS_KW_NONE},
+      {"en", "", SMS_KW_NONE},
+      {"en", "   ", SMS_KW_NONE},
+      {"en", "renewal", SMS_KW_NONE},
+      {"en", "|", SMS_KW_NONE},
+      {"en", "STOP|START", SMS_KW_NONE},
+      {"en", "Can you call me tomorrow?", SMS_KW_NONE},
   };
+  struct templates *t = NULL;
+  assert_int_equal(templates_open(SHIPPED, &t, NULL, 0), 0);
+  assert_int_equal(templates_add_builtin_catalogue(t, "sms", templates_builtin_sms_po, NULL, 0), 0);
   for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-    print_message("%s\n", cases[i].body);
-    assert_int_equal(http_sms_keyword(cases[i].body), cases[i].kw);
+    print_message("%s %s\n", cases[i].locale, cases[i].body);
+    assert_int_equal(http_sms_keyword(t, cases[i].locale, false, cases[i].body), cases[i].kw);
   }
-  assert_int_equal(http_sms_keyword(NULL), SMS_KW_NONE);
+  /* an unknown number: the words of every locale */
+  assert_int_equal(http_sms_keyword(t, NULL, true, "退订"), SMS_KW_STOP);
+  assert_int_equal(http_sms_keyword(t, NULL, true, "hilfe"), SMS_KW_HELP);
+  assert_int_equal(http_sms_keyword(t, NULL, false, "hilfe"), SMS_KW_NONE);
+  assert_int_equal(http_sms_keyword(t, NULL, true, "hello"), SMS_KW_NONE);
+  /* no catalogue at all: the carriers' words still */
+  assert_int_equal(http_sms_keyword(NULL, "de", true, "Stop"), SMS_KW_STOP);
+  assert_int_equal(http_sms_keyword(NULL, NULL, true, "info"), SMS_KW_HELP);
+  assert_int_equal(http_sms_keyword(NULL, NULL, true, "RENEW"), SMS_KW_NONE);
+  assert_int_equal(http_sms_keyword(t, "en", true, NULL), SMS_KW_NONE);
+  templates_free(t);
 }
 
 static void test_escape(void **state) {

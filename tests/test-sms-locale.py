@@ -4,7 +4,9 @@ of the sender's locale (docs/http.md "SMS replies").
 renewd with the Twilio webhook (tests/httptestlib.py: the shipped de/ and zh/
 catalogues, en built in) and customers in de, zh-CN, fr-CA (no fr/: falls
 back to the default, English) and en. For each, signed inbound STOP, START
-and HELP (and the Chinese keywords 退订 / 订阅 / 帮助 from the zh customer):
+and HELP (and the keywords of their sms.po: 退订 / 订阅 / 帮助 / TD from the
+zh customer, STOPP / ANMELDEN / HILFE / ABMELDEN from the de customer, who
+can still send STOP and START; STOPP from the en customer is a message):
   - the TwiML <Message> is exactly the msgstr of the locale's sms.po (read
     here from the shipped files, en from notifiers/templates/en/sms.po);
   - the German replies are GSM-7 (no character outside the GSM 03.38
@@ -54,7 +56,12 @@ def run_checks(d):
         check({"stop", "start", "help"} <= words.keys(), f"{cat}/sms.po: keys {sorted(words)}")
         bodies = [("STOP", "stop"), ("START", "start"), ("HELP", "help")]
         if loc == "zh-CN":
-            bodies += [("退订", "stop"), ("订阅", "start"), ("帮助", "help")]
+            bodies += [("退订", "stop"), ("订阅", "start"), ("帮助", "help"), ("TD", "stop"), ("START", "start")]
+        if loc == "de":  # the German keywords (kw_* of de/sms.po), and STOP still
+            bodies += [("STOPP", "stop"), ("anmelden", "start"), ("Hilfe", "help"), ("ABMELDEN", "stop"),
+                       ("START", "start"), ("STOP", "stop"), ("START", "start")]
+        if loc == "en":  # German words are not English ones: a message for the owner
+            bodies += [("STOPP", "message")]
         for i, (body, key) in enumerate(bodies):
             r = d.sms(phone, body, f"SM-{cid}-{i}")
             check(r.status == 200 and r.headers.get("content-type", "").startswith("text/xml"),
@@ -71,6 +78,8 @@ def run_checks(d):
                 check(not d.optout(cid) & 2, f"{loc} {body}: {cid} still opted out of SMS")
     de, zh = catalogue("de"), catalogue("zh")
     check("Sie" in de["stop"] and "退订" in zh["stop"], "the German and Chinese replies are not translated")
+    check("STOPP" in de["start"] and "VERLÄNGERN" in de["help"] and "RENEW" not in de["help"],
+          "the German replies do not name the German keywords")
     print(f"test-sms-locale: {len(CUSTOMERS)} locales, replies from their sms.po")
 
 

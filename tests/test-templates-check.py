@@ -5,7 +5,8 @@ on a copy with one of each problem it reports.
      every shipped locale (en, de, zh) checked; also with Locale=de.
   2. A copy where de/notice.text names a key the data lacks and writes
      "1 days", de/ lacks a partial with words, a page string and an SMS
-     reply, de's HELP reply takes two SMS segments, zh/ has no sms.po, and
+     reply, de's HELP reply takes two SMS segments, de's sms.po lacks the
+     keywords kw_call and lists an empty one in kw_stop, zh/ has no sms.po, and
      a zh SMS template does not compile: exit 1 and one line for each,
      naming the locale and the file; the "{{! shared" partials (base,
      button, ...) missing from a locale are not reported.
@@ -59,6 +60,8 @@ def body(wd):
     with open(sms, encoding="utf-8") as f:
         text = f.read()
     text = text.replace('msgid "call"', 'msgid "call-removed"')
+    text = text.replace('msgid "kw_call"', 'msgid "kw_call-removed"')
+    text = text.replace('msgid "kw_stop"\nmsgstr "', 'msgid "kw_stop"\nmsgstr "||')
     text = text.replace('msgid "help"\nmsgstr "', 'msgid "help"\nmsgstr "' + "Bitte lesen Sie das. " * 5)
     write(sms, text)
     os.remove(os.path.join(bad, "zh", "sms.po"))
@@ -72,7 +75,10 @@ def body(wd):
                  r"zh/final\.sms\.mustache:1: section 'open' is not closed",
                  r"^de: sms\.po \"call\" is not translated \(found in en\)$",
                  r"^de: sms\.po \"help\": \d+ characters of GSM-7 are 2 SMS segments; keep a reply within 160$",
+                 r"^de: sms\.po \"kw_call\" is not translated \(found in en\)$",
+                 r"^de: sms\.po \"kw_stop\": an empty keyword$",
                  r"^zh: sms\.po \"stop\" is not translated \(found in en\)$",
+                 r"^zh: sms\.po \"kw_renew\" is not translated \(found in en\)$",
                  r"^zh: sms\.po \"error\" is not translated \(found in en\)$",
                  r"problems above$"):
         check(re.search(want, out, re.M), f"broken copy: no line matching {want!r} in\n{out}")
