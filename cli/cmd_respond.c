@@ -568,7 +568,8 @@ static json_t *reminder_base(const struct reminder *rm) {
 
 /* Two items per reminder: "reminder" when the intent was recorded, and
  * "delivery" with its outcome (sent, retry, dead, cancelled, sending) when it
- * has one. Skipped rows are decided when recorded: one item. */
+ * has one, and the provider's receipt (delivery_status) when one came. Skipped rows are decided
+ * when recorded: one item. */
 static int hist_reminder(const struct reminder *rm, void *ud) {
   const char *status = reminder_status_to_string(rm->status);
   json_t *j = reminder_base(rm);
@@ -591,7 +592,10 @@ static int hist_reminder(const struct reminder *rm, void *ud) {
       cli_json_set(j, "provider_id", cli_json_str(rm->provider_id)) < 0 ||
       cli_json_set(j, "next_attempt_at",
                    cli_json_time(rm->status == REMINDER_RETRY ? rm->next_attempt_at : 0)) < 0 ||
-      cli_json_set(j, "sent_at", cli_json_time(rm->sent_at)) < 0) {
+      cli_json_set(j, "sent_at", cli_json_time(rm->sent_at)) < 0 ||
+      cli_json_set(j, "delivery_status", cli_json_str(rm->delivery_status)) < 0 ||
+      cli_json_set(j, "delivery_error", cli_json_str(rm->delivery_error)) < 0 ||
+      cli_json_set(j, "delivery_at", cli_json_time(rm->delivery_at)) < 0) {
     json_decref(j);
     return -ENOMEM;
   }
@@ -633,6 +637,10 @@ static void history_text(const json_t *it, struct buf *b) {
       buf_printf(b, ", next attempt %s", jstr(it, "next_attempt_at"));
     if (*jstr(it, "provider_id"))
       buf_printf(b, ", provider id %s", jstr(it, "provider_id"));
+    if (*jstr(it, "delivery_status"))
+      buf_printf(b, ", provider reports %s%s%s (%s)", jstr(it, "delivery_status"),
+                 *jstr(it, "delivery_error") ? " error " : "", jstr(it, "delivery_error"),
+                 jstr(it, "delivery_at"));
   } else if (streq(type, "response")) {
     buf_printf(b, "%s via %s", jstr(it, "kind"), jstr(it, "source"));
     if (*jstr(it, "channel"))

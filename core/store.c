@@ -28,6 +28,9 @@
  *      of existing customers are copied in for their current addresses
  *   7  index reminders(status, channel, next_attempt_at): the next retry
  *      instant of one channel
+ *   8  reminders.delivery_status, delivery_error, delivery_at: what the
+ *      provider reported after accepting the message (Twilio status
+ *      callbacks), and an index on reminders(provider_id) to find the row
  * A file with a newer version is refused; read-only opens never migrate.
  *
  * change_seq triggers: our own writes set change_seq = max+1 explicitly (cached
@@ -262,14 +265,26 @@ static const char schema_v6[] =
 static const char schema_v7[] =
     "CREATE INDEX reminders_retry_channel ON reminders(status, channel, next_attempt_at);\n";
 
+/* v8: provider delivery receipts (store_reminder_set_delivery()); NULL
+ * delivery_status = nothing reported. The partial index finds the row a
+ * callback names by its provider id. */
+static const char schema_v8[] =
+    "ALTER TABLE reminders ADD COLUMN delivery_status TEXT;\n"
+    "ALTER TABLE reminders ADD COLUMN delivery_error TEXT;\n"
+    "ALTER TABLE reminders ADD COLUMN delivery_at INTEGER;\n"
+    "CREATE INDEX reminders_provider_id ON reminders(provider_id) WHERE provider_id IS NOT NULL;\n";
+
 /* migrations[i] upgrades version i to i+1 */
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-                                         schema_v5, schema_v6, schema_v7};
+                                         schema_v5, schema_v6, schema_v7, schema_v8};
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one migration per version");
 
 /* ---- statements --------------------------------------------------------- */
 
 #define REMINDER_COLS STORE_REMINDER_COLS
+#define DELIVERY_RANK(x)                                                                           \
+  "(CASE " x " WHEN 'queued' THEN 1 WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 "                   \
+  "WHEN 'undelivered' THEN 3 WHEN 'failed' THEN 3 ELSE 0 END)"
 #define CONTRACT_SELECT "SELECT " STORE_CONTRACT_COLS " FROM contracts c "
 #define CONTRACT_JOIN                                                                              \
   "SELECT " STORE_CONTRACT_COLS ", " STORE_CUSTOMER_COLS                                           \
@@ -383,6 +398,13 @@ const char *const store_stmt_sql[_STMT_MAX] = {
         "UPDATE reminders SET status = ?2, next_attempt_at = ?3, last_error = ?4, "
         "provider_id = coalesce(?5, provider_id), updated_at = ?6, claimed_until = 0, "
         "reconcile = 0, sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END WHERE id = ?1",
+    /* a receipt of lower rank than the one recorded changes nothing:
+     * queued 1 < sent 2 < delivered/undelivered/failed 3 */
+    [STMT_REMINDER_SET_DELIVERY] =
+        "UPDATE reminders SET delivery_status = ?2, delivery_error = ?3, delivery_at = ?4 "
+        "WHERE provider_id = ?1 AND " DELIVERY_RANK("?2") " >= " DELIVERY_RANK(
+            "coalesce(delivery_status, '')") " RETURNING id",
+    [STMT_REMINDER_FIND_PROVIDER] = "SELECT id FROM reminders WHERE provider_id = ?1 LIMIT 1",
     [STMT_REMINDER_SET_STATUS_IF] =
         "UPDATE reminders SET status = ?2, next_attempt_at = ?3, last_error = ?4, "
         "provider_id = coalesce(?5, provider_id), updated_at = ?6, claimed_until = 0, "
@@ -1159,6 +1181,8 @@ void reminder_clear(struct reminder *r) {
   free(r->recipient);
   free(r->last_error);
   free(r->provider_id);
+  free(r->delivery_status);
+  free(r->delivery_error);
   *r = (struct reminder){0};
 }
 

@@ -60,7 +60,7 @@ enum {
  * v5: outbox leases (claim, claimed_until, claimed_by, cancel, reconcile, 'unknown');
  * v6: suppressions (store_suppress.c);
  * v7: index reminders(status, channel, next_attempt_at). */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -241,6 +241,10 @@ struct reminder {
                             follows, the row ends 'cancelled' */
   bool reconcile;        /* the last attempt's outcome is unknown: the next claim looks
                             it up at the provider instead of sending */
+  char *delivery_status; /* provider's receipt: queued, sent, delivered, undelivered,
+                            failed; NULL = none reported */
+  char *delivery_error;  /* provider's error code with the receipt, or NULL */
+  int64_t delivery_at;   /* when the receipt was recorded, 0 = none */
 };
 
 struct response {
@@ -460,6 +464,15 @@ int store_reminder_finish(struct store *s, int64_t id, int64_t claim, enum remin
 int store_reminder_set_status_if(struct store *s, int64_t id, enum reminder_status expect,
                                  enum reminder_status st, int64_t next_attempt_at,
                                  const char *error, const char *provider_id, int64_t now);
+/* Records a provider's delivery receipt on the row whose provider_id is
+ * provider_id: status one of queued, sent, delivered, undelivered, failed
+ * (error: the provider's error code, NULL = none), delivery_at = now. A
+ * receipt of lower rank than the one recorded (queued < sent < delivered,
+ * undelivered, failed) changes nothing: callbacks arrive out of order. 1
+ * when recorded, 0 when an existing receipt outranks it, -ENOENT when no row
+ * has that provider id, -EINVAL for an unknown status, or a store error. */
+int store_reminder_set_delivery(struct store *s, const char *provider_id, const char *status,
+                                const char *error, int64_t now);
 /* Unguarded status change, for tests and repair tools only. -ENOENT if no
  * such row. */
 int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status st,

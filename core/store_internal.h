@@ -81,6 +81,8 @@ enum store_stmt {
   STMT_REMINDER_RENEW,
   STMT_REMINDER_FINISH,
   STMT_REMINDER_SET_STATUS_IF,
+  STMT_REMINDER_SET_DELIVERY,
+  STMT_REMINDER_FIND_PROVIDER,
   STMT_REMINDER_EXPIRED,
   STMT_REMINDER_RECOVER_ROW,
   STMT_REMINDER_RECONCILE,
@@ -211,7 +213,7 @@ int customer_get_by(struct store *s, enum store_stmt id, const char *key, struct
 #define STORE_REMINDER_COLS                                                                        \
   "id, contract_rowid, contract_id, term, tier, step, channel, audience, recipient, idem_key, "    \
   "due_at, status, attempts, next_attempt_at, last_error, provider_id, created_at, updated_at, "   \
-  "sent_at, claim, claimed_until, cancel, reconcile"
+  "sent_at, claim, claimed_until, cancel, reconcile, delivery_status, delivery_error, delivery_at"
 #define STORE_RESPONSE_COLS                                                                        \
   "id, contract_id, term, kind, source, channel, reason, detail, idem_key, until_at, "             \
   "new_expires_at, created_at"

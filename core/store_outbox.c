@@ -40,6 +40,7 @@ static int reminder_from_row(sqlite3_stmt *st, bool copy, struct reminder *ret) 
       .claimed_until = sqlite3_column_int64(st, 20),
       .cancel = sqlite3_column_int64(st, 21) != 0,
       .reconcile = sqlite3_column_int64(st, 22) != 0,
+      .delivery_at = sqlite3_column_int64(st, 25),
   };
   const char *key = (const char *)sqlite3_column_text(st, 9);
   snprintf(m.idem_key, sizeof m.idem_key, "%s", key ? key : "");
@@ -48,7 +49,9 @@ static int reminder_from_row(sqlite3_stmt *st, bool copy, struct reminder *ret) 
       (r = col_text(st, 6, copy, &m.channel)) < 0 || (r = col_text(st, 7, copy, &m.audience)) < 0 ||
       (r = col_text(st, 8, copy, &m.recipient)) < 0 ||
       (r = col_text(st, 14, copy, &m.last_error)) < 0 ||
-      (r = col_text(st, 15, copy, &m.provider_id)) < 0) {
+      (r = col_text(st, 15, copy, &m.provider_id)) < 0 ||
+      (r = col_text(st, 23, copy, &m.delivery_status)) < 0 ||
+      (r = col_text(st, 24, copy, &m.delivery_error)) < 0) {
     if (copy)
       reminder_clear(&m);
     return r;
@@ -231,6 +234,38 @@ int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status 
       (r = stmt_exec(&q)) < 0)
     return r;
   return sqlite3_changes(s->db) == 0 ? -ENOENT : 0;
+}
+
+static bool delivery_status_valid(const char *st) {
+  static const char *const known[] = {"queued", "sent", "delivered", "undelivered", "failed"};
+  for (size_t i = 0; st && i < ELEMENTSOF(known); i++)
+    if (streq(st, known[i]))
+      return true;
+  return false;
+}
+
+int store_reminder_set_delivery(struct store *s, const char *provider_id, const char *status,
+                                const char *error, int64_t now) {
+  if (!s || isempty(provider_id) || !delivery_status_valid(status))
+    return -EINVAL;
+  _cleanup_stmt_ struct stmt_ref q = {0};
+  int r, n = 0;
+  if ((r = stmt_acquire(s, STMT_REMINDER_SET_DELIVERY, &q)) < 0 ||
+      (r = bind_text(&q, 1, provider_id)) < 0 || (r = bind_text(&q, 2, status)) < 0 ||
+      (r = bind_text(&q, 3, error)) < 0 || (r = bind_int64(&q, 4, now)) < 0)
+    return r;
+  while ((r = stmt_step(&q)) > 0)
+    n++;
+  if (r < 0)
+    return r;
+  if (n > 0)
+    return 1;
+  /* nothing changed: an outranking receipt, or no such row */
+  stmt_release(&q);
+  if ((r = stmt_acquire(s, STMT_REMINDER_FIND_PROVIDER, &q)) < 0 ||
+      (r = bind_text(&q, 1, provider_id)) < 0 || (r = stmt_step(&q)) < 0)
+    return r;
+  return r > 0 ? 0 : -ENOENT;
 }
 
 /* Runs a guarded UPDATE ... RETURNING status: the row's new status, or

@@ -486,7 +486,7 @@ static enum metrics_endpoint classify(const char *url) {
     return METRICS_EP_ANSWER;
   if (!strncmp(url, "/u/", 3))
     return METRICS_EP_UNSUBSCRIBE;
-  if (streq(url, "/sms/inbound"))
+  if (streq(url, "/sms/inbound") || streq(url, "/sms/status"))
     return METRICS_EP_SMS;
   if (!strncmp(url, "/api/", 5))
     return METRICS_EP_API;
@@ -515,7 +515,10 @@ static void route(struct http *h, struct MHD_Connection *c, const char *url, con
   case METRICS_EP_SMS:
     if (!streq(method, "POST"))
       return reply_405(rep, "POST");
-    http_sms_handle(h, c, method, rq, rep);
+    if (streq(url, "/sms/status"))
+      http_sms_status_handle(h, c, rq, rep);
+    else
+      http_sms_handle(h, c, method, rq, rep);
     return;
   case METRICS_EP_API:
     if (strncmp(url, "/api/v1/", 8) != 0) {

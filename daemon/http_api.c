@@ -481,7 +481,10 @@ static int hist_reminder(const struct reminder *m, void *ud) {
       jset(o, "status", json_string(reminder_status_to_string(m->status))) < 0 ||
       jset(o, "attempts", json_integer(m->attempts)) < 0 ||
       jset(o, "due_at", jtime(m->due_at)) < 0 || jset(o, "sent_at", jtime(m->sent_at)) < 0 ||
-      jset(o, "last_error", jstr(m->last_error)) < 0)
+      jset(o, "last_error", jstr(m->last_error)) < 0 ||
+      jset(o, "delivery_status", jstr(m->delivery_status)) < 0 ||
+      jset(o, "delivery_error", jstr(m->delivery_error)) < 0 ||
+      jset(o, "delivery_at", jtime(m->delivery_at)) < 0)
     return -ENOMEM;
   return 0;
 }

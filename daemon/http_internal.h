@@ -173,6 +173,9 @@ void http_pages_handle(struct http *h, struct MHD_Connection *c, const char *met
 /* http_sms.c: POST /sms/inbound. */
 void http_sms_handle(struct http *h, struct MHD_Connection *c, const char *method,
                      const struct http_request *rq, struct http_reply *rep);
+/* http_sms_status.c: POST /sms/status, Twilio's delivery receipts. */
+void http_sms_status_handle(struct http *h, struct MHD_Connection *c, const struct http_request *rq,
+                            struct http_reply *rep);
 /* http_api.c: /api/v1/... (path is the part after "/api/v1"). */
 void http_api_handle(struct http *h, struct MHD_Connection *c, const char *method, const char *path,
                      const struct http_request *rq, struct http_reply *rep);

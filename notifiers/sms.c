@@ -23,7 +23,9 @@
  *   SuccessStatus=200 201 202          (default: any 2xx)
  *   MessageIdPath=messages.0.id        (dotted JSON path of the provider's id)
  *
- * Twilio: form POST To/From/Body with the I-Twilio-Idempotency-Token header
+ * Twilio: form POST To/From/Body/StatusCallback (StatusCallback =
+ * [Daemon] PublicURL + "/sms/status": Twilio posts its delivery receipts
+ * there, daemon/http_sms_status.c) with the I-Twilio-Idempotency-Token header
  * set to the row's idempotency key (a courtesy: the Messages API documents no
  * idempotency key, see docs/delivery.md), provider id = "sid" of the JSON
  * answer. After an attempt whose outcome is unknown the dispatcher asks
@@ -61,6 +63,7 @@ struct sms {
   long success[16]; /* SuccessStatus=, 0-terminated; empty = any 2xx */
   unsigned max_segments;
   char *footer;
+  char *status_callback; /* twilio: PublicURL/sms/status, NULL without a PublicURL */
   struct curl_slist *extra;
   struct templates *tmpl; /* borrowed */
 };
@@ -171,6 +174,7 @@ static void *sms_free(void *state) {
   free(s->content_type);
   free(s->id_path);
   free(s->footer);
+  free(s->status_callback);
   notify_headers_free(s->extra); /* HeadersFile= credentials: wiped */
   free(s);
   return NULL;
@@ -200,6 +204,10 @@ static int sms_new(const struct config_channel *ch, const struct notify_env *env
              : s->provider == SMS_TWILIO             ? "sid"
                                                      : "id");
   s->footer = strdup_or_null(config_channel_get(ch, "OptOutFooter"));
+  const char *base = env && env->cfg ? env->cfg->daemon.public_url : NULL;
+  if (s->provider == SMS_TWILIO && !isempty(base) &&
+      !(s->status_callback = strprintf("%s/sms/status", base)))
+    goto fail;
   s->max_segments = 3;
   int64_t v;
   const char *ms = config_channel_get(ch, "MaxSegments");
@@ -309,7 +317,9 @@ static int sms_prepare(void *state, const struct notify_request *req, CURL *easy
   if (s->provider == SMS_TWILIO) {
     if (form_add(&nx->request, easy, "To", to) < 0 ||
         form_add(&nx->request, easy, "From", s->from) < 0 ||
-        form_add(&nx->request, easy, "Body", text) < 0)
+        form_add(&nx->request, easy, "Body", text) < 0 ||
+        (s->status_callback &&
+         form_add(&nx->request, easy, "StatusCallback", s->status_callback) < 0))
       goto oom;
     _cleanup_free_ char *idem = strprintf("I-Twilio-Idempotency-Token: %s", req->row->idem_key);
     if (!idem || !(l = curl_slist_append(nx->headers, idem)))

@@ -3,7 +3,8 @@
  * results recorded only under the claim that made the attempt, cancellation
  * of rows in flight (the outcome is kept, the row ends cancelled, a late
  * result never resurrects it), the expired-lease walk and its guarded
- * recovery, and guarded status changes outside a claim. Each test works in
+ * recovery, guarded status changes outside a claim, and provider delivery
+ * receipts by status rank. Each test works in
  * its own mkdtemp() directory. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -319,6 +320,53 @@ static void test_reconcile_cancelled(void **state) {
   reminder_clear(&m);
 }
 
+/* Receipts by provider id, ranked: queued < sent < delivered, undelivered,
+ * failed; a lower rank never overwrites a higher one. */
+static void test_delivery_rank(void **state) {
+  struct fixture *f = *state;
+  int64_t c = claim(f, T0);
+  assert_int_equal(
+      store_reminder_finish(f->s, f->id, c, REMINDER_SENT, 0, NULL, "SM1", T0 + 1, NULL), 0);
+  struct reminder m = get(f);
+  assert_null(m.delivery_status);
+  assert_int_equal(m.delivery_at, 0);
+  reminder_clear(&m);
+
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "queued", NULL, T0 + 2), 1);
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "sent", NULL, T0 + 3), 1);
+  m = get(f);
+  assert_string_equal(m.delivery_status, "sent");
+  assert_int_equal(m.delivery_at, T0 + 3);
+  reminder_clear(&m);
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "queued", NULL, T0 + 4), 0);
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "undelivered", "30003", T0 + 5), 1);
+  m = get(f);
+  assert_string_equal(m.delivery_status, "undelivered");
+  assert_string_equal(m.delivery_error, "30003");
+  assert_int_equal(m.delivery_at, T0 + 5);
+  assert_int_equal(m.status, REMINDER_SENT); /* the outbox status is the dispatcher's */
+  reminder_clear(&m);
+  /* late lower ranks change nothing */
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "sent", NULL, T0 + 6), 0);
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "queued", NULL, T0 + 7), 0);
+  m = get(f);
+  assert_string_equal(m.delivery_status, "undelivered");
+  assert_string_equal(m.delivery_error, "30003");
+  assert_int_equal(m.delivery_at, T0 + 5);
+  reminder_clear(&m);
+  /* final statuses share a rank: the later one is recorded */
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "delivered", NULL, T0 + 8), 1);
+  m = get(f);
+  assert_string_equal(m.delivery_status, "delivered");
+  assert_null(m.delivery_error);
+  reminder_clear(&m);
+
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM-unknown", "delivered", NULL, T0), -ENOENT);
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", "read", NULL, T0), -EINVAL);
+  assert_int_equal(store_reminder_set_delivery(f->s, "SM1", NULL, NULL, T0), -EINVAL);
+  assert_int_equal(store_reminder_set_delivery(f->s, "", "sent", NULL, T0), -EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_claim_is_a_lease, setup, teardown),
@@ -329,6 +377,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_new_term_marks_in_flight, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reconcile_later, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reconcile_cancelled, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_delivery_rank, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
