@@ -306,7 +306,9 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 bool http_guard_deaf(const struct http *h) {
-  return h->stall.deaf;
+  /* a connection accepted since the self-check gave up (the /healthz request
+   * asking, say) shows the listener accepts again, before the next tick */
+  return h->stall.deaf && h->accepted == h->stall.accepted;
 }
 
 int http_guard_start(struct http *h) {
