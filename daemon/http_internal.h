@@ -222,7 +222,7 @@ void http_guard_mhd_log(struct http *h, const char *msg);
  * with the response in rep. */
 bool http_guard_check_head(struct http *h, struct MHD_Connection *c, const struct http_request *rq,
                            const char *method, const char *version, struct http_reply *rep);
-/* Whether the self-check found the listener stuck. */
+/* Whether the self-check found the listener stuck, with nothing accepted since. */
 bool http_guard_deaf(const struct http *h);
 /* Adds the tick timer (after MHD started) / removes it and the table. */
 int http_guard_start(struct http *h);
