@@ -169,6 +169,37 @@ static void claimed_done(struct claimed *c) {
   free(c->v);
 }
 
+/* Steps q to its end, appending every row to c. 0 or -errno. */
+static int claimed_collect(struct stmt_ref *q, struct claimed *c) {
+  int r;
+  while ((r = stmt_step(q)) > 0) {
+    if (c->n == c->cap) {
+      size_t cap = c->cap ? c->cap * 2 : 16;
+      struct reminder *v = realloc(c->v, cap * sizeof *v);
+      if (!v)
+        return -ENOMEM;
+      c->v = v;
+      c->cap = cap;
+    }
+    if ((r = reminder_from_row(q->st, true, &c->v[c->n])) < 0)
+      return r;
+    c->n++;
+  }
+  return r;
+}
+
+/* Calls cb for each collected row, in order; the number of rows, or cb's
+ * first negative return. */
+static int claimed_hand_out(const struct claimed *c, int (*cb)(const struct reminder *r, void *ud),
+                            void *ud) {
+  for (size_t i = 0; i < c->n; i++) {
+    int k = cb(&c->v[i], ud);
+    if (k < 0)
+      return k;
+  }
+  return (int)c->n;
+}
+
 int store_reminder_claim(struct store *s, const char *channel, int64_t now, size_t max,
                          int (*cb)(const struct reminder *r, void *ud), void *ud) {
   int64_t until = now > INT64_MAX - STORE_DEFAULT_LEASE ? INT64_MAX : now + STORE_DEFAULT_LEASE;
@@ -193,31 +224,14 @@ int store_reminder_claim_lease(struct store *s, const char *channel, int64_t now
         (r = bind_int64(&q, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max)) < 0 ||
         (r = bind_int64(&q, 4, lease_until)) < 0 || (r = bind_text(&q, 5, owner)) < 0)
       return r;
-    while ((r = stmt_step(&q)) > 0) {
-      if (rows.n == rows.cap) {
-        size_t cap = rows.cap ? rows.cap * 2 : 16;
-        struct reminder *v = realloc(rows.v, cap * sizeof *v);
-        if (!v)
-          return -ENOMEM; /* the statement is reset: claimed rows stay 'sending' */
-        rows.v = v;
-        rows.cap = cap;
-      }
-      if ((r = reminder_from_row(q.st, true, &rows.v[rows.n])) < 0)
-        return r;
-      rows.n++;
-    }
-    if (r < 0)
+    /* on failure the statement is reset: claimed rows stay 'sending' */
+    if ((r = claimed_collect(&q, &rows)) < 0)
       return r;
   }
   /* RETURNING yields rows in update order: hand them out oldest due first */
   if (rows.n > 1)
     qsort(rows.v, rows.n, sizeof *rows.v, claimed_cmp);
-  for (size_t i = 0; i < rows.n; i++) {
-    int k = cb(&rows.v[i], ud);
-    if (k < 0)
-      return k;
-  }
-  return (int)rows.n;
+  return claimed_hand_out(&rows, cb, ud);
 }
 
 int store_reminder_set_status(struct store *s, int64_t id, enum reminder_status st,
@@ -353,28 +367,10 @@ int store_reminder_foreach_expired(struct store *s, int64_t now, size_t limit,
     if ((r = stmt_acquire(s, STMT_REMINDER_EXPIRED, &q)) < 0 || (r = bind_int64(&q, 1, now)) < 0 ||
         (r = bind_int64(&q, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit)) < 0)
       return r;
-    while ((r = stmt_step(&q)) > 0) {
-      if (rows.n == rows.cap) {
-        size_t cap = rows.cap ? rows.cap * 2 : 16;
-        struct reminder *v = realloc(rows.v, cap * sizeof *v);
-        if (!v)
-          return -ENOMEM;
-        rows.v = v;
-        rows.cap = cap;
-      }
-      if ((r = reminder_from_row(q.st, true, &rows.v[rows.n])) < 0)
-        return r;
-      rows.n++;
-    }
-    if (r < 0)
+    if ((r = claimed_collect(&q, &rows)) < 0)
       return r;
   }
-  for (size_t i = 0; i < rows.n; i++) {
-    int k = cb(&rows.v[i], ud);
-    if (k < 0)
-      return k;
-  }
-  return (int)rows.n;
+  return claimed_hand_out(&rows, cb, ud);
 }
 
 int store_reminder_recover_row(struct store *s, int64_t id, int64_t claim, enum reminder_status st,
